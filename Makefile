@@ -1,0 +1,34 @@
+# smokehouse — `make run` (everything, embedded) and `make test` work on a fresh machine.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint format bench clean
+
+install: ## Create .venv with every dependency pinned in uv.lock (installs uv with pip if missing)
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+	@test -x $(BIN)/smokehouse
+
+run: install ## The whole system in embedded mode: API, MQTT broker, workers, scheduler
+	$(BIN)/smokehouse run
+
+test: install ## Unit tests, then integration tests (real services when configured; see .ci/run)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install ## ruff (lint + format check) and mypy (strict on app/ and workers/)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install ## Every benchmark under bench/; each prints one JSON line last
+	@set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VENV) .smokehouse .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,255 @@
+"""The ``smokehouse`` command: ``run`` (everything, embedded) and one command per role."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+import httpx
+import typer
+
+import app
+from app.config import ConfigError, Settings, load_settings
+from app.logs import configure_logging
+
+cli = typer.Typer(
+    name="smokehouse",
+    help="A self-hosted control plane: event bus, state machines, autoscaled workers, "
+    "CI runners and a BBQ thermometer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(command: F) -> F:
+    """Configuration mistakes end with one line naming the setting, not a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as exc:
+            typer.secho(f"smokehouse: error: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def _self_command() -> list[str]:
+    return [sys.executable, "-m", "app.cli"]
+
+
+@cli.command()
+@friendly_errors
+def run() -> None:
+    """Everything in one command: API, embedded MQTT broker, workers and scheduler."""
+    from app.main import keyring_for
+    from app.migrate import upgrade
+    from app.preflight import check_database, check_embedded_mqtt_port, check_http_port
+    from app.supervisor import Child, Supervisor
+
+    settings = load_settings()
+    configure_logging(settings.log_level, "console")
+    check_http_port(settings)
+    check_embedded_mqtt_port(settings)
+    check_database(settings)
+    upgrade(settings.sqlalchemy_url)
+    keys = keyring_for(settings)
+
+    me = _self_command()
+    children = [Child("api", [*me, "api", "--no-migrate"])]
+    if settings.embedded_mqtt:
+        children.insert(0, Child("mqtt", [*me, "mqtt-broker"]))
+    children += [Child("worker", [*me, "worker"]), Child("scheduler", [*me, "scheduler"])]
+    supervisor = Supervisor(children)
+    started = time.monotonic()
+    supervisor.start(env={**os.environ, "SMOKEHOUSE_LOG_FORMAT": "console"})
+
+    ready = _wait_ready(settings.http_url, supervisor, timeout=30)
+    mqtt_note = " (embedded)" if settings.embedded_mqtt else ""
+    key = keys.first()
+    shown = settings.masked()
+    status = f"ready in {time.monotonic() - started:.1f}s" if ready else "NOT ready: see /readyz"
+    typer.echo(
+        f"\n  smokehouse {app.__version__} — {settings.mode} mode, {status}\n"
+        f"  HTTP      {settings.http_url}   (GraphQL at /graphql, health at /readyz)\n"
+        f"  MQTT      {settings.effective_mqtt_url}{mqtt_note}\n"
+        f"  Database  {shown['database_url']}\n"
+        f"  Broker    {shown['broker_url']}\n"
+        + (
+            f"  API key   {key.secret}   (admin, id {key.id}, kept in {settings.data_dir}/)\n"
+            if key and not settings.configured_keys
+            else ""
+        )
+        + "  Ctrl-C stops everything.\n"
+    )
+    raise typer.Exit(supervisor.wait())
+
+
+def _wait_ready(url: str, supervisor: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and all(c.alive for c in supervisor.children):
+        try:
+            if httpx.get(f"{url}/readyz", timeout=3).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+@cli.command()
+@friendly_errors
+def api(
+    migrate: Annotated[bool, typer.Option(help="Apply migrations at start.")] = True,
+    workers: Annotated[int, typer.Option(min=1, help="Uvicorn worker processes.")] = 1,
+) -> None:
+    """The HTTP API: AWS-compatible endpoint, webhooks, GraphQL, health."""
+    import uvicorn
+
+    from app.main import keyring_for
+    from app.migrate import upgrade
+    from app.preflight import check_database, check_http_port
+
+    settings = _settings()
+    check_http_port(settings)
+    check_database(settings)
+    keyring_for(settings)
+    if migrate:
+        upgrade(settings.sqlalchemy_url)
+    os.environ["SMOKEHOUSE_AUTO_MIGRATE"] = "false"
+    uvicorn.run(
+        "app.main:create_app_from_env",
+        factory=True,
+        host=settings.http_host,
+        port=settings.http_port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@cli.command()
+@friendly_errors
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = "",
+    concurrency: Annotated[int, typer.Option(min=0, help="Pool size (0: from settings).")] = 0,
+) -> None:
+    """A Celery worker (acks late, prefetch 1) consuming the named queues."""
+    from workers.celery_app import QUEUES, create_celery
+
+    settings = _settings()
+    celery = create_celery(settings)
+    argv = [
+        "worker",
+        f"--queues={queues or ','.join(QUEUES)}",
+        f"--concurrency={concurrency or settings.worker_concurrency}",
+        f"--loglevel={settings.log_level}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    celery.worker_main(argv)
+
+
+@cli.command()
+@friendly_errors
+def scheduler() -> None:
+    """The periodic scheduler (Celery beat): pings, sweeps, reconcile loops."""
+    from workers.celery_app import create_celery
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    celery = create_celery(settings)
+    celery.Beat(
+        schedule=str(settings.data_dir / "beat-schedule"), loglevel=settings.log_level
+    ).run()
+
+
+@cli.command("mqtt-broker")
+@friendly_errors
+def mqtt_broker() -> None:
+    """The embedded MQTT broker (amqtt), as started by `run` when SMOKEHOUSE_MQTT_URL is unset."""
+    import asyncio
+
+    from app.iot.embedded_broker import serve
+    from app.preflight import check_embedded_mqtt_port
+
+    settings = _settings()
+    check_embedded_mqtt_port(settings)
+    asyncio.run(serve(settings.embedded_mqtt_port))
+
+
+@cli.command()
+@friendly_errors
+def migrate() -> None:
+    """Apply database migrations (Alembic) up to the newest."""
+    from app.migrate import current_revision, upgrade
+    from app.preflight import check_database
+
+    settings = _settings()
+    check_database(settings)
+    upgrade(settings.sqlalchemy_url)
+    typer.echo(f"database at revision {current_revision(settings.sqlalchemy_url)}")
+
+
+@cli.command()
+@friendly_errors
+def health(
+    role: Annotated[str, typer.Argument(help="api, worker or scheduler")] = "api",
+) -> None:
+    """Exit 0 if this container's role is healthy (used by Docker HEALTHCHECKs)."""
+    import socket
+    from datetime import timedelta
+
+    settings = load_settings()
+    if role == "api":
+        url = f"http://127.0.0.1:{settings.http_port}/healthz"
+        healthy = httpx.get(url, timeout=3).status_code == 200
+    elif role == "worker":
+        from workers.celery_app import create_celery
+
+        me = f"celery@{socket.gethostname()}"
+        healthy = bool(create_celery(settings).control.ping(destination=[me], timeout=3))
+    elif role == "scheduler":
+        from app.db import get_database, utcnow
+        from app.system.service import last_ping
+
+        with get_database(settings.sqlalchemy_url).session() as session:
+            ping = last_ping(session)
+        # The scheduler sends a ping every 30 s; a fresh one proves it (and a worker) runs.
+        healthy = ping is not None and utcnow() - ping.sent_at < timedelta(seconds=120)
+    else:
+        raise typer.BadParameter("role must be api, worker or scheduler")
+    raise typer.Exit(0 if healthy else 1)
+
+
+@cli.command()
+@friendly_errors
+def config() -> None:
+    """Print the effective configuration, secrets masked."""
+    typer.echo(json.dumps(load_settings().masked(), indent=2))
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Request context and permissions: who is calling, and may they write?
+
+HTTP requests authenticate with ``x-api-key`` or ``Authorization: Bearer``; anonymous requests get
+401 before any resolver runs. WebSocket subscriptions put the same header in ``connection_init``'s
+payload (browsers cannot set headers on a WebSocket), checked in ``on_ws_connect``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException
+from starlette.requests import HTTPConnection
+from strawberry.fastapi import BaseContext
+from strawberry.permission import BasePermission
+from strawberry.types import Info
+
+from app.auth import AccessKey, KeyRing, credential_from_headers
+from app.config import Settings
+
+
+class Context(BaseContext):
+    """Settings, the key ring and the caller's key (``None`` until a WebSocket authenticates)."""
+
+    def __init__(self, settings: Settings, keyring: KeyRing, key: AccessKey | None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.keyring = keyring
+        self.key = key
+
+
+async def get_context(connection: HTTPConnection) -> Context:
+    state = connection.app.state
+    secret = credential_from_headers(connection.headers)
+    key = state.keyring.by_secret(secret) if secret else None
+    if key is None and connection.scope["type"] == "http":
+        raise HTTPException(
+            status_code=401,
+            detail="Missing or invalid API key: send x-api-key or Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return Context(state.settings, state.keyring, key)
+
+
+class IsAuthenticated(BasePermission):
+    message = "Not authenticated: send an API key"
+
+    def has_permission(self, source: Any, info: Info[Context, Any], **kwargs: Any) -> bool:
+        return info.context.key is not None
+
+
+class CanWrite(BasePermission):
+    message = "This API key is read-only (role viewer)"
+
+    def has_permission(self, source: Any, info: Info[Context, Any], **kwargs: Any) -> bool:
+        key = info.context.key
+        return key is not None and key.can_write

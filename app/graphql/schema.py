@@ -1,0 +1,40 @@
+"""The schema root: each domain contributes a query/mutation/subscription type merged here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.fastapi import GraphQLRouter
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.tools import merge_types
+from strawberry.types.unset import UnsetType
+
+from app.auth import credential_from_headers
+from app.graphql.context import Context, get_context
+from app.graphql.system import SystemQuery
+
+Query = merge_types("Query", (SystemQuery,))
+
+schema = strawberry.Schema(query=Query)
+
+
+class SmokehouseGraphQLRouter(GraphQLRouter[Context, None]):
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        params = {str(k).lower(): str(v) for k, v in (context.connection_params or {}).items()}
+        secret = credential_from_headers(params)
+        key = context.keyring.by_secret(secret) if secret else None
+        if key is None:
+            raise ConnectionRejectionError({"reason": "missing or invalid API key"})
+        context.key = key
+        return None
+
+
+def graphql_router() -> GraphQLRouter[Any, Any]:
+    return SmokehouseGraphQLRouter(
+        schema,
+        context_getter=get_context,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        graphql_ide="graphiql",
+    )

@@ -1,0 +1,36 @@
+"""``/healthz`` (the process answers), ``/readyz`` (its dependencies answer), ``/metrics``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.health.probes import check_all
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    components = await check_all(request.app.state.settings)
+    failing = [c.name for c in components if not c.ok]
+    body: dict[str, Any] = {
+        "status": "unavailable" if failing else "ready",
+        "failing": failing,
+        "components": {c.name: asdict(c) for c in components},
+    }
+    return JSONResponse(body, status_code=503 if failing else 200)
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+"""MQTT: the embedded broker, connections to a real one, and (later) telemetry ingestion."""

@@ -1,0 +1,67 @@
+"""Parse ``SMOKEHOUSE_MQTT_URL`` and build paho clients from it, so every MQTT user agrees."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+@dataclass(frozen=True, slots=True)
+class MqttEndpoint:
+    host: str
+    port: int
+    tls: bool
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> MqttEndpoint:
+        parts = urlsplit(url)
+        tls = parts.scheme in ("mqtts", "ssl")
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+def make_client(endpoint: MqttEndpoint, client_id: str = "", *, v5: bool = False) -> mqtt.Client:
+    protocol = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+    if endpoint.username:
+        client.username_pw_set(endpoint.username, endpoint.password)
+    if endpoint.tls:
+        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+    return client
+
+
+def probe(endpoint: MqttEndpoint, timeout: float = 2.0) -> None:
+    """Complete an MQTT CONNECT/CONNACK handshake, or raise ``ConnectionError`` saying why."""
+    client = make_client(endpoint)
+    connected = threading.Event()
+    outcome: list[str] = []
+
+    def on_connect(_c: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
+        outcome.append(str(reason))
+        connected.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(endpoint.host, endpoint.port, keepalive=10)
+        client.loop_start()
+        if not connected.wait(timeout):
+            raise ConnectionError(f"no CONNACK from {endpoint.host}:{endpoint.port}")
+        if outcome[0] != "Success":
+            raise ConnectionError(f"broker refused the connection: {outcome[0]}")
+    except OSError as exc:
+        raise ConnectionError(f"{endpoint.host}:{endpoint.port}: {exc}") from exc
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -1,0 +1,58 @@
+"""``create_app(settings)``: the FastAPI application with every router mounted."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import app
+from app.auth import KeyRing, load_or_create_local_key
+from app.aws import aws_router, registry
+from app.config import ConfigError, Settings, load_settings
+from app.graphql.schema import graphql_router
+from app.health.routes import router as health_router
+from app.middleware import RequestContextMiddleware
+from app.migrate import upgrade
+
+log = logging.getLogger("smokehouse")
+
+
+def keyring_for(settings: Settings) -> KeyRing:
+    """Configured keys; in embedded mode with none configured, the generated local admin key."""
+    if settings.configured_keys:
+        return KeyRing(settings.configured_keys)
+    if settings.mode == "embedded":
+        return KeyRing((load_or_create_local_key(settings.data_dir),))
+    raise ConfigError(
+        "SMOKEHOUSE_ACCESS_KEYS", "no access keys configured; set id:secret:role[,...]"
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    keyring = keyring_for(settings)
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        if settings.auto_migrate:
+            upgrade(settings.sqlalchemy_url)
+        log.info("api ready", extra={"mode": settings.mode, "url": settings.http_url})
+        yield
+
+    api = FastAPI(title="smokehouse", version=app.__version__, lifespan=lifespan)
+    api.state.settings = settings
+    api.state.keyring = keyring
+    api.add_middleware(RequestContextMiddleware)
+    api.include_router(health_router)
+    api.include_router(graphql_router(), prefix="/graphql")
+    api.include_router(aws_router(registry, lambda: keyring, account_id=settings.account_id))
+    return api
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory app.main:create_app_from_env`` (several workers)."""
+    return create_app(load_settings())

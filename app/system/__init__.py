@@ -1,0 +1,1 @@
+"""The control plane's own health: pings that prove API → broker → worker → database works."""

@@ -1,0 +1,778 @@
+"""Definition validation, in the shape of ``ValidateStateMachineDefinition``.
+
+``validate_definition`` returns every diagnostic (``severity``, ``code``, ``message``,
+``location``); ``ensure_valid`` raises :class:`~app.workflows.asl.errors.InvalidDefinition`
+with the message ``CreateStateMachine`` would return, e.g.::
+
+    Invalid State Machine Definition: 'MISSING_TRANSITION_TARGET: Missing 'Next' target: Bar at
+    /States/Foo/Next'
+
+Codes and wording follow what Step Functions returns where it is known: ``These fields are
+required: [States, StartAt]`` at ``/``; ``Field 'Catch' is not supported`` at the state;
+``Missing 'Next' target: X`` (``MISSING_TRANSITION_TARGET``) at the field; an unreachable state
+is ``MISSING_TRANSITION_TARGET: State "X" is not reachable.``; ``MISSING_END_STATE: Workflow has
+no terminal state`` (top level only, and it suppresses the reachability walk there);
+``DUPLICATE_STATE_NAME: Duplicate State name: X``; ``INVALID_JSON_DESCRIPTION``; and the
+warnings ``NO_DOLLAR``, ``NO_PATH``, ``PASS_RESULT_IS_STATIC``.
+
+Only the JSONPath query language and inline Map are supported: a definition asking for JSONata
+or a distributed Map gets a ``SCHEMA_VALIDATION_FAILED`` saying so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, Final
+
+from app.workflows.asl import errors
+from app.workflows.asl.choice import OPERATORS, parse_timestamp
+from app.workflows.asl.errors import Diagnostic, InvalidDefinition
+from app.workflows.asl.intrinsics import (
+    IntrinsicSyntaxError,
+    looks_like_intrinsic,
+    parse_intrinsic,
+)
+from app.workflows.asl.jsonpath import JsonPathError, parse
+from app.workflows.asl.paths import TemplateError, compile_template
+from app.workflows.asl.retry import (
+    MAX_ATTEMPTS_LIMIT,
+    MAX_DELAY_SECONDS_LIMIT,
+    MAX_INTERVAL_SECONDS,
+)
+
+MAX_SECONDS: Final = 99999999
+MAX_STATE_NAME_LENGTH: Final = 80
+STATE_TYPES: Final = ("Task", "Pass", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map")
+
+_IO: Final = ("InputPath", "OutputPath")
+_COMMON: Final = ("Type", "Comment", "QueryLanguage")
+_FLOW: Final = ("Next", "End")
+FIELDS: Final[dict[str, frozenset[str]]] = {
+    "Pass": frozenset((*_COMMON, *_FLOW, *_IO, "ResultPath", "Parameters", "Result")),
+    "Task": frozenset(
+        (
+            *_COMMON,
+            *_FLOW,
+            *_IO,
+            "ResultPath",
+            "Parameters",
+            "ResultSelector",
+            "Resource",
+            "Retry",
+            "Catch",
+            "TimeoutSeconds",
+            "TimeoutSecondsPath",
+            "HeartbeatSeconds",
+            "HeartbeatSecondsPath",
+            "Credentials",
+        )
+    ),
+    "Choice": frozenset((*_COMMON, *_IO, "Choices", "Default")),
+    "Wait": frozenset(
+        (*_COMMON, *_FLOW, *_IO, "Seconds", "SecondsPath", "Timestamp", "TimestampPath")
+    ),
+    "Succeed": frozenset((*_COMMON, *_IO)),
+    "Fail": frozenset((*_COMMON, "Error", "ErrorPath", "Cause", "CausePath")),
+    "Parallel": frozenset(
+        (
+            *_COMMON,
+            *_FLOW,
+            *_IO,
+            "ResultPath",
+            "Parameters",
+            "ResultSelector",
+            "Branches",
+            "Retry",
+            "Catch",
+        )
+    ),
+    "Map": frozenset(
+        (
+            *_COMMON,
+            *_FLOW,
+            *_IO,
+            "ResultPath",
+            "Parameters",
+            "ItemSelector",
+            "ResultSelector",
+            "ItemsPath",
+            "MaxConcurrency",
+            "MaxConcurrencyPath",
+            "Iterator",
+            "ItemProcessor",
+            "Retry",
+            "Catch",
+            # distributed Map (refused below with a clear message)
+            "ItemReader",
+            "ItemBatcher",
+            "ResultWriter",
+            "ToleratedFailurePercentage",
+            "ToleratedFailurePercentagePath",
+            "ToleratedFailureCount",
+            "ToleratedFailureCountPath",
+            "Label",
+        )
+    ),
+}
+_DISTRIBUTED_ONLY: Final = (
+    "ItemReader",
+    "ItemBatcher",
+    "ResultWriter",
+    "ToleratedFailurePercentage",
+    "ToleratedFailurePercentagePath",
+    "ToleratedFailureCount",
+    "ToleratedFailureCountPath",
+    "Label",
+)
+_TOP_FIELDS: Final = frozenset(
+    ("Comment", "StartAt", "States", "TimeoutSeconds", "Version", "QueryLanguage")
+)
+_WORKFLOW_FIELDS: Final = frozenset(("Comment", "StartAt", "States"))
+_RETRIER_FIELDS: Final = frozenset(
+    (
+        "ErrorEquals",
+        "IntervalSeconds",
+        "MaxAttempts",
+        "BackoffRate",
+        "MaxDelaySeconds",
+        "JitterStrategy",
+        "Comment",
+    )
+)
+_CATCHER_FIELDS: Final = frozenset(("ErrorEquals", "Next", "ResultPath", "Comment"))
+_RULE_FIELDS: Final = frozenset(("Variable", "Next", "Comment", "And", "Or", "Not", *OPERATORS))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_TYPE_NAMES: Final = {
+    str: "STRING",
+    int: "INTEGER",
+    float: "NUMBER",
+    bool: "BOOLEAN",
+    dict: "OBJECT",
+    list: "ARRAY",
+}
+
+
+class _DuplicateKeys:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def hook(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                self.keys.append(key)
+            out[key] = value
+        return out
+
+
+def load_definition(definition: dict[str, Any] | str) -> Any:
+    """The parsed definition (a string is parsed as JSON; raises ``ValueError`` if it is not)."""
+    if isinstance(definition, str):
+        return json.loads(definition)
+    return definition
+
+
+class _Validator:
+    def __init__(self) -> None:
+        self.diags: list[Diagnostic] = []
+        self.late: list[Diagnostic] = []
+        self.names: dict[str, str] = {}
+
+    # reporting
+    def error(self, code: str, message: str, location: str | None) -> None:
+        self.diags.append(Diagnostic("ERROR", code, message, location))
+
+    def schema(self, message: str, location: str | None) -> None:
+        self.error("SCHEMA_VALIDATION_FAILED", message, location)
+
+    def warn(self, code: str, message: str, location: str) -> None:
+        self.diags.append(Diagnostic("WARNING", code, message, location))
+
+    def expect_type(self, value: Any, kind: type, location: str) -> bool:
+        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float:
+            ok = _is_number(value)
+        if not ok:
+            self.schema(f"Expected value of type [{_TYPE_NAMES[kind]}]", location)
+        return ok
+
+    def unknown_fields(self, obj: dict[str, Any], allowed: Iterable[str], location: str) -> None:
+        allowed_set = frozenset(allowed)
+        for key in obj:
+            if key not in allowed_set:
+                self.schema(f"Field '{key}' is not supported", location)
+
+    def required(self, obj: dict[str, Any], fields: Iterable[str], location: str) -> bool:
+        missing = [f for f in fields if f not in obj]
+        if missing:
+            self.schema(f"These fields are required: [{', '.join(missing)}]", location)
+        return not missing
+
+    def integer(self, obj: dict[str, Any], key: str, low: int, high: int, location: str) -> None:
+        if key not in obj:
+            return
+        value = obj[key]
+        where = f"{location}/{key}"
+        if not _is_int(value):
+            self.schema("Expected value of type [INTEGER]", where)
+        elif not low <= value <= high:
+            self.schema(f"The value for the field '{key}' must be between {low} and {high}", where)
+
+    def path_field(
+        self, obj: dict[str, Any], key: str, location: str, *, nullable: bool, reference: bool
+    ) -> None:
+        if key not in obj:
+            return
+        value = obj[key]
+        where = f"{location}/{key}"
+        if value is None:
+            if not nullable:
+                self.schema("Expected value of type [STRING]", where)
+            return
+        if not isinstance(value, str):
+            self.schema("Expected value of type [STRING]", where)
+            return
+        try:
+            path = parse(value)
+        except JsonPathError:
+            kind = "Reference Path" if reference else "JSONPath"
+            self.schema(f"The value for the field '{key}' must be a valid {kind}", where)
+            return
+        if reference and not path.is_reference_path:
+            self.schema(f"The value for the field '{key}' must be a valid Reference Path", where)
+
+    # structure
+    def machine(self, d: Any) -> None:
+        if not isinstance(d, dict):
+            self.schema("Definition must be a valid JSON object", None)
+            return
+        self.unknown_fields(d, _TOP_FIELDS, "/")
+        missing = [f for f in ("States", "StartAt") if f not in d]
+        if missing:
+            self.schema(f"These fields are required: [{', '.join(missing)}]", "/")
+        if "Comment" in d:
+            self.expect_type(d["Comment"], str, "/Comment")
+        if "Version" in d:
+            self.expect_type(d["Version"], str, "/Version")
+        self.query_language(d, "/QueryLanguage")
+        self.integer(d, "TimeoutSeconds", 1, MAX_SECONDS, "")
+        self.workflow(d, "", top=True)
+        self.diags.extend(self.late)
+
+    def query_language(self, d: dict[str, Any], location: str) -> None:
+        if "QueryLanguage" not in d:
+            return
+        value = d["QueryLanguage"]
+        if not isinstance(value, str):
+            self.schema("Expected value of type [STRING]", location)
+        elif value == "JSONata":
+            self.schema(
+                "The 'JSONata' QueryLanguage is not supported by this interpreter; use 'JSONPath'",
+                location,
+            )
+        elif value != "JSONPath":
+            self.schema("Value should be one of the following: [JSONPath, JSONata]", location)
+
+    def workflow(self, d: dict[str, Any], base: str, *, top: bool) -> None:
+        states = d.get("States")
+        start = d.get("StartAt")
+        if "StartAt" in d:
+            self.expect_type(start, str, f"{base}/StartAt")
+        if "States" not in d:
+            return
+        if not isinstance(states, dict):
+            self.schema("Expected value of type [OBJECT]", f"{base}/States")
+            return
+        if not states:
+            self.schema("The field 'States' must not be empty", f"{base}/States")
+            return
+        names = frozenset(states)
+        for name, sd in states.items():
+            self.state(name, sd, f"{base}/States/{name}", names)
+        if isinstance(start, str) and start not in states:
+            self.error(
+                "MISSING_TRANSITION_TARGET", f"Missing 'Next' target: {start}", f"{base}/StartAt"
+            )
+            return
+        if not isinstance(start, str):
+            return
+        if top and not any(_is_terminal(sd) for sd in states.values()):
+            self.late.append(
+                Diagnostic("ERROR", "MISSING_END_STATE", "Workflow has no terminal state", None)
+            )
+            return
+        reachable = {start}
+        todo = [start]
+        while todo:
+            for target in _targets(states.get(todo.pop())):
+                if target in states and target not in reachable:
+                    reachable.add(target)
+                    todo.append(target)
+        for name in states:
+            if name not in reachable:
+                self.error(
+                    "MISSING_TRANSITION_TARGET",
+                    f'State "{name}" is not reachable.',
+                    f"{base}/States/{name}",
+                )
+
+    def target(self, value: Any, names: frozenset[str], location: str) -> None:
+        if not isinstance(value, str):
+            self.schema("Expected value of type [STRING]", location)
+        elif value not in names:
+            self.error("MISSING_TRANSITION_TARGET", f"Missing 'Next' target: {value}", location)
+
+    def state(self, name: str, sd: Any, loc: str, names: frozenset[str]) -> None:
+        if name in self.names:
+            self.error("DUPLICATE_STATE_NAME", f"Duplicate State name: {name}", loc)
+        else:
+            self.names[name] = loc
+        if not name or len(name) > MAX_STATE_NAME_LENGTH or any(ord(c) < 0x20 for c in name):
+            self.error(
+                "INVALID_STATE_NAME",
+                f"The state name '{name}' must be 1 to {MAX_STATE_NAME_LENGTH} characters "
+                "without control characters",
+                loc,
+            )
+        if not isinstance(sd, dict):
+            self.schema("Expected value of type [OBJECT]", loc)
+            return
+        kind = sd.get("Type")
+        if "Type" not in sd:
+            self.schema("These fields are required: [Type]", loc)
+            return
+        if kind not in STATE_TYPES:
+            self.schema(
+                f"Value should be one of the following: [{', '.join(STATE_TYPES)}]", f"{loc}/Type"
+            )
+            return
+        self.unknown_fields(sd, FIELDS[kind], loc)
+        if "Comment" in sd:
+            self.expect_type(sd["Comment"], str, f"{loc}/Comment")
+        self.query_language(sd, f"{loc}/QueryLanguage")
+        if kind not in ("Choice", "Succeed", "Fail"):
+            has_next = "Next" in sd
+            if "End" in sd and not isinstance(sd["End"], bool):
+                self.schema("Expected value of type [BOOLEAN]", f"{loc}/End")
+            has_end = sd.get("End") is True
+            if not has_next and not has_end:
+                self.schema('The field "Next" is required but was missing', loc)
+            elif has_next and has_end:
+                self.schema("The fields 'Next' and 'End' cannot both be specified", loc)
+        if "Next" in sd and kind in FIELDS and "Next" in FIELDS[kind]:
+            self.target(sd["Next"], names, f"{loc}/Next")
+        for key in _IO:
+            self.path_field(sd, key, loc, nullable=True, reference=False)
+        self.path_field(sd, "ResultPath", loc, nullable=True, reference=True)
+        for key in ("Parameters", "ResultSelector", "ItemSelector"):
+            if key in sd:
+                self.template(sd[key], f"{loc}/{key}", key, require_object=True)
+        getattr(self, f"state_{kind.lower()}")(sd, loc, names)
+        if "Retry" in sd:
+            self.retriers(sd["Retry"], f"{loc}/Retry")
+        if "Catch" in sd:
+            self.catchers(sd["Catch"], f"{loc}/Catch", names)
+
+    def template(self, value: Any, loc: str, key: str, *, require_object: bool) -> None:
+        if require_object and not isinstance(value, dict):
+            self.schema("Expected value of type [OBJECT]", loc)
+            return
+        try:
+            compile_template(value)
+        except TemplateError as exc:
+            self.schema(str(exc), f"{loc}{exc.pointer}")
+            return
+        self.no_dollar(value, loc)
+
+    def no_dollar(self, value: Any, loc: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k.endswith(".$"):
+                    continue
+                if isinstance(v, str) and (
+                    v.startswith(("$.", "$$.")) or v == "$" or looks_like_intrinsic(v)
+                ):
+                    self.warn(
+                        "NO_DOLLAR",
+                        f"The value of the field '{k}' looks like a JSONPath or an intrinsic "
+                        "function, but the field name does not end with '.$'",
+                        f"{loc}/{k}",
+                    )
+                else:
+                    self.no_dollar(v, f"{loc}/{k}")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                self.no_dollar(v, f"{loc}[{i}]")
+
+    def no_path(self, sd: dict[str, Any], keys: Iterable[str], loc: str) -> None:
+        for key in keys:
+            value = sd.get(key)
+            if isinstance(value, str) and value.startswith("$"):
+                self.warn(
+                    "NO_PATH",
+                    f"The value of the field '{key}' looks like a JSONPath, but the field name "
+                    "does not end with 'Path'",
+                    f"{loc}/{key}",
+                )
+
+    # per state type
+    def state_pass(self, sd: dict[str, Any], loc: str, names: frozenset[str]) -> None:
+        result = sd.get("Result")
+        if isinstance(result, dict) and any(
+            isinstance(k, str) and k.endswith(".$") for k in result
+        ):
+            self.warn(
+                "PASS_RESULT_IS_STATIC",
+                "The Result of a Pass state is static: its fields ending in '.$' are not evaluated",
+                f"{loc}/Result",
+            )
+
+    def state_task(self, sd: dict[str, Any], loc: str, names: frozenset[str]) -> None:
+        if self.required(sd, ["Resource"], loc):
+            resource = sd["Resource"]
+            if not isinstance(resource, str) or not resource.strip():
+                self.error(
+                    "INVALID_RESOURCE", "The resource must be a non-empty string", f"{loc}/Resource"
+                )
+        for key in ("TimeoutSeconds", "HeartbeatSeconds"):
+            self.integer(sd, key, 1, MAX_SECONDS, loc)
+            self.path_field(sd, f"{key}Path", loc, nullable=False, reference=False)
+            if key in sd and f"{key}Path" in sd:
+                self.schema(
+                    f"A Task state cannot include both field '{key}' and '{key}Path'",
+                    f"{loc}/{key}",
+                )
+        timeout, heartbeat = sd.get("TimeoutSeconds"), sd.get("HeartbeatSeconds")
+        if isinstance(timeout, int) and isinstance(heartbeat, int) and heartbeat >= timeout:
+            self.schema(
+                "The value for the field 'HeartbeatSeconds' must be smaller than the value for "
+                "the field 'TimeoutSeconds'",
+                f"{loc}/HeartbeatSeconds",
+            )
+        self.no_path(sd, ("TimeoutSeconds", "HeartbeatSeconds"), loc)
+        if "Credentials" in sd:
+            self.expect_type(sd["Credentials"], dict, f"{loc}/Credentials")
+
+    def state_choice(self, sd: dict[str, Any], loc: str, names: frozenset[str]) -> None:
+        if not self.required(sd, ["Choices"], loc):
+            return
+        choices = sd["Choices"]
+        if not isinstance(choices, list):
+            self.schema("Expected value of type [ARRAY]", f"{loc}/Choices")
+            return
+        if not choices:
+            self.schema("The field 'Choices' must not be empty", f"{loc}/Choices")
+        for i, rule in enumerate(choices):
+            rule_loc = f"{loc}/Choices[{i}]"
+            self.rule(rule, rule_loc, top=True)
+            if isinstance(rule, dict):
+                if "Next" not in rule:
+                    self.schema('The field "Next" is required but was missing', rule_loc)
+                else:
+                    self.target(rule["Next"], names, f"{rule_loc}/Next")
+        if "Default" in sd:
+            self.target(sd["Default"], names, f"{loc}/Default")
+
+    def rule(self, rule: Any, loc: str, *, top: bool) -> None:
+        if not isinstance(rule, dict):
+            self.schema("Expected value of type [OBJECT]", loc)
+            return
+        self.unknown_fields(rule, _RULE_FIELDS, loc)
+        if not top and "Next" in rule:
+            self.schema("Field 'Next' is not supported", loc)
+        logical = [k for k in ("And", "Or", "Not") if k in rule]
+        operators = [k for k in rule if k in OPERATORS]
+        if len(logical) + len(operators) != 1:
+            self.schema(
+                "A Choice Rule must contain exactly one comparison operator, or one of 'And', "
+                "'Or', 'Not'",
+                loc,
+            )
+            return
+        if logical:
+            key = logical[0]
+            if "Variable" in rule:
+                self.schema("Field 'Variable' is not supported", loc)
+            value = rule[key]
+            if key == "Not":
+                self.rule(value, f"{loc}/Not", top=False)
+            elif not isinstance(value, list) or not value:
+                self.schema("Expected a non-empty value of type [ARRAY]", f"{loc}/{key}")
+            else:
+                for i, sub in enumerate(value):
+                    self.rule(sub, f"{loc}/{key}[{i}]", top=False)
+            return
+        op = operators[0]
+        if "Variable" not in rule:
+            self.schema("These fields are required: [Variable]", loc)
+        else:
+            self.path_field(rule, "Variable", loc, nullable=False, reference=False)
+        operand = rule[op]
+        kind = OPERATORS[op]
+        where = f"{loc}/{op}"
+        if kind == "string":
+            self.expect_type(operand, str, where)
+        elif kind == "number":
+            self.expect_type(operand, float, where)
+        elif kind in ("boolean", "flag"):
+            self.expect_type(operand, bool, where)
+        elif kind == "timestamp":
+            if parse_timestamp(operand) is None:
+                self.schema(
+                    "The value must be a timestamp in RFC 3339 format (for example "
+                    "2016-03-14T01:59:00Z)",
+                    where,
+                )
+        else:
+            self.path_field(rule, op, loc, nullable=False, reference=False)
+
+    def state_wait(self, sd: dict[str, Any], loc: str, names: frozenset[str]) -> None:
+        given = [k for k in ("Seconds", "SecondsPath", "Timestamp", "TimestampPath") if k in sd]
+        if len(given) != 1:
+            self.schema(
+                "A Wait state must include exactly one of 'Seconds', 'SecondsPath', "
+                "'Timestamp' or 'TimestampPath'",
+                loc,
+            )
+        self.integer(sd, "Seconds", 0, MAX_SECONDS, loc)
+        if "Timestamp" in sd and parse_timestamp(sd["Timestamp"]) is None:
+            self.schema(
+                "The value for the field 'Timestamp' must be a timestamp in RFC 3339 format",
+                f"{loc}/Timestamp",
+            )
+        for key in ("SecondsPath", "TimestampPath"):
+            self.path_field(sd, key, loc, nullable=False, reference=False)
+        self.no_path(sd, ("Seconds", "Timestamp"), loc)
+
+    def state_succeed(self, sd: dict[str, Any], loc: str, names: frozenset[str]) -> None:
+        return
+
+    def state_fail(self, sd: dict[str, Any], loc: str, names: frozenset[str]) -> None:
+        for key in ("Error", "Cause"):
+            if key in sd and f"{key}Path" in sd:
+                self.schema(f"A Fail state cannot include both field '{key}' and '{key}Path'", loc)
+            if key in sd:
+                self.expect_type(sd[key], str, f"{loc}/{key}")
+            path_key = f"{key}Path"
+            if path_key in sd:
+                value = sd[path_key]
+                where = f"{loc}/{path_key}"
+                if not isinstance(value, str):
+                    self.schema("Expected value of type [STRING]", where)
+                elif looks_like_intrinsic(value):
+                    try:
+                        parse_intrinsic(value)
+                    except IntrinsicSyntaxError:
+                        self.schema(
+                            f"The value for the field '{path_key}' must be a valid intrinsic "
+                            "function call",
+                            where,
+                        )
+                else:
+                    self.path_field(sd, path_key, loc, nullable=False, reference=False)
+        self.no_path(sd, ("Error", "Cause"), loc)
+
+    def state_parallel(self, sd: dict[str, Any], loc: str, names: frozenset[str]) -> None:
+        if not self.required(sd, ["Branches"], loc):
+            return
+        branches = sd["Branches"]
+        if not isinstance(branches, list) or not branches:
+            self.schema("Expected a non-empty value of type [ARRAY]", f"{loc}/Branches")
+            return
+        for i, branch in enumerate(branches):
+            self.sub_workflow(branch, f"{loc}/Branches[{i}]", _WORKFLOW_FIELDS)
+
+    def state_map(self, sd: dict[str, Any], loc: str, names: frozenset[str]) -> None:
+        processors = [k for k in ("ItemProcessor", "Iterator") if k in sd]
+        if not processors:
+            self.schema("These fields are required: [ItemProcessor]", loc)
+        elif len(processors) == 2:
+            self.schema("A Map state cannot include both field 'ItemProcessor' and 'Iterator'", loc)
+        if "ItemSelector" in sd and "Parameters" in sd:
+            self.schema(
+                "A Map state cannot include both field 'ItemSelector' and 'Parameters'", loc
+            )
+        for key in _DISTRIBUTED_ONLY:
+            if key in sd:
+                self.schema(
+                    f"Field '{key}' is not supported: only inline Map states can run here",
+                    f"{loc}/{key}",
+                )
+        self.path_field(sd, "ItemsPath", loc, nullable=False, reference=False)
+        self.integer(sd, "MaxConcurrency", 0, 2**63 - 1, loc)
+        self.path_field(sd, "MaxConcurrencyPath", loc, nullable=False, reference=True)
+        if "MaxConcurrency" in sd and "MaxConcurrencyPath" in sd:
+            self.schema(
+                "A Map state cannot include both field 'MaxConcurrency' and 'MaxConcurrencyPath'",
+                f"{loc}/MaxConcurrency",
+            )
+        for key in processors:
+            proc = sd[key]
+            allowed = (
+                _WORKFLOW_FIELDS | {"ProcessorConfig"}
+                if key == "ItemProcessor"
+                else (_WORKFLOW_FIELDS)
+            )
+            self.sub_workflow(proc, f"{loc}/{key}", allowed)
+            if isinstance(proc, dict) and isinstance(proc.get("ProcessorConfig"), dict):
+                config = proc["ProcessorConfig"]
+                mode = config.get("Mode", "INLINE")
+                if mode == "DISTRIBUTED":
+                    self.schema(
+                        "The 'DISTRIBUTED' processor mode is not supported: only inline Map "
+                        "states can run here",
+                        f"{loc}/{key}/ProcessorConfig/Mode",
+                    )
+                elif mode != "INLINE":
+                    self.schema(
+                        "Value should be one of the following: [INLINE, DISTRIBUTED]",
+                        f"{loc}/{key}/ProcessorConfig/Mode",
+                    )
+
+    def sub_workflow(self, d: Any, loc: str, allowed: frozenset[str]) -> None:
+        if not isinstance(d, dict):
+            self.schema("Expected value of type [OBJECT]", loc)
+            return
+        self.unknown_fields(d, allowed, loc)
+        self.required(d, ["StartAt", "States"], loc)
+        self.workflow(d, loc, top=False)
+
+    def error_equals(self, entry: dict[str, Any], loc: str) -> bool:
+        """Validate ``ErrorEquals``; returns whether it holds ``States.ALL``."""
+        if "ErrorEquals" not in entry:
+            return False
+        names = entry["ErrorEquals"]
+        where = f"{loc}/ErrorEquals"
+        if not isinstance(names, list) or not names:
+            self.schema("Expected a non-empty value of type [ARRAY]", where)
+            return False
+        for i, name in enumerate(names):
+            if not isinstance(name, str):
+                self.schema("Expected value of type [STRING]", f"{where}[{i}]")
+            elif name.startswith("States.") and name not in errors.KNOWN_ERROR_NAMES:
+                self.schema(f"'{name}' is not a predefined error name", f"{where}[{i}]")
+        if errors.ALL in names and len(names) > 1:
+            self.schema("'States.ALL' must appear alone in the 'ErrorEquals' array", where)
+        return errors.ALL in names
+
+    def retriers(self, retry: Any, loc: str) -> None:
+        if not isinstance(retry, list):
+            self.schema("Expected value of type [ARRAY]", loc)
+            return
+        for i, retrier in enumerate(retry):
+            where = f"{loc}[{i}]"
+            if not isinstance(retrier, dict):
+                self.schema("Expected value of type [OBJECT]", where)
+                continue
+            self.unknown_fields(retrier, _RETRIER_FIELDS, where)
+            self.required(retrier, ["ErrorEquals"], where)
+            if self.error_equals(retrier, where) and i != len(retry) - 1:
+                self.schema("'States.ALL' must appear in the last retrier", where)
+            self.integer(retrier, "IntervalSeconds", 1, MAX_INTERVAL_SECONDS, where)
+            self.integer(retrier, "MaxAttempts", 0, MAX_ATTEMPTS_LIMIT, where)
+            self.integer(retrier, "MaxDelaySeconds", 1, MAX_DELAY_SECONDS_LIMIT, where)
+            if "BackoffRate" in retrier:
+                rate = retrier["BackoffRate"]
+                if not _is_number(rate):
+                    self.schema("Expected value of type [NUMBER]", f"{where}/BackoffRate")
+                elif rate < 1.0:
+                    self.schema(
+                        "The value for the field 'BackoffRate' must be greater than or equal "
+                        "to 1.0",
+                        f"{where}/BackoffRate",
+                    )
+            if "JitterStrategy" in retrier and retrier["JitterStrategy"] not in ("FULL", "NONE"):
+                self.schema(
+                    "Value should be one of the following: [FULL, NONE]",
+                    f"{where}/JitterStrategy",
+                )
+
+    def catchers(self, catch: Any, loc: str, names: frozenset[str]) -> None:
+        if not isinstance(catch, list):
+            self.schema("Expected value of type [ARRAY]", loc)
+            return
+        for i, catcher in enumerate(catch):
+            where = f"{loc}[{i}]"
+            if not isinstance(catcher, dict):
+                self.schema("Expected value of type [OBJECT]", where)
+                continue
+            self.unknown_fields(catcher, _CATCHER_FIELDS, where)
+            self.required(catcher, ["ErrorEquals", "Next"], where)
+            if self.error_equals(catcher, where) and i != len(catch) - 1:
+                self.schema("'States.ALL' must appear in the last catcher", where)
+            if "Next" in catcher:
+                self.target(catcher["Next"], names, f"{where}/Next")
+            self.path_field(catcher, "ResultPath", where, nullable=True, reference=True)
+
+
+def _is_terminal(sd: Any) -> bool:
+    return isinstance(sd, dict) and (sd.get("Type") in ("Succeed", "Fail") or sd.get("End") is True)
+
+
+def _targets(sd: Any) -> list[str]:
+    if not isinstance(sd, dict):
+        return []
+    out = [sd[k] for k in ("Next", "Default") if isinstance(sd.get(k), str)]
+    for key in ("Choices", "Catch"):
+        entries = sd.get(key)
+        if isinstance(entries, list):
+            out.extend(
+                e["Next"] for e in entries if isinstance(e, dict) and isinstance(e.get("Next"), str)
+            )
+    return out
+
+
+def validate_definition(definition: dict[str, Any] | str) -> list[Diagnostic]:
+    """Every diagnostic for ``definition`` (a dict, or the JSON text of one)."""
+    duplicates = _DuplicateKeys()
+    if isinstance(definition, str):
+        if not definition.strip():
+            return [Diagnostic("ERROR", "MISSING_DESCRIPTION", "The definition is empty")]
+        try:
+            raw = json.loads(definition, object_pairs_hook=duplicates.hook)
+        except ValueError as exc:
+            return [Diagnostic("ERROR", "INVALID_JSON_DESCRIPTION", str(exc))]
+    else:
+        raw = definition
+    validator = _Validator()
+    validator.machine(raw)
+    for key in duplicates.keys:
+        if key in validator.names:
+            validator.error(
+                "DUPLICATE_STATE_NAME", f"Duplicate State name: {key}", validator.names[key]
+            )
+        else:
+            validator.schema(f"Duplicate field '{key}'", None)
+    return validator.diags
+
+
+def validation_result(definition: dict[str, Any] | str) -> dict[str, Any]:
+    """``ValidateStateMachineDefinition``'s response body: ``result``, ``diagnostics``,
+    ``truncated``."""
+    diags = validate_definition(definition)
+    failed = any(d.severity == "ERROR" for d in diags)
+    return {
+        "result": "FAIL" if failed else "OK",
+        "diagnostics": [d.to_dict() for d in diags],
+        "truncated": False,
+    }
+
+
+def ensure_valid(definition: dict[str, Any] | str) -> dict[str, Any]:
+    """The parsed definition; raises :class:`InvalidDefinition` on any ERROR diagnostic."""
+    problems = [d for d in validate_definition(definition) if d.severity == "ERROR"]
+    if problems:
+        raise InvalidDefinition(problems)
+    raw = load_definition(definition)
+    assert isinstance(raw, dict)
+    return raw

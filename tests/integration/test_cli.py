@@ -1,0 +1,81 @@
+"""The command line: bad configuration ends with one line naming the setting, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cli import run_cli
+from tests.services import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def assert_one_line_error(result: object, setting: str) -> str:
+    assert result.returncode == 2, result.stderr  # type: ignore[attr-defined]
+    lines = result.stderr.strip().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1, result.stderr  # type: ignore[attr-defined]
+    assert lines[0].startswith(f"smokehouse: error: {setting}: ")
+    assert "Traceback" not in result.stderr  # type: ignore[attr-defined]
+    return lines[0]
+
+
+def test_config_prints_effective_settings_with_secrets_masked(tmp_path: Path) -> None:
+    result = run_cli(
+        "config",
+        cwd=tmp_path,
+        access_keys="AK:very-secret:admin",
+        database_url="postgresql://app:dbpw@db/smokehouse",
+    )
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["mode"] == "production"
+    assert shown["access_keys"] == ["AK:****:admin"]
+    assert "very-secret" not in result.stdout
+    assert "dbpw" not in result.stdout
+
+
+def test_bad_url_scheme(tmp_path: Path) -> None:
+    result = run_cli("migrate", cwd=tmp_path, broker_url="kafka://localhost")
+    assert_one_line_error(result, "SMOKEHOUSE_BROKER_URL")
+
+
+def test_unreachable_database(tmp_path: Path) -> None:
+    result = run_cli(
+        "migrate", cwd=tmp_path, database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/x"
+    )
+    line = assert_one_line_error(result, "SMOKEHOUSE_DATABASE_URL")
+    assert "cannot open the database" in line
+
+
+def test_http_port_taken(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("api", cwd=tmp_path, http_port=port, data_dir=tmp_path / "d")
+    line = assert_one_line_error(result, "SMOKEHOUSE_HTTP_PORT")
+    assert f"127.0.0.1:{port} is already in use" in line
+
+
+def test_embedded_mqtt_port_taken_names_both_ways_out(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli(
+            "run", cwd=tmp_path, embedded_mqtt_port=port, http_port=free_port(), data_dir="d"
+        )
+    line = assert_one_line_error(result, "SMOKEHOUSE_EMBEDDED_MQTT_PORT")
+    assert f"SMOKEHOUSE_MQTT_URL=mqtt://127.0.0.1:{port}" in line
+    assert "SMOKEHOUSE_EMBEDDED_MQTT_PORT=" in line
+
+
+def test_migrate_creates_the_embedded_database(tmp_path: Path) -> None:
+    result = run_cli("migrate", cwd=tmp_path, data_dir=tmp_path / "fresh")
+    assert result.returncode == 0, result.stderr
+    assert "database at revision" in result.stdout
+    assert (tmp_path / "fresh" / "smokehouse.db").exists()

@@ -1,0 +1,1 @@
+"""Celery workers: the app configured from Settings, and thin task modules per domain."""

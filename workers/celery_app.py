@@ -1,0 +1,66 @@
+"""The Celery application, configured from Settings.
+
+At-least-once by construction: ``acks_late`` (ack after the task ran),
+``task_reject_on_worker_lost`` (a killed pool process puts its message back), prefetch 1 (a busy
+worker hoards nothing). Tasks are idempotent, so a redelivery is harmless.
+``celery -A workers.celery_app worker`` works as well as ``smokehouse worker``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu.entity import Queue
+
+import workers.broker_sqlite  # noqa: F401  (registers the smokehouse+sqlite:// broker scheme)
+from app.config import Settings, load_settings
+
+QUEUES = ("default", "bus", "workflows", "iot", "runners", "scaling")
+TASK_MODULES = ("workers.tasks.system",)
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    broker_url = settings.celery_broker_url
+    transport_options: dict[str, Any] = {"visibility_timeout": 3600}
+    if broker_url.startswith(("smokehouse+sqlite", "sqla+")):
+        transport_options["polling_interval"] = 0.2
+    return {
+        "broker_url": broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": transport_options,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "task_default_queue": "default",
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_routes": {"system.*": {"queue": "default"}},
+        "timezone": "UTC",
+        "enable_utc": True,
+        "beat_schedule": {
+            "system-ping": {"task": "system.ping", "schedule": 30.0, "args": ()},
+        },
+    }
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or load_settings()
+    celery = Celery("smokehouse", include=list(TASK_MODULES))
+    celery.conf.update(celery_config(settings))
+    celery.conf.smokehouse_settings = settings
+    return celery
+
+
+def settings_of(celery: Celery) -> Settings:
+    settings: Settings = celery.conf.smokehouse_settings
+    return settings
+
+
+celery_app = create_celery()
