@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     worker_concurrency: int = Field(default=2, ge=1, le=64)
     auto_migrate: bool = Field(default=True, description="Apply migrations when the API starts.")
+    definitions_dir: Path | None = Field(
+        default=None, description="Your own rules (YAML) and state machines, applied at start."
+    )
+    bus_sweep_grace_seconds: float = Field(
+        default=30.0, gt=0, description="A delivery not picked up this long is enqueued again."
+    )
     region: str = "us-east-1"
     account_id: str = Field(default="000000000000", pattern=r"^\d{12}$")
 

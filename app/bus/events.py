@@ -1,0 +1,228 @@
+"""PutEvents: validate entries, match every enabled rule at once, persist events and deliveries.
+
+Events, archive copies and one delivery row per matched target are written in the caller's
+transaction; nothing is enqueued here. The caller commits, then hands ``PutResult.delivery_ids``
+to :func:`app.bus.outbox.enqueue_deliveries` (commit, then enqueue).
+
+Each process keeps one compiled matcher per bus and rebuilds it when the bus's ``revision`` moved,
+so matching cost does not grow with the number of rules and a rule change is seen at once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.bus.arns import Scope, bus_name_from
+from app.bus.envelope import MAX_ENTRIES, MAX_REQUEST_BYTES, EntryError, build_envelope, entry_size
+from app.bus.errors import Validation
+from app.bus.models import Archive, ArchivedEvent, Delivery, Event, EventBus, Rule
+from app.bus.patterns import Pattern, RuleMatcher, matches, parse_pattern
+from app.db import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTarget:
+    target_id: str
+    arn: str
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRule:
+    id: str
+    name: str
+    targets: tuple[RouteTarget, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveFilter:
+    name: str
+    pattern: Pattern | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledBus:
+    revision: int
+    matcher: RuleMatcher[str]
+    rules: dict[str, RouteRule]
+    archives: tuple[ArchiveFilter, ...]
+
+
+_cache: dict[tuple[str, str], CompiledBus] = {}
+_cache_lock = threading.Lock()
+
+
+def compiled_bus(session: Session, bus: EventBus) -> CompiledBus:
+    """The bus's compiled rules, rebuilt only when its revision changed."""
+    key = (str(session.get_bind().engine.url), bus.name)
+    cached = _cache.get(key)
+    if cached is not None and cached.revision == bus.revision:
+        return cached
+    with _cache_lock:
+        rules = session.scalars(
+            select(Rule).where(Rule.bus_name == bus.name, Rule.state == "ENABLED")
+        ).all()
+        patterns: dict[str, Pattern] = {}
+        routes: dict[str, RouteRule] = {}
+        for rule in rules:
+            if rule.event_pattern is None:
+                continue
+            patterns[rule.id] = parse_pattern(rule.event_pattern)
+            routes[rule.id] = RouteRule(
+                rule.id,
+                rule.name,
+                tuple(RouteTarget(t.target_id, t.arn, dict(t.spec)) for t in rule.targets),
+            )
+        archives = tuple(
+            ArchiveFilter(a.name, parse_pattern(a.event_pattern) if a.event_pattern else None)
+            for a in session.scalars(
+                select(Archive).where(Archive.bus_name == bus.name, Archive.state == "ENABLED")
+            )
+        )
+        compiled = CompiledBus(bus.revision, RuleMatcher.build(patterns), routes, archives)
+        _cache[key] = compiled
+        return compiled
+
+
+@dataclass
+class PutResult:
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    delivery_ids: list[str] = field(default_factory=list)
+
+    @property
+    def failed_count(self) -> int:
+        return sum(1 for e in self.entries if "ErrorCode" in e)
+
+    def response(self) -> dict[str, Any]:
+        return {"FailedEntryCount": self.failed_count, "Entries": self.entries}
+
+
+def check_request(entries: Sequence[Mapping[str, Any]]) -> None:
+    """Request-level limits: 1 to 10 entries, 256 KB in total (ValidationException)."""
+    if not 1 <= len(entries) <= MAX_ENTRIES:
+        raise Validation(
+            f"1 validation error detected: Value at 'entries' failed to satisfy constraint: "
+            f"Member must have length less than or equal to {MAX_ENTRIES}"
+            if entries
+            else "1 validation error detected: Value at 'entries' failed to satisfy constraint: "
+            "Member must have length greater than or equal to 1"
+        )
+    if sum(entry_size(e) for e in entries) > MAX_REQUEST_BYTES:
+        raise Validation("Total size of the entries in the request is over the limit.")
+
+
+def put_events(
+    session: Session,
+    entries: Sequence[Mapping[str, Any]],
+    scope: Scope,
+    *,
+    now: datetime | None = None,
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    replay_name: str | None = None,
+    only_rules: set[str] | None = None,
+) -> PutResult:
+    """Persist and route ``entries``; per-entry errors leave the other entries unaffected."""
+    check_request(entries)
+    now = now or utcnow()
+    result = PutResult()
+    buses: dict[str, EventBus | None] = {}
+    for entry in entries:
+        bus_name = bus_name_from(entry.get("EventBusName"))
+        if bus_name not in buses:
+            buses[bus_name] = session.get(EventBus, bus_name)
+        bus = buses[bus_name]
+        if bus is None:
+            result.entries.append(
+                {
+                    "ErrorCode": "NotFound",
+                    "ErrorMessage": f"Event bus {bus_name} does not exist.",
+                }
+            )
+            continue
+        envelope = build_envelope(
+            entry, event_id=new_id, now=now, account=scope.account_id, region=scope.region
+        )
+        if isinstance(envelope, EntryError):
+            result.entries.append({"ErrorCode": envelope.code, "ErrorMessage": envelope.message})
+            continue
+        if replay_name is not None:
+            envelope["replay-name"] = replay_name
+        result.delivery_ids.extend(
+            route(session, bus, envelope, now=now, new_id=new_id, only_rules=only_rules)
+        )
+        result.entries.append({"EventId": envelope["id"]})
+    return result
+
+
+def route(
+    session: Session,
+    bus: EventBus,
+    envelope: dict[str, Any],
+    *,
+    now: datetime,
+    new_id: Callable[[], str],
+    only_rules: set[str] | None = None,
+) -> list[str]:
+    """Store one envelope, its archive copies and a delivery per matched target."""
+    compiled = compiled_bus(session, bus)
+    matched = [compiled.rules[rule_id] for rule_id in compiled.matcher.match(envelope)]
+    if only_rules is not None:
+        matched = [rule for rule in matched if rule.name in only_rules]
+    replayed = "replay-name" in envelope
+    event_time = datetime.fromisoformat(envelope["time"].replace("Z", "+00:00"))
+    session.add(
+        Event(
+            id=envelope["id"],
+            bus_name=bus.name,
+            source=envelope["source"],
+            detail_type=envelope["detail-type"],
+            time=event_time,
+            received_at=now,
+            envelope=envelope,
+            replay_name=envelope.get("replay-name"),
+            matched_rules=len(matched),
+        )
+    )
+    if not replayed:  # replays are never archived again
+        size = len(json.dumps(envelope))
+        for archive in compiled.archives:
+            if archive.pattern is None or matches(archive.pattern, envelope):
+                session.add(
+                    ArchivedEvent(
+                        archive_name=archive.name,
+                        event_id=envelope["id"],
+                        time=event_time,
+                        size=size,
+                    )
+                )
+    ids = []
+    for rule in matched:
+        for target in rule.targets:
+            delivery_id = new_id()
+            ids.append(delivery_id)
+            session.add(
+                Delivery(
+                    id=delivery_id,
+                    event_id=envelope["id"],
+                    bus_name=bus.name,
+                    rule_id=rule.id,
+                    rule_name=rule.name,
+                    target_id=target.target_id,
+                    target_arn=target.arn,
+                    target_spec=target.spec,
+                    status="pending",
+                    attempts=0,
+                    created_at=now,
+                    next_attempt_at=now,
+                )
+            )
+    return ids
