@@ -14,6 +14,7 @@ import httpx
 import typer
 
 import app
+from app.bus.cli import events_cli, rules_cli
 from app.config import ConfigError, Settings, load_settings
 from app.logs import configure_logging
 
@@ -245,6 +246,10 @@ def health(
 def config() -> None:
     """Print the effective configuration, secrets masked."""
     typer.echo(json.dumps(load_settings().masked(), indent=2))
+
+
+cli.add_typer(rules_cli)
+cli.add_typer(events_cli)
 
 
 def main() -> None:

@@ -83,6 +83,24 @@ class Settings(BaseSettings):
     bus_sweep_grace_seconds: float = Field(
         default=30.0, gt=0, description="A delivery not picked up this long is enqueued again."
     )
+    bus_claim_seconds: float = Field(
+        default=60.0, gt=0, description="How long an attempt may run before others may retry it."
+    )
+    handler_modules: str = Field(
+        default="", description="Comma-separated modules that register your @handler functions."
+    )
+    workflow_task_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A running workflow Task is claimed this long (renewed while its worker "
+        "lives); a dead worker's task runs again after it lapses.",
+    )
+    workflow_sweep_grace_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A workflow task or timer enqueued this long ago and not picked up is "
+        "enqueued again.",
+    )
     region: str = "us-east-1"
     account_id: str = Field(default="000000000000", pattern=r"^\d{12}$")
 
@@ -96,6 +114,10 @@ class Settings(BaseSettings):
     def _check_keys(cls, value: SecretStr) -> SecretStr:
         parse_access_keys(value.get_secret_value())
         return value
+
+    @property
+    def handler_module_list(self) -> list[str]:
+        return [m.strip() for m in self.handler_modules.split(",") if m.strip()]
 
     @property
     def mode(self) -> Mode:

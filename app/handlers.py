@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.config import ConfigError
+
 HandlerFunction = Callable[[Any, "HandlerContext"], Any]
 
 
@@ -63,4 +65,7 @@ BUILTIN_MODULES: tuple[str, ...] = ("app.builtin_handlers",)
 def load_handler_modules(modules: Iterable[str] = ()) -> None:
     """Import the modules that register handlers (built-ins plus the user's)."""
     for module in (*BUILTIN_MODULES, *modules):
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError("SMOKEHOUSE_HANDLER_MODULES", f"cannot import {module}: {exc}") from None

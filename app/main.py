@@ -11,8 +11,10 @@ from fastapi import FastAPI
 import app
 from app.auth import KeyRing, load_or_create_local_key
 from app.aws import aws_router, registry
+from app.bus.definitions import apply_all
 from app.config import ConfigError, Settings, load_settings
 from app.graphql.schema import graphql_router
+from app.handlers import load_handler_modules
 from app.health.routes import router as health_router
 from app.middleware import RequestContextMiddleware
 from app.migrate import upgrade
@@ -35,11 +37,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     keyring = keyring_for(settings)
+    load_handler_modules(settings.handler_module_list)
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         if settings.auto_migrate:
             upgrade(settings.sqlalchemy_url)
+        report = apply_all(settings)
+        if report.changed:
+            log.info("definitions applied: %s", report.summary())
         log.info("api ready", extra={"mode": settings.mode, "url": settings.http_url})
         yield
 

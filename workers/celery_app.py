@@ -15,9 +15,10 @@ from kombu.entity import Queue
 
 import workers.broker_sqlite  # noqa: F401  (registers the smokehouse+sqlite:// broker scheme)
 from app.config import Settings, load_settings
+from app.handlers import load_handler_modules
 
 QUEUES = ("default", "bus", "workflows", "iot", "runners", "scaling")
-TASK_MODULES = ("workers.tasks.system",)
+TASK_MODULES = ("workers.tasks.system", "workers.tasks.bus")
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -41,11 +42,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": False,
         "task_default_queue": "default",
         "task_queues": [Queue(name) for name in QUEUES],
-        "task_routes": {"system.*": {"queue": "default"}},
+        "task_routes": {"system.*": {"queue": "default"}, "bus.*": {"queue": "bus"}},
         "timezone": "UTC",
         "enable_utc": True,
         "beat_schedule": {
             "system-ping": {"task": "system.ping", "schedule": 30.0, "args": ()},
+            "bus-sweep": {"task": "bus.sweep", "schedule": 10.0, "args": ()},
         },
     }
 
@@ -55,6 +57,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
     celery = Celery("smokehouse", include=list(TASK_MODULES))
     celery.conf.update(celery_config(settings))
     celery.conf.smokehouse_settings = settings
+    load_handler_modules(settings.handler_module_list)
     return celery
 
 

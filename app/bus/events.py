@@ -192,6 +192,7 @@ def route(
             matched_rules=len(matched),
         )
     )
+    session.flush()  # the event row first: deliveries and archive copies reference it
     if not replayed:  # replays are never archived again
         size = len(json.dumps(envelope))
         for archive in compiled.archives:
@@ -223,6 +224,7 @@ def route(
                     attempts=0,
                     created_at=now,
                     next_attempt_at=now,
+                    enqueued_at=now,  # the caller enqueues right after commit
                 )
             )
     return ids

@@ -121,7 +121,7 @@ class Delivery(Base):
         back_populates="delivery",
         cascade="all, delete-orphan",
         order_by="DeliveryAttempt.number",
-        lazy="noload",
+        lazy="raise",
     )
 
 

@@ -7,7 +7,7 @@ payload (browsers cannot set headers on a WebSocket), checked in ``on_ws_connect
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 from starlette.requests import HTTPConnection
@@ -18,15 +18,22 @@ from strawberry.types import Info
 from app.auth import AccessKey, KeyRing, credential_from_headers
 from app.config import Settings
 
+if TYPE_CHECKING:
+    from app.graphql.bus import BusLoaders
+
 
 class Context(BaseContext):
-    """Settings, the key ring and the caller's key (``None`` until a WebSocket authenticates)."""
+    """Settings, the key ring, the caller's key (``None`` until a WebSocket authenticates) and
+    the per-request dataloaders (a fresh cache for every request: no stale reads across them)."""
 
     def __init__(self, settings: Settings, keyring: KeyRing, key: AccessKey | None) -> None:
+        from app.graphql.bus import BusLoaders  # the bus module imports this one
+
         super().__init__()
         self.settings = settings
         self.keyring = keyring
         self.key = key
+        self.loaders: BusLoaders = BusLoaders(settings)
 
 
 async def get_context(connection: HTTPConnection) -> Context:

@@ -12,12 +12,14 @@ from strawberry.tools import merge_types
 from strawberry.types.unset import UnsetType
 
 from app.auth import credential_from_headers
+from app.graphql.bus import BusMutation, BusQuery
 from app.graphql.context import Context, get_context
 from app.graphql.system import SystemQuery
 
-Query = merge_types("Query", (SystemQuery,))
+Query = merge_types("Query", (SystemQuery, BusQuery))
+Mutation = merge_types("Mutation", (BusMutation,))
 
-schema = strawberry.Schema(query=Query)
+schema = strawberry.Schema(query=Query, mutation=Mutation)
 
 
 class SmokehouseGraphQLRouter(GraphQLRouter[Context, None]):

@@ -51,7 +51,7 @@ class DeliveryContext:
     rule_arn: str
     settings: Settings
     database: Database
-    enqueue_deliveries: Callable[[list[str]], None]
+    enqueue_deliveries: Callable[[list[str]], object]
 
 
 class TargetAdapter(Protocol):

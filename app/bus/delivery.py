@@ -1,0 +1,262 @@
+"""Deliver one event to one target: claim, attempt, record, then retry, finish or dead-letter.
+
+The claim is one conditional UPDATE (atomic on SQLite and PostgreSQL alike), so two workers that
+got the same delivery task — a redelivered message, a sweeper duplicate — never attempt it at the
+same time, and a finished delivery is never attempted again. The target call happens between two
+short transactions: no database lock is held while an HTTP endpoint thinks. A worker killed during
+the call leaves a claim that expires, and the sweeper sends the delivery again (at-least-once).
+
+Retry policy is EventBridge's: ``RetryPolicy.MaximumRetryAttempts`` (default 185) and
+``MaximumEventAgeInSeconds`` (default 86,400), exponential backoff with jitter, ``Retry-After``
+honoured; a non-retryable failure or an exhausted policy dead-letters the delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+
+from app.bus.arns import Scope
+from app.bus.models import DeadLetter, Delivery, DeliveryAttempt, Event
+from app.bus.outbox import enqueue_deliveries
+from app.bus.targets import DeliveryContext, TargetFailure, adapter_for
+from app.bus.transform import render_input
+from app.config import Settings
+from app.db import get_database, utcnow
+
+log = logging.getLogger("smokehouse.bus")
+
+DEFAULT_MAX_RETRIES = 185
+DEFAULT_MAX_AGE_SECONDS = 86_400
+MAX_BACKOFF_SECONDS = 300.0
+COUNTDOWN_LIMIT_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_retries: int = DEFAULT_MAX_RETRIES
+    max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS
+
+    @classmethod
+    def of(cls, spec: dict[str, Any]) -> RetryPolicy:
+        given = spec.get("RetryPolicy") or {}
+        return cls(
+            int(given.get("MaximumRetryAttempts", DEFAULT_MAX_RETRIES)),
+            int(given.get("MaximumEventAgeInSeconds", DEFAULT_MAX_AGE_SECONDS)),
+        )
+
+
+def backoff_seconds(attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
+    """Exponential backoff with equal jitter (never zero, never above the cap), at least
+    ``Retry-After``. ``attempt`` is the number of the attempt that just failed (1-based)."""
+    ceiling = min(MAX_BACKOFF_SECONDS, 2.0 ** min(attempt - 1, 30))
+    delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
+    return max(delay, retry_after or 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What to do after a failed attempt: retry at ``retry_at``, or dead-letter with ``reason``."""
+
+    retry_at: datetime | None
+    reason: str | None = None
+
+
+def judge_failure(
+    failure: TargetFailure,
+    *,
+    attempt: int,
+    created_at: datetime,
+    now: datetime,
+    policy: RetryPolicy,
+    rng: random.Random,
+) -> Verdict:
+    if not failure.retryable:
+        return Verdict(None, "non-retryable error")
+    if attempt > policy.max_retries:
+        return Verdict(None, f"retry attempts exhausted ({policy.max_retries})")
+    retry_at = now + timedelta(seconds=backoff_seconds(attempt, rng, failure.retry_after))
+    if retry_at - created_at > timedelta(seconds=policy.max_age_seconds):
+        return Verdict(None, f"maximum event age exceeded ({policy.max_age_seconds} s)")
+    return Verdict(retry_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    attempt: int
+    event: dict[str, Any]
+    spec: dict[str, Any]
+    rule_arn: str
+    rule_name: str
+    created_at: datetime
+
+
+def _claim(settings: Settings, delivery_id: str, now: datetime) -> Claimed | None:
+    database = get_database(settings.sqlalchemy_url)
+    with database.session() as session:
+        claimed = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == delivery_id,
+                Delivery.status == "pending",
+                Delivery.next_attempt_at <= now + timedelta(seconds=1),
+                or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now),
+            )
+            .values(
+                claimed_until=now + timedelta(seconds=settings.bus_claim_seconds),
+                attempts=Delivery.attempts + 1,
+            )
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        delivery = session.get(Delivery, delivery_id)
+        assert delivery is not None
+        event = session.get(Event, delivery.event_id)
+        assert event is not None
+        scope = Scope(settings.region, settings.account_id)
+        return Claimed(
+            delivery.attempts,
+            dict(event.envelope),
+            dict(delivery.target_spec),
+            scope.rule_arn(delivery.bus_name, delivery.rule_name),
+            delivery.rule_name,
+            delivery.created_at,
+        )
+
+
+def deliver(settings: Settings, delivery_id: str, rng: random.Random | None = None) -> str:
+    """Run one attempt of a delivery if it is due and unclaimed; return what happened."""
+    rng = rng or random.Random()
+    started = utcnow()
+    claimed = _claim(settings, delivery_id, started)
+    if claimed is None:
+        return "skipped"
+    database = get_database(settings.sqlalchemy_url)
+    status_code: int | None = None
+    failure: TargetFailure | None = None
+    adapter = adapter_for(claimed.spec["Arn"])
+    try:
+        if adapter is None:
+            raise TargetFailure(
+                f"no adapter for target ARN {claimed.spec['Arn']}",
+                retryable=False,
+                code="UnsupportedTarget",
+            )
+        payload = render_input(
+            claimed.spec,
+            claimed.event,
+            rule_arn=claimed.rule_arn,
+            rule_name=claimed.rule_name,
+            ingestion_time=started,
+        )
+        context = DeliveryContext(
+            delivery_id=delivery_id,
+            attempt=claimed.attempt,
+            event=claimed.event,
+            spec=claimed.spec,
+            rule_arn=claimed.rule_arn,
+            settings=settings,
+            database=database,
+            enqueue_deliveries=lambda ids: enqueue_deliveries(settings, ids),
+        )
+        status_code = adapter.deliver(context, payload)
+    except TargetFailure as exc:
+        failure = exc
+        status_code = exc.status_code
+    except Exception as exc:  # a bug in an adapter must not lose the delivery
+        log.exception("target adapter crashed", extra={"delivery_id": delivery_id})
+        failure = TargetFailure(f"{type(exc).__name__}: {exc}", retryable=True, code="Internal")
+    finished = utcnow()
+    verdict = None
+    if failure is not None:
+        verdict = judge_failure(
+            failure,
+            attempt=claimed.attempt,
+            created_at=claimed.created_at,
+            now=finished,
+            policy=RetryPolicy.of(claimed.spec),
+            rng=rng,
+        )
+    outcome = _record(
+        settings, delivery_id, claimed, started, finished, status_code, failure, verdict
+    )
+    if verdict is not None and verdict.retry_at is not None:
+        delay = (verdict.retry_at - finished).total_seconds()
+        if delay <= COUNTDOWN_LIMIT_SECONDS:
+            enqueue_deliveries(settings, [delivery_id], countdown=max(delay, 0.0))
+    return outcome
+
+
+def _record(
+    settings: Settings,
+    delivery_id: str,
+    claimed: Claimed,
+    started: datetime,
+    finished: datetime,
+    status_code: int | None,
+    failure: TargetFailure | None,
+    verdict: Verdict | None,
+) -> str:
+    database = get_database(settings.sqlalchemy_url)
+    with database.session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        assert delivery is not None
+        delivery.claimed_until = None
+        if failure is None:
+            outcome = "succeeded"
+            delivery.status = "succeeded"
+            delivery.completed_at = finished
+            delivery.last_error = None
+        else:
+            assert verdict is not None
+            delivery.last_error = f"{failure.code}: {failure.message}"
+            if verdict.retry_at is not None:
+                outcome = "retry"
+                delivery.next_attempt_at = verdict.retry_at
+                long_wait = verdict.retry_at - finished > timedelta(
+                    seconds=COUNTDOWN_LIMIT_SECONDS
+                )
+                # A long wait is the sweeper's job: no task is holding it in the broker.
+                delivery.enqueued_at = None if long_wait else finished
+            else:
+                outcome = "failed"
+                delivery.status = "dead"
+                delivery.completed_at = finished
+                session.add(
+                    DeadLetter(
+                        delivery_id=delivery_id,
+                        event_id=delivery.event_id,
+                        bus_name=delivery.bus_name,
+                        rule_name=delivery.rule_name,
+                        target_id=delivery.target_id,
+                        error_code=failure.code,
+                        error_message=f"{failure.message} ({verdict.reason})",
+                        attempts=claimed.attempt,
+                        created_at=finished,
+                    )
+                )
+        session.add(
+            DeliveryAttempt(
+                delivery_id=delivery_id,
+                number=claimed.attempt,
+                started_at=started,
+                finished_at=finished,
+                outcome=outcome,
+                status_code=status_code,
+                error=None if failure is None else f"{failure.code}: {failure.message}",
+            )
+        )
+    log.info(
+        "delivery %s attempt %d: %s",
+        delivery_id,
+        claimed.attempt,
+        outcome,
+        extra={"target": claimed.spec.get("Arn"), "status_code": status_code},
+    )
+    return outcome
+

@@ -1,0 +1,100 @@
+"""Commit, then enqueue — and find what was committed but never enqueued.
+
+``enqueue_deliveries`` is called after the transaction that created the delivery rows committed.
+If the broker is down at that moment the rows are still there: the sweeper (``sweep``), run by the
+scheduler, re-enqueues every pending delivery that is due and that no worker picked up within the
+grace period. A delivery enqueued twice is harmless: the delivery task claims the row first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.bus.models import Delivery
+from app.config import Settings
+from app.db import utcnow
+
+log = logging.getLogger("smokehouse.bus")
+
+DELIVER_TASK = "bus.deliver"
+SWEEP_BATCH = 500
+
+
+@cache
+def _celery(settings: Settings) -> Any:
+    from workers.celery_app import create_celery  # the app layer calls out to workers lazily
+
+    return create_celery(settings)
+
+
+def enqueue_deliveries(
+    settings: Settings, delivery_ids: Sequence[str], countdown: float | None = None
+) -> int:
+    """Send one delivery task per id; return how many were sent. Never raises: a failure to
+    enqueue is logged and left to the sweeper."""
+    sent = 0
+    if not delivery_ids:
+        return sent
+    try:
+        celery = _celery(settings)
+        with celery.producer_or_acquire() as producer:
+            for delivery_id in delivery_ids:
+                celery.send_task(
+                    DELIVER_TASK,
+                    args=[delivery_id],
+                    queue="bus",
+                    countdown=countdown,
+                    producer=producer,
+                    retry=False,
+                )
+                sent += 1
+    except Exception as exc:  # broker down: the outbox sweeper will pick these up
+        log.warning(
+            "could not enqueue %d deliveries (%s); the sweeper will retry",
+            len(delivery_ids) - sent,
+            exc,
+        )
+    return sent
+
+
+def due_for_sweep(session: Session, now: datetime, grace: timedelta) -> list[str]:
+    """Pending, due deliveries that no task will pick up: never enqueued (a retry whose delay was
+    too long for a countdown), or enqueued more than ``grace`` ago and still not claimed."""
+    stale = now - grace
+    rows = session.scalars(
+        select(Delivery.id)
+        .where(
+            Delivery.status == "pending",
+            or_(
+                and_(Delivery.enqueued_at.is_(None), Delivery.next_attempt_at <= now),
+                and_(Delivery.enqueued_at <= stale, Delivery.next_attempt_at <= stale),
+            ),
+            or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now),
+        )
+        .order_by(Delivery.next_attempt_at)
+        .limit(SWEEP_BATCH)
+    )
+    ids = list(rows)
+    if ids:
+        session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(enqueued_at=now))
+    return ids
+
+
+def sweep(settings: Settings) -> int:
+    """One sweeper pass: mark and re-enqueue stragglers. Returns how many were enqueued."""
+    from app.db import get_database
+
+    with get_database(settings.sqlalchemy_url).session() as session:
+        ids = due_for_sweep(
+            session, utcnow(), timedelta(seconds=settings.bus_sweep_grace_seconds)
+        )
+    if ids:
+        log.info("sweeper re-enqueues %d deliveries", len(ids))
+    return enqueue_deliveries(settings, ids)

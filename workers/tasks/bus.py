@@ -1,0 +1,23 @@
+"""Bus tasks: deliver one delivery, sweep the outbox, run a replay. Thin: the domain does it."""
+
+from __future__ import annotations
+
+from app.bus.delivery import deliver as deliver_once
+from app.bus.outbox import sweep as sweep_outbox
+from app.bus.replay import run_replay
+from workers.celery_app import celery_app, settings_of
+
+
+@celery_app.task(name="bus.deliver")
+def deliver(delivery_id: str) -> str:
+    return deliver_once(settings_of(celery_app), delivery_id)
+
+
+@celery_app.task(name="bus.sweep")
+def sweep() -> int:
+    return sweep_outbox(settings_of(celery_app))
+
+
+@celery_app.task(name="bus.replay")
+def replay(name: str) -> str:
+    return run_replay(settings_of(celery_app), name)
