@@ -11,7 +11,9 @@ from fastapi import FastAPI
 import app
 from app.auth import KeyRing, load_or_create_local_key
 from app.aws import aws_router, registry
+from app.bus import api as bus_api
 from app.bus.definitions import apply_all
+from app.bus.outbox import enqueue_deliveries, start_replay
 from app.config import ConfigError, Settings, load_settings
 from app.graphql.schema import graphql_router
 from app.handlers import load_handler_modules
@@ -48,6 +50,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info("definitions applied: %s", report.summary())
         log.info("api ready", extra={"mode": settings.mode, "url": settings.http_url})
         yield
+
+    bus_api.configure(
+        settings,
+        enqueue=lambda ids: enqueue_deliveries(settings, ids),
+        start_replay=lambda name: start_replay(settings, name),
+    )
 
     api = FastAPI(title="smokehouse", version=app.__version__, lifespan=lifespan)
     api.state.settings = settings

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 
 from app.bus.arns import Scope
 from app.bus.models import DeadLetter, Delivery, DeliveryAttempt, Event
@@ -99,7 +99,7 @@ class Claimed:
 def _claim(settings: Settings, delivery_id: str, now: datetime) -> Claimed | None:
     database = get_database(settings.sqlalchemy_url)
     with database.session() as session:
-        claimed = session.execute(
+        row = session.execute(
             update(Delivery)
             .where(
                 Delivery.id == delivery_id,
@@ -111,21 +111,27 @@ def _claim(settings: Settings, delivery_id: str, now: datetime) -> Claimed | Non
                 claimed_until=now + timedelta(seconds=settings.bus_claim_seconds),
                 attempts=Delivery.attempts + 1,
             )
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            .returning(
+                Delivery.attempts,
+                Delivery.event_id,
+                Delivery.target_spec,
+                Delivery.bus_name,
+                Delivery.rule_name,
+                Delivery.created_at,
+            )
+        ).one_or_none()
+        if row is None:
             return None
-        delivery = session.get(Delivery, delivery_id)
-        assert delivery is not None
-        event = session.get(Event, delivery.event_id)
-        assert event is not None
+        envelope = session.scalar(select(Event.envelope).where(Event.id == row.event_id))
+        assert envelope is not None
         scope = Scope(settings.region, settings.account_id)
         return Claimed(
-            delivery.attempts,
-            dict(event.envelope),
-            dict(delivery.target_spec),
-            scope.rule_arn(delivery.bus_name, delivery.rule_name),
-            delivery.rule_name,
-            delivery.created_at,
+            row.attempts,
+            dict(envelope),
+            dict(row.target_spec),
+            scope.rule_arn(row.bus_name, row.rule_name),
+            row.rule_name,
+            row.created_at,
         )
 
 
@@ -203,43 +209,25 @@ def _record(
     verdict: Verdict | None,
 ) -> str:
     database = get_database(settings.sqlalchemy_url)
+    changes: dict[str, Any] = {"claimed_until": None}
+    error = None if failure is None else f"{failure.code}: {failure.message}"
+    if failure is None:
+        outcome = "succeeded"
+        changes.update(status="succeeded", completed_at=finished, last_error=None)
+    elif verdict is not None and verdict.retry_at is not None:
+        outcome = "retry"
+        long_wait = verdict.retry_at - finished > timedelta(seconds=COUNTDOWN_LIMIT_SECONDS)
+        # A long wait is the sweeper's job: no task is holding it in the broker.
+        changes.update(
+            last_error=error,
+            next_attempt_at=verdict.retry_at,
+            enqueued_at=None if long_wait else finished,
+        )
+    else:
+        outcome = "failed"
+        changes.update(status="dead", completed_at=finished, last_error=error)
     with database.session() as session:
-        delivery = session.get(Delivery, delivery_id)
-        assert delivery is not None
-        delivery.claimed_until = None
-        if failure is None:
-            outcome = "succeeded"
-            delivery.status = "succeeded"
-            delivery.completed_at = finished
-            delivery.last_error = None
-        else:
-            assert verdict is not None
-            delivery.last_error = f"{failure.code}: {failure.message}"
-            if verdict.retry_at is not None:
-                outcome = "retry"
-                delivery.next_attempt_at = verdict.retry_at
-                long_wait = verdict.retry_at - finished > timedelta(
-                    seconds=COUNTDOWN_LIMIT_SECONDS
-                )
-                # A long wait is the sweeper's job: no task is holding it in the broker.
-                delivery.enqueued_at = None if long_wait else finished
-            else:
-                outcome = "failed"
-                delivery.status = "dead"
-                delivery.completed_at = finished
-                session.add(
-                    DeadLetter(
-                        delivery_id=delivery_id,
-                        event_id=delivery.event_id,
-                        bus_name=delivery.bus_name,
-                        rule_name=delivery.rule_name,
-                        target_id=delivery.target_id,
-                        error_code=failure.code,
-                        error_message=f"{failure.message} ({verdict.reason})",
-                        attempts=claimed.attempt,
-                        created_at=finished,
-                    )
-                )
+        session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**changes))
         session.add(
             DeliveryAttempt(
                 delivery_id=delivery_id,
@@ -248,9 +236,27 @@ def _record(
                 finished_at=finished,
                 outcome=outcome,
                 status_code=status_code,
-                error=None if failure is None else f"{failure.code}: {failure.message}",
+                error=error,
             )
         )
+        if outcome == "failed":
+            assert failure is not None
+            assert verdict is not None
+            delivery = session.get(Delivery, delivery_id)
+            assert delivery is not None
+            session.add(
+                DeadLetter(
+                    delivery_id=delivery_id,
+                    event_id=delivery.event_id,
+                    bus_name=delivery.bus_name,
+                    rule_name=delivery.rule_name,
+                    target_id=delivery.target_id,
+                    error_code=failure.code,
+                    error_message=f"{failure.message} ({verdict.reason})",
+                    attempts=claimed.attempt,
+                    created_at=finished,
+                )
+            )
     log.info(
         "delivery %s attempt %d: %s",
         delivery_id,
@@ -259,4 +265,3 @@ def _record(
         extra={"target": claimed.spec.get("Arn"), "status_code": status_code},
     )
     return outcome
-

@@ -52,6 +52,7 @@ class ArchiveFilter:
 @dataclass(frozen=True, slots=True)
 class CompiledBus:
     revision: int
+    created_at: datetime  # a bus deleted and created again starts its revisions over
     matcher: RuleMatcher[str]
     rules: dict[str, RouteRule]
     archives: tuple[ArchiveFilter, ...]
@@ -65,7 +66,11 @@ def compiled_bus(session: Session, bus: EventBus) -> CompiledBus:
     """The bus's compiled rules, rebuilt only when its revision changed."""
     key = (str(session.get_bind().engine.url), bus.name)
     cached = _cache.get(key)
-    if cached is not None and cached.revision == bus.revision:
+    if (
+        cached is not None
+        and cached.revision == bus.revision
+        and cached.created_at == bus.created_at
+    ):
         return cached
     with _cache_lock:
         rules = session.scalars(
@@ -88,7 +93,9 @@ def compiled_bus(session: Session, bus: EventBus) -> CompiledBus:
                 select(Archive).where(Archive.bus_name == bus.name, Archive.state == "ENABLED")
             )
         )
-        compiled = CompiledBus(bus.revision, RuleMatcher.build(patterns), routes, archives)
+        compiled = CompiledBus(
+            bus.revision, bus.created_at, RuleMatcher.build(patterns), routes, archives
+        )
         _cache[key] = compiled
         return compiled
 
@@ -134,6 +141,7 @@ def put_events(
     check_request(entries)
     now = now or utcnow()
     result = PutResult()
+    routed: list[Routed] = []
     buses: dict[str, EventBus | None] = {}
     for entry in entries:
         bus_name = bus_name_from(entry.get("EventBusName"))
@@ -143,7 +151,7 @@ def put_events(
         if bus is None:
             result.entries.append(
                 {
-                    "ErrorCode": "NotFound",
+                    "ErrorCode": "ResourceNotFoundException",
                     "ErrorMessage": f"Event bus {bus_name} does not exist.",
                 }
             )
@@ -156,10 +164,11 @@ def put_events(
             continue
         if replay_name is not None:
             envelope["replay-name"] = replay_name
-        result.delivery_ids.extend(
-            route(session, bus, envelope, now=now, new_id=new_id, only_rules=only_rules)
-        )
+        routed.append(plan(session, bus, envelope, now=now, new_id=new_id, only_rules=only_rules))
         result.entries.append({"EventId": envelope["id"]})
+    store(session, routed)
+    for item in routed:
+        result.delivery_ids.extend(item.delivery_ids)
     return result
 
 
@@ -173,31 +182,61 @@ def route(
     only_rules: set[str] | None = None,
 ) -> list[str]:
     """Store one envelope, its archive copies and a delivery per matched target."""
+    routed = plan(session, bus, envelope, now=now, new_id=new_id, only_rules=only_rules)
+    store(session, [routed])
+    return routed.delivery_ids
+
+
+@dataclass
+class Routed:
+    event: Event
+    children: list[Any]
+
+    @property
+    def delivery_ids(self) -> list[str]:
+        return [c.id for c in self.children if isinstance(c, Delivery)]
+
+
+def store(session: Session, routed: Sequence[Routed]) -> None:
+    """Insert events, then what references them: two batched INSERT rounds, not one per event."""
+    session.add_all([r.event for r in routed])
+    session.flush()
+    session.add_all([child for r in routed for child in r.children])
+
+
+def plan(
+    session: Session,
+    bus: EventBus,
+    envelope: dict[str, Any],
+    *,
+    now: datetime,
+    new_id: Callable[[], str],
+    only_rules: set[str] | None = None,
+) -> Routed:
+    """Match one envelope and build (without writing) its event, archive and delivery rows."""
     compiled = compiled_bus(session, bus)
     matched = [compiled.rules[rule_id] for rule_id in compiled.matcher.match(envelope)]
     if only_rules is not None:
         matched = [rule for rule in matched if rule.name in only_rules]
     replayed = "replay-name" in envelope
     event_time = datetime.fromisoformat(envelope["time"].replace("Z", "+00:00"))
-    session.add(
-        Event(
-            id=envelope["id"],
-            bus_name=bus.name,
-            source=envelope["source"],
-            detail_type=envelope["detail-type"],
-            time=event_time,
-            received_at=now,
-            envelope=envelope,
-            replay_name=envelope.get("replay-name"),
-            matched_rules=len(matched),
-        )
+    event = Event(
+        id=envelope["id"],
+        bus_name=bus.name,
+        source=envelope["source"],
+        detail_type=envelope["detail-type"],
+        time=event_time,
+        received_at=now,
+        envelope=envelope,
+        replay_name=envelope.get("replay-name"),
+        matched_rules=len(matched),
     )
-    session.flush()  # the event row first: deliveries and archive copies reference it
+    children: list[Any] = []
     if not replayed:  # replays are never archived again
         size = len(json.dumps(envelope))
         for archive in compiled.archives:
             if archive.pattern is None or matches(archive.pattern, envelope):
-                session.add(
+                children.append(
                     ArchivedEvent(
                         archive_name=archive.name,
                         event_id=envelope["id"],
@@ -205,14 +244,11 @@ def route(
                         size=size,
                     )
                 )
-    ids = []
     for rule in matched:
         for target in rule.targets:
-            delivery_id = new_id()
-            ids.append(delivery_id)
-            session.add(
+            children.append(
                 Delivery(
-                    id=delivery_id,
+                    id=new_id(),
                     event_id=envelope["id"],
                     bus_name=bus.name,
                     rule_id=rule.id,
@@ -227,4 +263,4 @@ def route(
                     enqueued_at=now,  # the caller enqueues right after commit
                 )
             )
-    return ids
+    return Routed(event, children)

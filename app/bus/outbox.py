@@ -64,6 +64,11 @@ def enqueue_deliveries(
     return sent
 
 
+def start_replay(settings: Settings, name: str) -> None:
+    """Send the replay runner task; raises if the broker is down (StartReplay then fails)."""
+    _celery(settings).send_task("bus.replay", args=[name], queue="bus", retry=False)
+
+
 def due_for_sweep(session: Session, now: datetime, grace: timedelta) -> list[str]:
     """Pending, due deliveries that no task will pick up: never enqueued (a retry whose delay was
     too long for a countdown), or enqueued more than ``grace`` ago and still not claimed."""
@@ -92,9 +97,7 @@ def sweep(settings: Settings) -> int:
     from app.db import get_database
 
     with get_database(settings.sqlalchemy_url).session() as session:
-        ids = due_for_sweep(
-            session, utcnow(), timedelta(seconds=settings.bus_sweep_grace_seconds)
-        )
+        ids = due_for_sweep(session, utcnow(), timedelta(seconds=settings.bus_sweep_grace_seconds))
     if ids:
         log.info("sweeper re-enqueues %d deliveries", len(ids))
     return enqueue_deliveries(settings, ids)
