@@ -28,7 +28,8 @@ format: install
 	$(BIN)/ruff format .
 
 bench: install ## Every benchmark under bench/; each prints one JSON line last
-	@set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@set -e; for b in $(filter-out bench/common.py,$(wildcard bench/*.py)); do \
+		echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
 	rm -rf $(VENV) .smokehouse .pytest_cache .mypy_cache .ruff_cache

@@ -94,6 +94,7 @@ class Claimed:
     rule_arn: str
     rule_name: str
     created_at: datetime
+    received_at: datetime  # <aws.events.event.ingestion-time>
 
 
 def _claim(settings: Settings, delivery_id: str, now: datetime) -> Claimed | None:
@@ -122,16 +123,18 @@ def _claim(settings: Settings, delivery_id: str, now: datetime) -> Claimed | Non
         ).one_or_none()
         if row is None:
             return None
-        envelope = session.scalar(select(Event.envelope).where(Event.id == row.event_id))
-        assert envelope is not None
+        event = session.execute(
+            select(Event.envelope, Event.received_at).where(Event.id == row.event_id)
+        ).one()
         scope = Scope(settings.region, settings.account_id)
         return Claimed(
             row.attempts,
-            dict(envelope),
+            dict(event.envelope),
             dict(row.target_spec),
             scope.rule_arn(row.bus_name, row.rule_name),
             row.rule_name,
             row.created_at,
+            event.received_at,
         )
 
 
@@ -158,7 +161,7 @@ def deliver(settings: Settings, delivery_id: str, rng: random.Random | None = No
             claimed.event,
             rule_arn=claimed.rule_arn,
             rule_name=claimed.rule_name,
-            ingestion_time=started,
+            ingestion_time=claimed.received_at,
         )
         context = DeliveryContext(
             delivery_id=delivery_id,

@@ -7,9 +7,20 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.bus.targets.base import DeliveryContext, TargetAdapter, TargetFailure
+from app.bus.targets.bus import EventBusTarget
+from app.bus.targets.celery_queue import CeleryQueueTarget
 from app.bus.targets.handler import HandlerTarget
+from app.bus.targets.http import ApiDestinationTarget
+from app.bus.targets.mqtt import MqttTarget
+from app.bus.transform import validate_input
 
-ADAPTERS: list[TargetAdapter] = [HandlerTarget()]
+ADAPTERS: list[TargetAdapter] = [
+    HandlerTarget(),
+    ApiDestinationTarget(),
+    CeleryQueueTarget(),
+    MqttTarget(),
+    EventBusTarget(),
+]
 
 
 def adapter_for(arn: str) -> TargetAdapter | None:
@@ -17,10 +28,12 @@ def adapter_for(arn: str) -> TargetAdapter | None:
 
 
 def validate_target(session: Session, spec: dict[str, Any]) -> str | None:
+    """PutTargets' check of one Target: a known kind, a valid InputPath/InputTransformer (the same
+    rules for every kind), then what the kind itself requires."""
     adapter = adapter_for(spec["Arn"])
     if adapter is None:
         return f"Target ARN {spec['Arn']} is not a supported target type."
-    return adapter.validate(session, spec)
+    return validate_input(spec) or adapter.validate(session, spec)
 
 
 __all__ = [

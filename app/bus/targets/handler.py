@@ -33,7 +33,11 @@ class HandlerTarget:
             raise TargetFailure(str(exc), retryable=False, code="UnknownHandler") from None
         invocation = HandlerContext(name, context.delivery_id, context.attempt)
         try:
-            function(json.loads(payload), invocation)
+            argument: Any = json.loads(payload)
+        except ValueError:  # a plain-text InputTemplate ("<instance> is in state <status>")
+            argument = payload
+        try:
+            function(argument, invocation)
         except Exception as exc:  # a handler's failure is the delivery's failure, retried
             raise TargetFailure(
                 f"{type(exc).__name__}: {exc}", retryable=True, code="HandlerError"

@@ -1,0 +1,153 @@
+"""``arn:smokehouse:mqtt:<topic>``: publish the rendered input to an MQTT topic.
+
+The IoT Core "republish" action as a bus target: a rule can push an alarm to a display, or echo
+a command back to the Pi. Optional ``MqttParameters: {"Qos": 0 | 1, "Retain": bool}`` (QoS 1 and
+no retain by default). With QoS 1 the attempt succeeds only once the broker's PUBACK came back,
+so a broker that is down or slow makes a retryable failure, never a silent loss. (A message
+whose PUBACK came too late may still be delivered by the client after the retry is sent: at least
+once, like every target.)
+
+One connected client per broker URL per process, created lazily and shared by threads; a forked
+child (Celery prefork) notices it is not the creator and connects its own.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from sqlalchemy.orm import Session
+
+from app.bus.targets.base import DeliveryContext, TargetFailure
+from app.iot.connection import MqttEndpoint, make_client
+
+PREFIX = "arn:smokehouse:mqtt:"
+TIMEOUT_SECONDS = 5.0
+MAX_TOPIC_BYTES = 65535
+
+
+def topic_problem(topic: str) -> str | None:
+    if not topic:
+        return "the topic is empty"
+    if "+" in topic or "#" in topic:
+        return "a topic to publish to can't contain the wildcards '+' or '#'"
+    if "\x00" in topic:
+        return "a topic can't contain NUL"
+    if topic.startswith("$"):
+        return "topics starting with '$' are reserved for the broker"
+    if len(topic.encode()) > MAX_TOPIC_BYTES:
+        return f"a topic is at most {MAX_TOPIC_BYTES} bytes"
+    return None
+
+
+def mqtt_parameters(spec: dict[str, Any]) -> tuple[int, bool]:
+    given = spec.get("MqttParameters") or {}
+    return int(given.get("Qos", 1)), bool(given.get("Retain", False))
+
+
+class Publisher:
+    """A connected paho client that reconnects by itself (its network loop runs in a thread)."""
+
+    def __init__(self, url: str) -> None:
+        self.pid = os.getpid()
+        self.endpoint = MqttEndpoint.from_url(url)
+        self.connected = threading.Event()
+        self.client = make_client(
+            self.endpoint, client_id=f"smokehouse-bus-{uuid.uuid4().hex[:12]}"
+        )
+        self.client.max_inflight_messages_set(1000)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.connect_async(self.endpoint.host, self.endpoint.port, keepalive=30)
+        self.client.loop_start()
+
+    def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
+        if not reason.is_failure:
+            self.connected.set()
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: object, _f: object, _reason: object, _p: object
+    ) -> None:
+        self.connected.clear()
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool, timeout: float) -> None:
+        where = f"{self.endpoint.host}:{self.endpoint.port}"
+        if not self.connected.wait(timeout):
+            raise TargetFailure(
+                f"MQTT broker {where} is not reachable", retryable=True, code="MqttUnavailable"
+            )
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        try:
+            info.wait_for_publish(timeout)
+            published = info.is_published()
+        except (RuntimeError, ValueError) as exc:
+            raise TargetFailure(
+                f"MQTT publish to {topic} failed: {exc}", retryable=True, code="MqttError"
+            ) from exc
+        if not published:
+            raise TargetFailure(
+                f"no PUBACK from {where} for {topic} within {timeout:g} s",
+                retryable=True,
+                code="MqttTimeout",
+            )
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+_publishers: dict[str, Publisher] = {}
+_publishers_lock = threading.Lock()
+
+
+def publisher_for(url: str) -> Publisher:
+    with _publishers_lock:
+        publisher = _publishers.get(url)
+        if publisher is None or publisher.pid != os.getpid():
+            publisher = _publishers[url] = Publisher(url)
+        return publisher
+
+
+def close_publishers() -> None:
+    """Disconnect every client of this process (tests, shutdown)."""
+    with _publishers_lock:
+        for publisher in _publishers.values():
+            if publisher.pid == os.getpid():
+                publisher.close()
+        _publishers.clear()
+
+
+class MqttTarget:
+    kind = "mqtt"
+
+    def accepts(self, arn: str) -> bool:
+        return arn.startswith(PREFIX)
+
+    def validate(self, session: Session, spec: dict[str, Any]) -> str | None:
+        problem = topic_problem(spec["Arn"].removeprefix(PREFIX))
+        if problem is not None:
+            return f"Target ARN {spec['Arn']} is not a valid MQTT target: {problem}."
+        given = spec.get("MqttParameters")
+        if given is None:
+            return None
+        if not isinstance(given, dict) or set(given) - {"Qos", "Retain"}:
+            return "MqttParameters accepts only Qos (0 or 1) and Retain (true or false)."
+        if given.get("Qos", 1) not in (0, 1) or isinstance(given.get("Qos"), bool):
+            return "MqttParameters.Qos must be 0 or 1."
+        if not isinstance(given.get("Retain", False), bool):
+            return "MqttParameters.Retain must be true or false."
+        return None
+
+    def deliver(self, context: DeliveryContext, payload: str) -> int | None:
+        topic = context.spec["Arn"].removeprefix(PREFIX)
+        problem = topic_problem(topic)
+        if problem is not None:
+            raise TargetFailure(problem, retryable=False, code="BadTopic")
+        qos, retain = mqtt_parameters(context.spec)
+        publisher = publisher_for(context.settings.effective_mqtt_url)
+        publisher.publish(topic, payload.encode(), qos, retain, TIMEOUT_SECONDS)
+        return None

@@ -1,0 +1,183 @@
+"""The whole bus through the front door: boto3 against a running ``smokehouse run`` (embedded
+mode) creates a connection, an API destination, a rule and an archive; PutEvents reaches an HTTP
+endpoint served by the test; a replay sends the archived events again, marked ``replay-name``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from tests.integration.cli import cli_env, smokehouse_argv
+from tests.services import free_port, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+KEY_ID, SECRET = "AKE2E", "e2e-secret-key"
+
+
+class Receiver:
+    """A tiny HTTP endpoint that records every request (the API destination's far side)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        received = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(r["body"]) for r in self.requests]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.server.shutdown()
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[str]:
+    http_port = free_port()
+    env = cli_env(
+        data_dir=tmp_path / "data",
+        http_port=http_port,
+        embedded_mqtt_port=free_port(),
+        access_keys=f"{KEY_ID}:{SECRET}:admin",
+        bus_sweep_grace_seconds=2,
+    )
+    log = (tmp_path / "run.log").open("wb")
+    process = subprocess.Popen(
+        smokehouse_argv("run"), env=env, stdout=log, stderr=log, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{http_port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(ready, timeout=30, interval=0.3, what="smokehouse run to be ready")
+        yield base
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=40)
+
+
+def test_boto3_put_events_reaches_an_http_destination_and_replays(
+    running: str, receiver: Receiver
+) -> None:
+    events = boto3.client(
+        "events",
+        endpoint_url=running,
+        region_name="eu-west-1",
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+    )
+    connection = events.create_connection(
+        Name="receiver",
+        AuthorizationType="API_KEY",
+        AuthParameters={"ApiKeyAuthParameters": {"ApiKeyName": "x-token", "ApiKeyValue": "t0k"}},
+    )
+    destination = events.create_api_destination(
+        Name="receiver",
+        ConnectionArn=connection["ConnectionArn"],
+        InvocationEndpoint=f"{receiver.url}/orders/*",
+        HttpMethod="POST",
+    )
+    events.put_rule(
+        Name="orders-to-http",
+        EventPattern=json.dumps(
+            {"source": ["shop.orders"], "detail": {"total": [{"numeric": [">", 100]}]}}
+        ),
+    )
+    result = events.put_targets(
+        Rule="orders-to-http",
+        Targets=[
+            {
+                "Id": "http",
+                "Arn": destination["ApiDestinationArn"],
+                "HttpParameters": {"PathParameterValues": ["$.detail.order"]},
+                "InputTransformer": {
+                    "InputPathsMap": {"order": "$.detail.order", "total": "$.detail.total"},
+                    "InputTemplate": '{"order": <order>, "total": <total>, '
+                    '"event": <aws.events.event.json>}',
+                },
+            }
+        ],
+    )
+    assert result["FailedEntryCount"] == 0
+    bus_arn = events.describe_event_bus()["Arn"]
+    events.create_archive(ArchiveName="orders", EventSourceArn=bus_arn)
+
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    put = events.put_events(
+        Entries=[
+            {
+                "Source": "shop.orders",
+                "DetailType": "Order Placed",
+                "Detail": json.dumps({"order": "A-1", "total": 250}),
+            },
+            {
+                "Source": "shop.orders",
+                "DetailType": "Order Placed",
+                "Detail": json.dumps({"order": "A-2", "total": 20}),  # not > 100: no delivery
+            },
+            {"Source": "shop.orders", "DetailType": "Order Placed", "Detail": "not json"},
+        ]
+    )
+    assert put["FailedEntryCount"] == 1
+    assert put["Entries"][2]["ErrorCode"] == "MalformedDetail"
+
+    wait_for(lambda: receiver.requests, timeout=30, what="the HTTP destination to be called")
+    [request] = receiver.requests
+    assert request["path"] == "/orders/A-1"
+    assert request["headers"]["x-token"] == "t0k"
+    assert request["headers"]["User-Agent"] == "Amazon/EventBridge/ApiDestinations"
+    body = json.loads(request["body"])
+    assert body["order"] == "A-1"
+    assert body["total"] == 250
+
+    time.sleep(1.1)  # the replay window must end in the past
+    events.start_replay(
+        ReplayName="orders-again",
+        EventSourceArn=events.describe_archive(ArchiveName="orders")["ArchiveArn"],
+        EventStartTime=before,
+        EventEndTime=datetime.now(UTC),
+        Destination={"Arn": bus_arn},
+    )
+    wait_for(
+        lambda: events.describe_replay(ReplayName="orders-again")["State"] == "COMPLETED",
+        timeout=30,
+        what="the replay to complete",
+    )
+    wait_for(lambda: len(receiver.requests) == 2, timeout=30, what="the replayed delivery")
+    replayed = json.loads(receiver.requests[1]["body"])
+    assert replayed["order"] == "A-1"
+    assert replayed["event"]["replay-name"] == "orders-again"
+    assert "replay-name" not in body["event"]
