@@ -48,6 +48,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": {
             "system-ping": {"task": "system.ping", "schedule": 30.0, "args": ()},
             "bus-sweep": {"task": "bus.sweep", "schedule": 10.0, "args": ()},
+            "bus-purge-archives": {"task": "bus.purge_archives", "schedule": 3600.0, "args": ()},
         },
     }
 

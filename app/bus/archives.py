@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -371,3 +371,17 @@ def fail_replay(session: Session, name: str, reason: str) -> None:
         replay.state = "FAILED"
         replay.state_reason = reason[:512]
         replay.replay_end_time = utcnow()
+
+
+def purge_expired(session: Session, now: datetime) -> int:
+    """Drop archived copies older than their archive's RetentionDays (0 keeps them forever)."""
+    purged = 0
+    for archive in session.scalars(select(Archive).where(Archive.retention_days > 0)):
+        cutoff = now - timedelta(days=archive.retention_days)
+        result = session.execute(
+            delete(ArchivedEvent).where(
+                ArchivedEvent.archive_name == archive.name, ArchivedEvent.time < cutoff
+            )
+        )
+        purged += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return purged

@@ -65,3 +65,30 @@ def test_sweeper_picks_only_lost_deliveries(database_url: str) -> None:
     # Marked as enqueued: the next pass within the grace period leaves them alone.
     with database.session() as session:
         assert due_for_sweep(session, now + timedelta(seconds=1), GRACE) == []
+
+
+def test_archive_retention_purges_only_expired_copies(database_url: str) -> None:
+    from app.bus.archives import purge_expired
+    from app.bus.models import Archive, ArchivedEvent
+
+    now = utcnow()
+    database = get_database(database_url)
+    with database.session() as session:
+        session.add(
+            Event(id="e1", bus_name="default", source="s", detail_type="d", time=now, envelope={})
+        )
+        session.add(
+            Event(id="e2", bus_name="default", source="s", detail_type="d", time=now, envelope={})
+        )
+        session.add(Archive(name="week", bus_name="default", retention_days=7))
+        session.add(Archive(name="forever", bus_name="default", retention_days=0))
+        session.flush()
+        old, recent = now - timedelta(days=8), now - timedelta(days=6)
+        session.add(ArchivedEvent(archive_name="week", event_id="e1", time=old, size=1))
+        session.add(ArchivedEvent(archive_name="week", event_id="e2", time=recent, size=1))
+        session.add(ArchivedEvent(archive_name="forever", event_id="e1", time=old, size=1))
+    with database.session() as session:
+        assert purge_expired(session, now) == 1
+    with database.session() as session:
+        kept = {(a.archive_name, a.event_id) for a in session.query(ArchivedEvent)}
+    assert kept == {("week", "e2"), ("forever", "e1")}

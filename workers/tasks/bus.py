@@ -21,3 +21,12 @@ def sweep() -> int:
 @celery_app.task(name="bus.replay")
 def replay(name: str) -> str:
     return run_replay(settings_of(celery_app), name)
+
+
+@celery_app.task(name="bus.purge_archives")
+def purge_archives() -> int:
+    from app.bus.archives import purge_expired
+    from app.db import get_database, utcnow
+
+    with get_database(settings_of(celery_app).sqlalchemy_url).session() as session:
+        return purge_expired(session, utcnow())
