@@ -68,4 +68,6 @@ def load_handler_modules(modules: Iterable[str] = ()) -> None:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise ConfigError("SMOKEHOUSE_HANDLER_MODULES", f"cannot import {module}: {exc}") from None
+            raise ConfigError(
+                "SMOKEHOUSE_HANDLER_MODULES", f"cannot import {module}: {exc}"
+            ) from None

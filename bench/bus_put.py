@@ -79,10 +79,12 @@ def main() -> None:
     put_latencies.sort()
     put_eps = total / (put_done - started)
     delivered_eps = total / elapsed
-    print(f"{total} events: PutEvents accepted {put_eps:,.0f} events/s "
-          f"(p50 {put_latencies[len(put_latencies) // 2] * 1000:.1f} ms per 10-entry call); "
-          f"delivered end to end {delivered_eps:,.0f} events/s with {args.workers}x"
-          f"{args.concurrency} workers")
+    print(
+        f"{total} events: PutEvents accepted {put_eps:,.0f} events/s "
+        f"(p50 {put_latencies[len(put_latencies) // 2] * 1000:.1f} ms per 10-entry call); "
+        f"delivered end to end {delivered_eps:,.0f} events/s with {args.workers}x"
+        f"{args.concurrency} workers"
+    )
     emit(
         {
             "bench": "bus_put",

@@ -69,7 +69,11 @@ def workers(env: dict[str, str], count: int, *args: str) -> Iterator[list[subpro
 
 
 def machine() -> dict[str, Any]:
-    return {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()}
+    return {
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
 
 
 def emit(result: dict[str, Any]) -> None:

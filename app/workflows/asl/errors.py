@@ -106,7 +106,7 @@ class Diagnostic:
         return f"{self.code}: {self.message} at {location}"
 
 
-class InvalidDefinition(ValueError):  # noqa: N818 - the name Step Functions uses
+class InvalidDefinition(ValueError):
     """The definition does not validate; ``diagnostics`` holds the ERROR diagnostics."""
 
     def __init__(self, diagnostics: list[Diagnostic]):
