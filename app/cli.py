@@ -59,7 +59,7 @@ def _self_command() -> list[str]:
 @friendly_errors
 def run() -> None:
     """Everything in one command: API, embedded MQTT broker, workers and scheduler."""
-    from app.main import keyring_for
+    from app.credentials import keyring_for
     from app.migrate import upgrade
     from app.preflight import check_database, check_embedded_mqtt_port, check_http_port
     from app.supervisor import Child, Supervisor
@@ -123,7 +123,7 @@ def api(
     """The HTTP API: AWS-compatible endpoint, webhooks, GraphQL, health."""
     import uvicorn
 
-    from app.main import keyring_for
+    from app.credentials import keyring_for
     from app.migrate import upgrade
     from app.preflight import check_database, check_http_port
 

@@ -9,12 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import app
-from app.auth import KeyRing, load_or_create_local_key
 from app.aws import aws_router, registry
 from app.bus import api as bus_api
 from app.bus.definitions import apply_all
 from app.bus.outbox import enqueue_deliveries, start_replay
-from app.config import ConfigError, Settings, load_settings
+from app.config import Settings, load_settings
+from app.credentials import keyring_for
 from app.graphql.schema import graphql_router
 from app.handlers import load_handler_modules
 from app.health.routes import router as health_router
@@ -22,17 +22,6 @@ from app.middleware import RequestContextMiddleware
 from app.migrate import upgrade
 
 log = logging.getLogger("smokehouse")
-
-
-def keyring_for(settings: Settings) -> KeyRing:
-    """Configured keys; in embedded mode with none configured, the generated local admin key."""
-    if settings.configured_keys:
-        return KeyRing(settings.configured_keys)
-    if settings.mode == "embedded":
-        return KeyRing((load_or_create_local_key(settings.data_dir),))
-    raise ConfigError(
-        "SMOKEHOUSE_ACCESS_KEYS", "no access keys configured; set id:secret:role[,...]"
-    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

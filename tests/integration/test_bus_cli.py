@@ -145,7 +145,7 @@ def test_events_put_stores_routes_and_enqueues(
     assert malformed.output.strip() == "smokehouse: error: MalformedDetail: Detail is malformed."
     no_bus = invoke("events", "put", "--source", "s", "--detail-type", "T", "--bus", "nope")
     assert no_bus.exit_code == 1
-    assert "NotFound: Event bus nope does not exist." in no_bus.output
+    assert "ResourceNotFoundException: Event bus nope does not exist." in no_bus.output
     assert enqueued == [delivery_ids]
 
 
