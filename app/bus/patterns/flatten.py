@@ -10,16 +10,19 @@ lies inside an *object or array element* of an array records ``(array id, elemen
 Scalar elements do not record the array they sit in (event-ruler does the same), so two
 values of one field never conflict.
 
-``flatten`` is the fast form used on every event: values per path and, for paths whose values
-lie inside object/array elements of arrays, how many such values there are. ``flatten_fields``
-records the full membership of every value and is used only when array consistency decides.
-Both only descend where some rule looks, guided by a ``PathTree`` built from the rules' paths.
+``scan`` is the form used on every event by the compiled matcher: it walks the event once and
+looks every leaf value up in its path's table as it goes, so no per-path value lists are built.
+``flatten`` gives the values per path and, for paths whose values lie inside object/array
+elements of arrays, how many such values there are. ``flatten_fields`` records the full
+membership of every value and is used only when array consistency decides. All three only
+descend where some rule looks, guided by a tree built from the rules' paths, and read an event
+the same way (``tests/unit/bus/patterns/test_scan.py`` checks ``scan`` against ``flatten``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TypeAlias
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeAlias
 
 from app.bus.patterns.matchers import FALSE, NAN, TRUE, BigNum, Value, norm
 
@@ -27,6 +30,13 @@ Membership: TypeAlias = tuple[tuple[int, int], ...]
 Fields: TypeAlias = dict[str, list[tuple[Value, Membership]]]
 # event key -> (the dot-joined path it leads to, the tree below it)
 PathTree: TypeAlias = dict[str, tuple[str, "PathTree"]]
+# What ``scan`` does with the values of one path: (table of results by value, function computing
+# (and caching) a result missing from the table or None, whether to count the path's values).
+Lookup: TypeAlias = tuple[dict[Value, Any], Callable[[Value], Any] | None, bool]
+# event key -> (path, tree below, table, compute, count): a PathTree with each path's Lookup
+ScanTree: TypeAlias = dict[
+    str, tuple[str, "ScanTree", dict[Value, Any], Callable[[Value], Any] | None, bool]
+]
 
 
 def path_tree(paths: Iterable[str]) -> PathTree:
@@ -194,10 +204,11 @@ def _fields_object(
             if entry is None:
                 continue
             path, subtree = entry
-        if isinstance(v, Mapping):
-            _fields_object(v, path + ".", subtree, fields, membership, counter)
-        elif isinstance(v, list | tuple):
-            _fields_array(v, path, subtree, fields, membership, counter)
+        t = type(v)
+        if t is dict or (t is not str and t is not list and isinstance(v, Mapping)):
+            _fields_object(v, path + ".", subtree, fields, membership, counter)  # type: ignore[arg-type]
+        elif t is list or isinstance(v, tuple):
+            _fields_array(v, path, subtree, fields, membership, counter)  # type: ignore[arg-type]
         else:
             _add(fields, path, v, membership)
 
@@ -212,20 +223,183 @@ def _fields_array(
 ) -> None:
     array_id = counter[0]
     counter[0] += 1
+    base = path + "."
     for index, v in enumerate(arr):
-        if isinstance(v, Mapping):
-            inner = (*membership, (array_id, index))
-            _fields_object(v, path + ".", tree, fields, inner, counter)
-        elif isinstance(v, list | tuple):
-            inner = (*membership, (array_id, index))
-            _fields_array(v, path, tree, fields, inner, counter)
+        t = type(v)
+        if t is dict or (t is not str and t is not list and isinstance(v, Mapping)):
+            _fields_object(v, base, tree, fields, (*membership, (array_id, index)), counter)  # type: ignore[arg-type]
+        elif t is list or isinstance(v, tuple):
+            _fields_array(v, path, tree, fields, (*membership, (array_id, index)), counter)  # type: ignore[arg-type]
         else:
             _add(fields, path, v, membership)
 
 
 def _add(fields: Fields, path: str, v: object, membership: Membership) -> None:
-    try:
-        nv = norm(v)
-    except TypeError:
-        return
-    fields.setdefault(path, []).append((nv, membership))
+    t = type(v)
+    if t is str:
+        nv: Value = v  # type: ignore[assignment]
+    elif t is float:
+        nv = v if v == v else NAN  # type: ignore[assignment]
+    else:
+        try:
+            nv = norm(v)
+        except TypeError:
+            return
+    found = fields.get(path)
+    if found is None:
+        fields[path] = [(nv, membership)]
+    else:
+        found.append((nv, membership))
+
+
+# --------------------------------------------------------------------------------------------
+# scan: flatten and look up in one walk (the compiled matcher's hot path)
+# --------------------------------------------------------------------------------------------
+_NO_LOOKUP: Lookup = ({}, None, False)
+
+
+def scan_tree(lookups: Mapping[str, Lookup]) -> ScanTree:
+    """The ``path_tree`` of ``lookups``' paths, each node carrying its path's ``Lookup``.
+
+    Nodes that only lead to deeper paths get an empty table that is never written to.
+    """
+    return _scan_node(path_tree(lookups), lookups)
+
+
+def _scan_node(tree: PathTree, lookups: Mapping[str, Lookup]) -> ScanTree:
+    return {
+        key: (path, _scan_node(sub, lookups), *lookups.get(path, _NO_LOOKUP))
+        for key, (path, sub) in tree.items()
+    }
+
+
+def scan(
+    event: Mapping[str, object],
+    tree: ScanTree,
+    found: list[Any],
+    counts: dict[str, int],
+    in_arrays: dict[str, int],
+) -> int:
+    """Look every leaf value at a path of ``tree`` up in that path's table, in one walk.
+
+    A table maps a value to a pair ``(bits, items)`` (a falsy result means "nothing"); the
+    result is the union (``|``) of the ``bits`` of all values, and the ``items`` are added to
+    ``found``. A value missing from the table is passed to the path's compute function, if any,
+    which returns such a pair. ``counts`` gets the number of values of every path whose node
+    asks for it, ``in_arrays`` the number of values per path that sit inside object/array
+    elements of arrays (as ``flatten`` reports them). Values are read exactly as ``flatten``
+    reads them.
+    """
+    return _scan_object(event, tree, 0, found, counts, in_arrays, False)
+
+
+def _scan_object(
+    obj: Mapping[str, object],
+    tree: ScanTree,
+    holds: int,
+    found: list[Any],
+    counts: dict[str, int],
+    in_arrays: dict[str, int],
+    nested: bool,
+) -> int:
+    get = tree.get
+    for key, v in obj.items():
+        node = get(key)
+        if node is None:
+            if type(key) is str:
+                continue
+            node = get(str(key))  # not JSON, but Python dicts may have such keys
+            if node is None:
+                continue
+        t = type(v)
+        if t is str:
+            nv: Value = v  # type: ignore[assignment]
+        elif t is dict:
+            if node[1]:
+                holds = _scan_object(v, node[1], holds, found, counts, in_arrays, nested)  # type: ignore[arg-type]
+            continue
+        elif t is float:
+            nv = v if v == v else NAN  # type: ignore[assignment]
+        elif t is int:
+            try:
+                nv = float(v)  # type: ignore[arg-type]
+            except OverflowError:
+                nv = BigNum(v)  # type: ignore[arg-type]
+        elif t is list:
+            holds = _scan_array(v, node, holds, found, counts, in_arrays, nested)  # type: ignore[arg-type]
+            continue
+        elif t is bool:
+            nv = TRUE if v else FALSE
+        elif v is None:
+            nv = None
+        elif isinstance(v, Mapping):
+            if node[1]:
+                holds = _scan_object(v, node[1], holds, found, counts, in_arrays, nested)
+            continue
+        elif isinstance(v, tuple):
+            holds = _scan_array(v, node, holds, found, counts, in_arrays, nested)
+            continue
+        else:
+            try:
+                nv = norm(v)
+            except TypeError:
+                continue  # not JSON: ignored
+        hit = node[2].get(nv)
+        if hit is None and node[3] is not None:
+            hit = node[3](nv)
+        if hit:
+            holds |= hit[0]
+            if hit[1]:
+                found += hit[1]
+        if node[4]:
+            counts[node[0]] = counts.get(node[0], 0) + 1
+        if nested:
+            in_arrays[node[0]] = in_arrays.get(node[0], 0) + 1
+    return holds
+
+
+def _scan_array(
+    arr: list[object] | tuple[object, ...],
+    node: tuple[str, ScanTree, dict[Value, Any], Callable[[Value], Any] | None, bool],
+    holds: int,
+    found: list[Any],
+    counts: dict[str, int],
+    in_arrays: dict[str, int],
+    nested: bool,
+) -> int:
+    path, subtree, table, compute, count = node
+    for v in arr:
+        t = type(v)
+        if t is str:
+            nv: Value = v  # type: ignore[assignment]
+        elif t is dict:
+            if subtree:
+                holds = _scan_object(v, subtree, holds, found, counts, in_arrays, True)  # type: ignore[arg-type]
+            continue
+        elif t is list:
+            holds = _scan_array(v, node, holds, found, counts, in_arrays, True)  # type: ignore[arg-type]
+            continue
+        elif isinstance(v, Mapping):
+            if subtree:
+                holds = _scan_object(v, subtree, holds, found, counts, in_arrays, True)
+            continue
+        elif isinstance(v, tuple):
+            holds = _scan_array(v, node, holds, found, counts, in_arrays, True)
+            continue
+        else:
+            try:
+                nv = norm(v)
+            except TypeError:
+                continue
+        hit = table.get(nv)
+        if hit is None and compute is not None:
+            hit = compute(nv)
+        if hit:
+            holds |= hit[0]
+            if hit[1]:
+                found += hit[1]
+        if count:
+            counts[path] = counts.get(path, 0) + 1
+        if nested:
+            in_arrays[path] = in_arrays.get(path, 0) + 1
+    return holds

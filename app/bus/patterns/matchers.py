@@ -85,6 +85,10 @@ def norm(value: object) -> Value:
 # IP addresses, as event-ruler's CIDR class understands them
 # --------------------------------------------------------------------------------------------
 _IPV6 = re.compile(r"[0-9a-fA-F:]*:[0-9a-fA-F:]*", re.ASCII)
+# Dotted IPv4 without leading zeros (octets over 255 are rejected after matching)
+_IPV4 = re.compile(
+    r"(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})"
+)
 
 
 class IpError(ValueError):
@@ -124,6 +128,12 @@ def event_ip(text: str) -> tuple[int, int] | None:
     """``ip_bytes`` for an event value: ``None`` when the string is not an IP literal."""
     if not text or not ("." in text or ":" in text):
         return None
+    v4 = _IPV4.fullmatch(text)
+    if v4 is not None:  # the common case, decided as ip_bytes decides it
+        a, b, c, d = map(int, v4.groups())
+        if a > 255 or b > 255 or c > 255 or d > 255:
+            return None
+        return 32, a << 24 | b << 16 | c << 8 | d
     try:
         return ip_bytes(text)
     except IpError:
