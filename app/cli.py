@@ -17,6 +17,7 @@ import app
 from app.bus.cli import events_cli, rules_cli
 from app.config import ConfigError, Settings, load_settings
 from app.logs import configure_logging
+from app.scaling.cli import queue_cli, scaling_cli
 
 cli = typer.Typer(
     name="smokehouse",
@@ -250,6 +251,8 @@ def config() -> None:
 
 cli.add_typer(rules_cli)
 cli.add_typer(events_cli)
+cli.add_typer(queue_cli)
+cli.add_typer(scaling_cli)
 
 
 def main() -> None:

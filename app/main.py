@@ -20,6 +20,8 @@ from app.handlers import load_handler_modules
 from app.health.routes import router as health_router
 from app.middleware import RequestContextMiddleware
 from app.migrate import upgrade
+from app.workflows import api as workflows_api
+from app.workflows.definitions import apply_all as apply_state_machines
 
 log = logging.getLogger("smokehouse")
 
@@ -34,12 +36,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         if settings.auto_migrate:
             upgrade(settings.sqlalchemy_url)
+        machines = apply_state_machines(settings)
+        if machines.changed:
+            log.info("state machines applied: %s", machines.summary())
         report = apply_all(settings)
         if report.changed:
             log.info("definitions applied: %s", report.summary())
         log.info("api ready", extra={"mode": settings.mode, "url": settings.http_url})
         yield
 
+    workflows_api.configure(settings)
     bus_api.configure(
         settings,
         enqueue=lambda ids: enqueue_deliveries(settings, ids),

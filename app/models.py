@@ -14,7 +14,15 @@ from app.bus.models import (
     Rule,
     Target,
 )
+from app.scaling.models import ScalingDecision, ScalingQueue, ScalingWorker
 from app.system.models import Ping
+from app.workflows.models import (
+    Execution,
+    ExecutionEvent,
+    ExecutionTask,
+    StateMachine,
+    StateMachineDefinition,
+)
 
 __all__ = [
     "ApiDestination",
@@ -26,8 +34,16 @@ __all__ = [
     "DeliveryAttempt",
     "Event",
     "EventBus",
+    "Execution",
+    "ExecutionEvent",
+    "ExecutionTask",
     "Ping",
     "Replay",
     "Rule",
+    "ScalingDecision",
+    "ScalingQueue",
+    "ScalingWorker",
+    "StateMachine",
+    "StateMachineDefinition",
     "Target",
 ]

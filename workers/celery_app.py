@@ -13,12 +13,18 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
-import workers.broker_sqlite  # noqa: F401  (registers the smokehouse+sqlite:// broker scheme)
+import workers.broker_sqlite  # registers the smokehouse+sqlite:// broker scheme
+import workers.registry_hooks  # noqa: F401  (worker registry: register, heartbeat, drain)
 from app.config import Settings, load_settings
 from app.handlers import load_handler_modules
 
 QUEUES = ("default", "bus", "workflows", "iot", "runners", "scaling")
-TASK_MODULES = ("workers.tasks.system", "workers.tasks.bus")
+TASK_MODULES = (
+    "workers.tasks.system",
+    "workers.tasks.bus",
+    "workers.tasks.workflows",
+    "workers.tasks.scaling",
+)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -42,13 +48,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": False,
         "task_default_queue": "default",
         "task_queues": [Queue(name) for name in QUEUES],
-        "task_routes": {"system.*": {"queue": "default"}, "bus.*": {"queue": "bus"}},
+        "task_routes": {
+            "system.*": {"queue": "default"},
+            "bus.*": {"queue": "bus"},
+            "workflows.*": {"queue": "workflows"},
+        },
         "timezone": "UTC",
         "enable_utc": True,
         "beat_schedule": {
             "system-ping": {"task": "system.ping", "schedule": 30.0, "args": ()},
             "bus-sweep": {"task": "bus.sweep", "schedule": 10.0, "args": ()},
             "bus-purge-archives": {"task": "bus.purge_archives", "schedule": 3600.0, "args": ()},
+            "workflows-sweep": {"task": "workflows.sweep", "schedule": 5.0, "args": ()},
+            "scaling-autoscale": {"task": "scaling.autoscale", "schedule": 10.0, "args": ()},
         },
     }
 

@@ -14,9 +14,10 @@ from strawberry.types.unset import UnsetType
 from app.auth import credential_from_headers
 from app.graphql.bus import BusMutation, BusQuery
 from app.graphql.context import Context, get_context
+from app.graphql.scaling import ScalingQuery
 from app.graphql.system import SystemQuery
 
-Query = merge_types("Query", (SystemQuery, BusQuery))
+Query = merge_types("Query", (SystemQuery, BusQuery, ScalingQuery))
 Mutation = merge_types("Mutation", (BusMutation,))
 
 schema = strawberry.Schema(query=Query, mutation=Mutation)

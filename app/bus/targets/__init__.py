@@ -12,6 +12,7 @@ from app.bus.targets.celery_queue import CeleryQueueTarget
 from app.bus.targets.handler import HandlerTarget
 from app.bus.targets.http import ApiDestinationTarget
 from app.bus.targets.mqtt import MqttTarget
+from app.bus.targets.state_machine import StateMachineTarget
 from app.bus.transform import validate_input
 
 ADAPTERS: list[TargetAdapter] = [
@@ -20,6 +21,7 @@ ADAPTERS: list[TargetAdapter] = [
     CeleryQueueTarget(),
     MqttTarget(),
     EventBusTarget(),
+    StateMachineTarget(),
 ]
 
 

@@ -22,6 +22,7 @@ or a distributed Map gets a ``SCHEMA_VALIDATION_FAILED`` saying so.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -142,6 +143,9 @@ _RETRIER_FIELDS: Final = frozenset(
 )
 _CATCHER_FIELDS: Final = frozenset(("ErrorEquals", "Next", "ResultPath", "Comment"))
 _RULE_FIELDS: Final = frozenset(("Variable", "Next", "Comment", "And", "Or", "Not", *OPERATORS))
+
+#: The HTTP Task's per-status errors, e.g. ``States.Http.StatusCode.404`` (AWS accepts any).
+HTTP_STATUS_ERROR = re.compile(r"States\.Http\.StatusCode\.\d{3}")
 
 
 def _is_int(v: Any) -> bool:
@@ -659,7 +663,11 @@ class _Validator:
         for i, name in enumerate(names):
             if not isinstance(name, str):
                 self.schema("Expected value of type [STRING]", f"{where}[{i}]")
-            elif name.startswith("States.") and name not in errors.KNOWN_ERROR_NAMES:
+            elif (
+                name.startswith("States.")
+                and name not in errors.KNOWN_ERROR_NAMES
+                and not HTTP_STATUS_ERROR.fullmatch(name)
+            ):
                 self.schema(f"'{name}' is not a predefined error name", f"{where}[{i}]")
         if errors.ALL in names and len(names) > 1:
             self.schema("'States.ALL' must appear alone in the 'ErrorEquals' array", where)

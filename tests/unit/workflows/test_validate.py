@@ -447,3 +447,26 @@ def test_top_level_timeout_and_unknown_fields() -> None:
 def test_string_definitions_are_parsed() -> None:
     assert errors_of(json.dumps(machine(A=PASS_END))) == []
     assert ensure_valid(json.dumps(machine(A=PASS_END)))["StartAt"] == "A"
+
+
+def test_http_status_code_errors_are_predefined_names() -> None:
+    from app.workflows.asl import validate_definition
+
+    definition = {
+        "StartAt": "T",
+        "States": {
+            "T": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::http:invoke",
+                "Parameters": {"ApiEndpoint": "http://x", "Method": "GET"},
+                "Catch": [{"ErrorEquals": ["States.Http.StatusCode.404"], "Next": "S"}],
+                "End": True,
+            },
+            "S": {"Type": "Succeed"},
+        },
+    }
+    assert validate_definition(definition) == []
+    definition["States"]["T"]["Catch"][0]["ErrorEquals"] = ["States.Http.StatusCode.4xx"]  # type: ignore[index]
+    assert [d.message for d in validate_definition(definition)] == [
+        "'States.Http.StatusCode.4xx' is not a predefined error name"
+    ]

@@ -1,0 +1,168 @@
+"""``scaling``: the worker registry, each autoscaled queue's state, and the decisions log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import strawberry
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from strawberry.types import Info
+
+from app.config import Settings
+from app.db import get_database, utcnow
+from app.graphql.context import Context, IsAuthenticated
+from app.scaling import models
+from app.scaling.settings import load_scaling_settings
+
+T = TypeVar("T")
+MAX_LIMIT = 500
+
+
+async def _in_session(settings: Settings, work: Callable[[Session], T]) -> T:
+    def run() -> T:
+        with get_database(settings.sqlalchemy_url).session() as session:
+            return work(session)
+
+    return await run_in_threadpool(run)
+
+
+@strawberry.type
+class Worker:
+    id: str
+    hostname: str
+    queues: list[str]
+    concurrency: int
+    backend: str
+    state: str = strawberry.field(description="starting, idle, busy, draining, stopped or dead")
+    alive: bool = strawberry.field(description="Heartbeat younger than the liveness window.")
+    current_task: str | None
+    active: int
+    held: int = strawberry.field(description="Broker messages taken and not yet acked.")
+    tasks_done: int
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+
+
+@strawberry.type
+class ScalingDecision:
+    id: str
+    queue: str
+    decided_at: datetime
+    previous: int
+    desired: int
+    recommendation: int
+    queued: int
+    reserved: int
+    running: int
+    live_workers: int
+    busy_workers: int
+    reason: str
+    backend: str
+    error: str | None
+
+
+@strawberry.type
+class WorkQueue:
+    name: str
+    desired: int
+    updated_at: datetime
+
+
+def _worker(row: models.ScalingWorker, now: datetime, liveness: timedelta) -> Worker:
+    alive = row.state in ("starting", "idle", "busy", "draining") and (
+        row.heartbeat_at > now - liveness
+    )
+    return Worker(
+        id=row.id,
+        hostname=row.hostname,
+        queues=list(row.queues),
+        concurrency=row.concurrency,
+        backend=row.backend,
+        state=row.state,
+        alive=alive,
+        current_task=row.current_task,
+        active=row.active,
+        held=len(row.held or []),
+        tasks_done=row.tasks_done,
+        started_at=row.started_at,
+        heartbeat_at=row.heartbeat_at,
+        stopped_at=row.stopped_at,
+    )
+
+
+async def resolve_workers(
+    info: Info[Context, Any], queue: str | None = None, include_gone: bool = False
+) -> list[Worker]:
+    """Workers newest first; only live ones unless ``includeGone``."""
+    liveness = timedelta(seconds=load_scaling_settings().liveness_seconds)
+    now = utcnow()
+
+    def work(session: Session) -> list[Worker]:
+        rows = session.scalars(
+            select(models.ScalingWorker).order_by(models.ScalingWorker.started_at.desc())
+        )
+        found = [_worker(r, now, liveness) for r in rows if queue is None or queue in r.queues]
+        return found if include_gone else [w for w in found if w.alive]
+
+    return await _in_session(info.context.settings, work)
+
+
+async def resolve_decisions(
+    info: Info[Context, Any], queue: str | None = None, limit: int = 50
+) -> list[ScalingDecision]:
+    """Scaling decisions, newest first."""
+
+    def work(session: Session) -> list[ScalingDecision]:
+        query = select(models.ScalingDecision).order_by(models.ScalingDecision.decided_at.desc())
+        if queue is not None:
+            query = query.where(models.ScalingDecision.queue == queue)
+        rows = session.scalars(query.limit(max(1, min(limit, MAX_LIMIT))))
+        return [
+            ScalingDecision(
+                id=r.id,
+                queue=r.queue,
+                decided_at=r.decided_at,
+                previous=r.previous,
+                desired=r.desired,
+                recommendation=r.recommendation,
+                queued=r.queued,
+                reserved=r.reserved,
+                running=r.running,
+                live_workers=r.live_workers,
+                busy_workers=r.busy_workers,
+                reason=r.reason,
+                backend=r.backend,
+                error=r.error,
+            )
+            for r in rows
+        ]
+
+    return await _in_session(info.context.settings, work)
+
+
+async def resolve_work_queues(info: Info[Context, Any]) -> list[WorkQueue]:
+    def work(session: Session) -> list[WorkQueue]:
+        rows = session.scalars(select(models.ScalingQueue).order_by(models.ScalingQueue.name))
+        return [WorkQueue(name=r.name, desired=r.desired, updated_at=r.updated_at) for r in rows]
+
+    return await _in_session(info.context.settings, work)
+
+
+@strawberry.type
+class ScalingQuery:
+    workers: list[Worker] = strawberry.field(
+        resolver=resolve_workers, permission_classes=[IsAuthenticated]
+    )
+    scaling_decisions: list[ScalingDecision] = strawberry.field(
+        resolver=resolve_decisions, permission_classes=[IsAuthenticated]
+    )
+    work_queues: list[WorkQueue] = strawberry.field(
+        resolver=resolve_work_queues,
+        permission_classes=[IsAuthenticated],
+        description="Autoscaled queues and their current desired worker count.",
+    )

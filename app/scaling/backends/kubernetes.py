@@ -1,0 +1,81 @@
+"""A Kubernetes Deployment of workers, scaled through its ``scale`` subresource.
+
+Kubernetes picks which pods go when replicas drop; we steer it with the
+``controller.kubernetes.io/pod-deletion-cost`` annotation (lower cost goes first): the idle workers
+``plan`` chose get a low cost just before replicas are lowered, and replicas drop by no more than
+the pods that may go — those idle ones plus pods that never registered (pending or starting, which
+Kubernetes removes before ready ones anyway). A busy worker's pod is never the cheapest. Pod
+deletion sends SIGTERM: Celery's warm shutdown within ``terminationGracePeriodSeconds``.
+
+Workers find their pod name through the downward API (``SMOKEHOUSE_WORKER_BACKEND_REF`` from
+``metadata.name``, ``SMOKEHOUSE_WORKER_BACKEND=kubernetes``), so the registry links worker and pod.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from app.scaling.backends.base import ScaleResult, WorkerView, plan
+
+log = logging.getLogger("smokehouse.scaling.kubernetes")
+
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+IDLE_COST = "-1000"
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+
+    def __init__(self, *, namespace: str, deployment: str, api_client: Any = None) -> None:
+        from kubernetes import client, config  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+        if api_client is None:
+            try:
+                config.load_incluster_config()  # type: ignore[no-untyped-call,unused-ignore]
+            except config.ConfigException:
+                config.load_kube_config()  # type: ignore[no-untyped-call,unused-ignore]
+            api_client = client.ApiClient()
+        self.api_client = api_client
+        self.apps = client.AppsV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.namespace = namespace
+        self.deployment = deployment
+
+    def replicas(self) -> int:
+        scale = self.apps.read_namespaced_deployment_scale(self.deployment, self.namespace)
+        return int(scale.spec.replicas or 0) if scale.spec is not None else 0
+
+    def set_replicas(self, replicas: int) -> None:
+        body = {"spec": {"replicas": replicas}}
+        self.apps.patch_namespaced_deployment_scale(self.deployment, self.namespace, body)
+        log.info("deployment %s scaled to %d", self.deployment, replicas)
+
+    def mark_cheap(self, pod: str) -> None:
+        body = {"metadata": {"annotations": {DELETION_COST: IDLE_COST}}}
+        self.core.patch_namespaced_pod(pod, self.namespace, body)
+
+    def scale(self, queue: str, desired: int, workers: Sequence[WorkerView]) -> ScaleResult:
+        current = self.replicas()
+        if desired >= current:
+            if desired > current:
+                self.set_replicas(desired)
+            return ScaleResult(note=f"replicas {current} -> {desired}")
+        ours = [w for w in workers if w.backend == self.name and w.backend_ref]
+        registered = [w for w in ours if w.state != "draining"]
+        unregistered = max(0, current - len(registered))
+        todo = plan(desired, ours, self.name)
+        result = ScaleResult()
+        for worker in todo.stop:
+            assert worker.backend_ref is not None
+            self.mark_cheap(worker.backend_ref)
+            result.stopped.append(worker.id)
+        target = max(desired, current - unregistered - len(result.stopped))
+        if target != current:
+            self.set_replicas(target)
+        result.note = f"replicas {current} -> {target}"
+        return result
+
+    def close(self) -> None:
+        self.api_client.close()

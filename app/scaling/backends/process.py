@@ -1,0 +1,134 @@
+"""Local ``smokehouse worker`` processes: the embedded default.
+
+Each worker is started in its own session (so a Ctrl-C aimed at the autoscaler does not hit it),
+consuming one queue, with the id the backend chose in ``SMOKEHOUSE_WORKER_ID``. Scale-down sends
+SIGTERM — Celery's *warm* shutdown: stop taking messages, finish what runs, exit — and only to
+workers the registry reports idle (see ``plan``). A worker of ours that exited is reaped here so no
+zombie stays behind; one that died without a goodbye is the registry reaper's business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from app.scaling.backends.base import ScaleResult, Started, WorkerView, plan
+
+log = logging.getLogger("smokehouse.scaling.process")
+
+PR_SET_PDEATHSIG = 1
+
+
+class ProcessBackend:
+    name = "process"
+
+    def __init__(
+        self,
+        *,
+        concurrency: int,
+        env: Mapping[str, str] | None = None,
+        argv: Sequence[str] | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.concurrency = concurrency
+        self.env = dict(env if env is not None else os.environ)
+        self.argv = list(argv or [sys.executable, "-m", "app.cli", "worker"])
+        self.log_dir = log_dir
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def reap_children(self) -> list[str]:
+        """Collect exited children (no zombies); return their worker ids."""
+        gone = [wid for wid, proc in self.children.items() if proc.poll() is not None]
+        for worker_id in gone:
+            self.children.pop(worker_id)
+        return gone
+
+    def start_one(self, queue: str) -> Started:
+        worker_id = f"proc-{queue}-{uuid.uuid4().hex[:10]}"
+        env = {
+            **self.env,
+            "SMOKEHOUSE_WORKER_ID": worker_id,
+            "SMOKEHOUSE_WORKER_BACKEND": self.name,
+        }
+        out: int | object = subprocess.DEVNULL
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = (self.log_dir / f"{worker_id}.log").open("ab")
+        process = subprocess.Popen(
+            [*self.argv, f"--queues={queue}", f"--concurrency={self.concurrency}"],
+            env=env,
+            stdout=out,  # type: ignore[arg-type]
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_warm_stop_with_parent,
+        )
+        if hasattr(out, "close"):
+            out.close()
+        env_ref = str(process.pid)
+        self.children[worker_id] = process
+        log.info("started worker %s (pid %s) for %s", worker_id, env_ref, queue)
+        return Started(worker_id, env_ref)
+
+    def stop_one(self, worker: WorkerView) -> bool:
+        """Warm shutdown by SIGTERM to the worker's main process only (it stops its pool)."""
+        process = self.children.get(worker.id)
+        pid = process.pid if process is not None else _pid(worker.backend_ref)
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        log.info("asked worker %s (pid %s) to stop", worker.id, pid)
+        return True
+
+    def scale(self, queue: str, desired: int, workers: Sequence[WorkerView]) -> ScaleResult:
+        self.reap_children()
+        todo = plan(desired, workers, self.name)
+        result = ScaleResult()
+        for _ in range(todo.start):
+            result.started.append(self.start_one(queue))
+        for worker in todo.stop:
+            if self.stop_one(worker):
+                result.stopped.append(worker.id)
+        return result
+
+    def close(self) -> None:
+        self.reap_children()
+
+    def terminate_all(self, timeout: float = 30.0) -> None:
+        """Stop every child we started (warm, then hard): for tests and the loop's exit."""
+        for process in self.children.values():
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        for process in self.children.values():
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
+        self.children.clear()
+
+
+def _warm_stop_with_parent() -> None:
+    """If the autoscaler dies without stopping us, the kernel sends SIGTERM: a warm shutdown,
+    never an orphaned worker (the same guard ``smokehouse run`` gives its children). The kernel
+    watches the *thread* that started the worker: run the loop on a thread that lives as long."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _pid(ref: str | None) -> int | None:
+    try:
+        return int(ref) if ref else None
+    except ValueError:
+        return None

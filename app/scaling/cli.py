@@ -1,0 +1,156 @@
+"""``smokehouse queue …`` and ``smokehouse scaling …``: work queues and the autoscaler from a shell.
+
+``queue send`` puts messages on a work queue for a registered handler (what a producer does);
+``queue depth`` shows what waits; ``scaling run`` is the autoscaler loop, ``scaling once`` one pass,
+``scaling workers`` the registry. Like :mod:`app.bus.cli` this module does not import
+:mod:`app.cli`, and configuration mistakes end with one line (exit 2), not a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from app.config import ConfigError, Settings, load_settings
+from app.logs import configure_logging
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+queue_cli = typer.Typer(
+    name="queue", help="Work queues: send messages, see depth.", no_args_is_help=True
+)
+scaling_cli = typer.Typer(
+    name="scaling", help="The autoscaler and the worker registry.", no_args_is_help=True
+)
+
+
+def friendly_errors(command: F) -> F:
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as exc:
+            typer.secho(f"smokehouse: error: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+@queue_cli.command("send")
+@friendly_errors
+def send(
+    queue: Annotated[str, typer.Argument(help="The work queue, e.g. default.")],
+    handler: Annotated[str, typer.Argument(help="A registered handler's name.")],
+    payload: Annotated[str, typer.Option(help="The JSON payload the handler gets.")] = "null",
+    count: Annotated[int, typer.Option(min=1, max=100_000, help="How many messages.")] = 1,
+) -> None:
+    """Send COUNT messages that run HANDLER with PAYLOAD; prints one task id per line."""
+    from workers.celery_app import create_celery
+    from workers.tasks.scaling import HANDLE_TASK
+
+    try:
+        body = json.loads(payload)
+    except ValueError as exc:
+        typer.secho(f"smokehouse: error: --payload is not JSON: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from None
+    celery = create_celery(_settings())
+    with celery.producer_or_acquire() as producer:
+        for _ in range(count):
+            result = celery.send_task(
+                HANDLE_TASK, args=[handler, body], queue=queue, producer=producer
+            )
+            typer.echo(result.id)
+
+
+@queue_cli.command("depth")
+@friendly_errors
+def depth(
+    queues: Annotated[str, typer.Argument(help="Comma-separated queues.")] = "default",
+) -> None:
+    """Ready and unacked messages per queue, as JSON."""
+    from app.scaling.depth import probe
+
+    settings = _settings()
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    found = probe(settings.celery_broker_url, names)
+    typer.echo(json.dumps({q: {"ready": d.ready, "unacked": d.unacked} for q, d in found.items()}))
+
+
+@scaling_cli.command("once")
+@friendly_errors
+def once() -> None:
+    """One autoscaler pass; prints each queue's decision as JSON."""
+    from app.scaling.autoscaler import Autoscaler
+
+    for outcome in Autoscaler.from_settings(_settings()).run_once():
+        typer.echo(
+            json.dumps(
+                {
+                    "queue": outcome.queue,
+                    "previous": outcome.previous,
+                    "desired": outcome.decision.desired,
+                    "reason": outcome.decision.reason,
+                    "demand": outcome.observation.demand,
+                    "error": outcome.error,
+                }
+            )
+        )
+
+
+@scaling_cli.command("run")
+@friendly_errors
+def run() -> None:
+    """The autoscaler loop (until SIGTERM/Ctrl-C): every interval, and at once on new work."""
+    import signal
+    import threading
+
+    from app.scaling.autoscaler import Autoscaler
+    from app.scaling.backends.process import ProcessBackend
+
+    autoscaler = Autoscaler.from_settings(_settings())
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        autoscaler.serve(stop)
+    finally:
+        if isinstance(autoscaler.backend, ProcessBackend):
+            autoscaler.backend.terminate_all()  # local workers do not outlive their loop
+
+
+@scaling_cli.command("workers")
+@friendly_errors
+def workers() -> None:
+    """The worker registry: one JSON line per worker, newest first."""
+    from sqlalchemy import select
+
+    from app.db import get_database
+    from app.scaling.models import ScalingWorker
+
+    settings = _settings()
+    with get_database(settings.sqlalchemy_url).session() as session:
+        rows = session.scalars(select(ScalingWorker).order_by(ScalingWorker.started_at.desc()))
+        for w in rows:
+            typer.echo(
+                json.dumps(
+                    {
+                        "id": w.id,
+                        "state": w.state,
+                        "queues": w.queues,
+                        "current_task": w.current_task,
+                        "heartbeat_at": w.heartbeat_at.isoformat(),
+                        "backend": w.backend,
+                    }
+                )
+            )

@@ -1,0 +1,387 @@
+"""``AWSStepFunctions.*`` on the AWS JSON endpoint, so boto3's ``stepfunctions`` client works.
+
+Importing this module registers the operations; :func:`configure` gives them the Settings (the
+app calls it in ``create_app``). Each operation is one unit of work: a transaction that commits,
+then whatever the step asked to send. Errors are Step Functions' own (``StateMachineDoesNotExist``,
+``ExecutionAlreadyExists``, ``InvalidDefinition``, ``TaskTimedOut``, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Final, TypeVar
+
+from sqlalchemy.orm import Session
+
+from app.aws.errors import AwsError
+from app.aws.operations import AwsCall, registry
+from app.config import Settings
+from app.db import utcnow
+from app.workflows import callbacks, dispatch, errors, express, machines, service
+from app.workflows.models import StateMachine
+from app.workflows.store import dump
+
+PREFIX: Final = "AWSStepFunctions"
+T = TypeVar("T")
+
+_settings: Settings | None = None
+
+
+def configure(settings: Settings) -> None:
+    """Bind the operations to this process's Settings (called by ``create_app``)."""
+    global _settings
+    _settings = settings
+
+
+def settings() -> Settings:
+    if _settings is None:
+        raise AwsError("InternalFailure", "Step Functions is not configured.", 500)
+    return _settings
+
+
+def _unit(work: Callable[[Session], T]) -> T:
+    return service.unit_of_work(settings(), work)
+
+
+def _op(name: str, *, write: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return registry.operation(PREFIX, name, write=write)
+
+
+def _required(params: dict[str, Any], *names: str) -> None:
+    for name in names:
+        if params.get(name) is None:
+            raise errors.validation(
+                f"1 validation error detected: Value null at '{name}' failed to satisfy "
+                "constraint: Member must not be null"
+            )
+
+
+def _machine_view(machine: StateMachine, definition: str) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "stateMachineArn": machine.arn,
+        "name": machine.name,
+        "status": machine.status,
+        "definition": definition,
+        "roleArn": machine.role_arn,
+        "type": machine.type,
+        "creationDate": machine.created_at,
+        "loggingConfiguration": machine.logging_configuration or service.DEFAULT_LOGGING,
+        "tracingConfiguration": {"enabled": False},
+        "revisionId": machine.revision_id,
+    }
+    if machine.description:
+        view["description"] = machine.description
+    return view
+
+
+# --- state machines -------------------------------------------------------------------------
+
+
+@_op("CreateStateMachine", write=True)
+def create_state_machine(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    _required(params, "name", "definition", "roleArn")
+
+    def work(session: Session) -> dict[str, Any]:
+        machine, _ = service.create_machine(
+            session,
+            settings(),
+            name=params["name"],
+            definition=params["definition"],
+            role_arn=params["roleArn"],
+            machine_type=params.get("type") or "STANDARD",
+            logging=params.get("loggingConfiguration"),
+            description=params.get("versionDescription"),
+            now=utcnow(),
+        )
+        return {"stateMachineArn": machine.arn, "creationDate": machine.created_at}
+
+    return _unit(work)
+
+
+@_op("DescribeStateMachine", write=False)
+def describe_state_machine(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    def work(session: Session) -> dict[str, Any]:
+        machine = service.get_machine(session, params.get("stateMachineArn"))
+        return _machine_view(machine, service.definition_of(session, machine.definition_hash))
+
+    return _unit(work)
+
+
+@_op("UpdateStateMachine", write=True)
+def update_state_machine(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    def work(session: Session) -> dict[str, Any]:
+        machine = service.get_machine(session, params.get("stateMachineArn"))
+        service.update_machine(
+            session,
+            machine,
+            definition=params.get("definition"),
+            role_arn=params.get("roleArn"),
+            logging=params.get("loggingConfiguration"),
+            now=utcnow(),
+        )
+        return {"updateDate": machine.updated_at, "revisionId": machine.revision_id}
+
+    return _unit(work)
+
+
+@_op("ListStateMachines", write=False)
+def list_state_machines(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    def work(session: Session) -> dict[str, Any]:
+        page = service.list_machines(session, params.get("maxResults"), params.get("nextToken"))
+        out: dict[str, Any] = {
+            "stateMachines": [
+                {
+                    "stateMachineArn": m.arn,
+                    "name": m.name,
+                    "type": m.type,
+                    "creationDate": m.created_at,
+                }
+                for m in page.items
+            ]
+        }
+        if page.next_token:
+            out["nextToken"] = page.next_token
+        return out
+
+    return _unit(work)
+
+
+@_op("DeleteStateMachine", write=True)
+def delete_state_machine(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    _unit(lambda session: service.delete_machine(session, params.get("stateMachineArn")))
+    return {}
+
+
+@_op("ValidateStateMachineDefinition", write=False)
+def validate_state_machine_definition(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    _required(params, "definition")
+    definition = params["definition"]
+    if not isinstance(definition, str):
+        raise errors.validation("The definition must be a string of JSON.")
+    result = machines.diagnostics(definition, params.get("type"))
+    if params.get("severity") == "ERROR":
+        result["diagnostics"] = [d for d in result["diagnostics"] if d["severity"] == "ERROR"]
+    limit = params.get("maxResults")
+    if isinstance(limit, int) and 0 < limit < len(result["diagnostics"]):
+        result["diagnostics"] = result["diagnostics"][:limit]
+        result["truncated"] = True
+    return result
+
+
+# --- executions -----------------------------------------------------------------------------
+
+
+@_op("StartExecution", write=True)
+def start_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    _required(params, "stateMachineArn")
+    config = settings()
+
+    def work(session: Session) -> service.Started | dict[str, Any]:
+        machine = service.get_machine(session, params["stateMachineArn"])
+        if machine.type == "EXPRESS":
+            return express.payload(config, machine, params.get("name"), params.get("input"))
+        return service.start_execution(
+            session,
+            config,
+            machine,
+            name=params.get("name"),
+            input_text=params.get("input"),
+            now=utcnow(),
+        )
+
+    started = _unit(work)
+    if isinstance(started, dict):
+        dispatch.send_express(config, started)
+        return {"executionArn": started["start"]["execution_id"], "startDate": utcnow()}
+    written = started.written
+    dispatch.after_commit(
+        config, started.execution_id, written.tasks, written.timers, written.deliveries
+    )
+    return {"executionArn": started.arn, "startDate": started.start_date}
+
+
+def _billed(start: datetime, stop: datetime) -> dict[str, int]:
+    millis = (stop - start).total_seconds() * 1000
+    return {
+        "billedMemoryUsedInMB": 64,
+        "billedDurationInMilliseconds": math.ceil(millis / 100) * 100,
+    }
+
+
+@_op("StartSyncExecution", write=True)
+def start_sync_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    _required(params, "stateMachineArn")
+
+    def work(session: Session) -> tuple[StateMachine, Any]:
+        machine = service.get_machine(session, params["stateMachineArn"])
+        if machine.type != "EXPRESS":
+            raise errors.type_not_supported(
+                "This operation is not supported by this type of state machine"
+            )
+        if machine.status == "DELETING":
+            raise errors.state_machine_deleting(machine.arn)
+        return machine, machines.compiled(session, machine.definition_hash)
+
+    machine, compiled = _unit(work)
+    input_text, _ = service.parse_input(params.get("input"))
+    start = express.new_start(settings(), machine, params.get("name"), input_text)
+    result = express.run(settings(), compiled, start)
+    out: dict[str, Any] = {
+        "executionArn": start.execution_id,
+        "stateMachineArn": machine.arn,
+        "name": start.execution_name,
+        "startDate": result.start_date,
+        "stopDate": result.stop_date,
+        "status": result.status,
+        "input": input_text,
+        "inputDetails": {"included": True},
+        "billingDetails": _billed(result.start_date, result.stop_date),
+    }
+    if result.status == "SUCCEEDED":
+        out["output"] = dump(result.output)
+        out["outputDetails"] = {"included": True}
+    else:
+        out.update({k: v for k, v in (("error", result.error), ("cause", result.cause)) if v})
+    return out
+
+
+@_op("StopExecution", write=True)
+def stop_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    _required(params, "executionArn")
+    stopped = callbacks.stop(
+        settings(), params["executionArn"], params.get("error"), params.get("cause")
+    )
+    return {"stopDate": stopped}
+
+
+@_op("DescribeExecution", write=False)
+def describe_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    def work(session: Session) -> dict[str, Any]:
+        view = service.get_execution(session, params.get("executionArn"))
+        e = view.execution
+        out: dict[str, Any] = {
+            "executionArn": e.arn,
+            "stateMachineArn": view.state_machine_arn,
+            "name": e.name,
+            "status": e.status,
+            "startDate": e.start_date,
+            "input": e.input,
+            "inputDetails": {"included": True},
+            "redriveCount": 0,
+            "redriveStatus": "NOT_REDRIVABLE",
+        }
+        if e.stop_date is not None:
+            out["stopDate"] = e.stop_date
+        if e.output is not None:
+            out["output"] = e.output
+            out["outputDetails"] = {"included": True}
+        if e.error is not None:
+            out["error"] = e.error
+        if e.cause is not None:
+            out["cause"] = e.cause
+        return out
+
+    return _unit(work)
+
+
+@_op("DescribeStateMachineForExecution", write=False)
+def describe_state_machine_for_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    def work(session: Session) -> dict[str, Any]:
+        view = service.get_execution(session, params.get("executionArn"))
+        machine = service.get_machine(session, view.state_machine_arn)
+        definition = service.definition_of(session, view.execution.definition_hash)
+        return {
+            "stateMachineArn": machine.arn,
+            "name": machine.name,
+            "definition": definition,
+            "roleArn": machine.role_arn,
+            "updateDate": machine.updated_at,
+            "loggingConfiguration": machine.logging_configuration or service.DEFAULT_LOGGING,
+            "tracingConfiguration": {"enabled": False},
+            "revisionId": machine.revision_id,
+        }
+
+    return _unit(work)
+
+
+@_op("ListExecutions", write=False)
+def list_executions(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    _required(params, "stateMachineArn")
+
+    def work(session: Session) -> dict[str, Any]:
+        machine = service.get_machine(session, params["stateMachineArn"])
+        page = service.list_executions(
+            session,
+            machine,
+            params.get("statusFilter"),
+            params.get("maxResults"),
+            params.get("nextToken"),
+        )
+        items = []
+        for e in page.items:
+            item = {
+                "executionArn": e.arn,
+                "stateMachineArn": machine.arn,
+                "name": e.name,
+                "status": e.status,
+                "startDate": e.start_date,
+            }
+            if e.stop_date is not None:
+                item["stopDate"] = e.stop_date
+            items.append(item)
+        out: dict[str, Any] = {"executions": items}
+        if page.next_token:
+            out["nextToken"] = page.next_token
+        return out
+
+    return _unit(work)
+
+
+@_op("GetExecutionHistory", write=False)
+def get_execution_history(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    _required(params, "executionArn")
+
+    def work(session: Session) -> dict[str, Any]:
+        view = service.get_execution(session, params["executionArn"])
+        page = service.history(
+            session,
+            view.execution,
+            limit=params.get("maxResults"),
+            token=params.get("nextToken"),
+            reverse=bool(params.get("reverseOrder")),
+            include_data=params.get("includeExecutionData", True) is not False,
+        )
+        out: dict[str, Any] = {"events": page.items}
+        if page.next_token:
+            out["nextToken"] = page.next_token
+        return out
+
+    return _unit(work)
+
+
+# --- callbacks ------------------------------------------------------------------------------
+
+
+@_op("SendTaskSuccess", write=True)
+def send_task_success(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    _required(params, "taskToken", "output")
+    callbacks.send_success(settings(), params["taskToken"], params["output"])
+    return {}
+
+
+@_op("SendTaskFailure", write=True)
+def send_task_failure(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    _required(params, "taskToken")
+    callbacks.send_failure(
+        settings(), params["taskToken"], params.get("error"), params.get("cause")
+    )
+    return {}
+
+
+@_op("SendTaskHeartbeat", write=True)
+def send_task_heartbeat(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    _required(params, "taskToken")
+    callbacks.send_heartbeat(settings(), params["taskToken"])
+    return {}

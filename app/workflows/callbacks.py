@@ -1,0 +1,111 @@
+"""What the outside world sends into a running execution: task-token callbacks
+(``SendTaskSuccess``/``SendTaskFailure``/``SendTaskHeartbeat``) and ``StopExecution``.
+
+Each is one durable step (:func:`~app.workflows.engine.apply`). A token whose task is no longer
+waiting — it finished, timed out, or its execution stopped — answers ``TaskTimedOut``, as on
+AWS; a string that was never a token answers ``InvalidToken``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from app.config import Settings
+from app.db import get_database, utcnow
+from app.workflows import errors, service
+from app.workflows.asl import (
+    Event,
+    Stop,
+    TaskFailed,
+    TaskHeartbeat,
+    TaskStarted,
+    TaskSucceeded,
+)
+from app.workflows.engine import apply
+from app.workflows.models import ExecutionTask
+from app.workflows.store import ACTIVE
+
+MAX_ERROR = 256
+MAX_CAUSE = 32768
+
+
+def _task(settings: Settings, token: Any) -> tuple[int, str]:
+    if not isinstance(token, str) or not token:
+        raise errors.invalid_token()
+    try:
+        uuid.UUID(token)
+    except ValueError:
+        raise errors.invalid_token() from None
+    with get_database(settings.sqlalchemy_url).session() as session:
+        row = session.execute(
+            select(ExecutionTask.execution_id, ExecutionTask.ref, ExecutionTask.status).where(
+                ExecutionTask.task_token == token
+            )
+        ).first()
+    if row is None:
+        raise errors.task_does_not_exist()
+    if row.status not in ACTIVE:
+        raise errors.task_timed_out()
+    return row.execution_id, row.ref
+
+
+def _send(
+    settings: Settings, token: Any, events: Callable[[str], list[Event]], close: bool
+) -> None:
+    execution_id, ref = _task(settings, token)
+    now = utcnow()
+    step = apply(
+        settings,
+        execution_id,
+        lambda _session, _loaded: ([(event, now) for event in events(ref)], []),
+        rows={ref: "done"} if close else None,
+    )
+    if not step.applied:
+        raise errors.task_timed_out()
+
+
+def send_success(settings: Settings, token: Any, output: Any) -> None:
+    if not isinstance(output, str):
+        raise errors.invalid_output("The output must be a string of JSON")
+    try:
+        value = json.loads(output)
+    except ValueError as exc:
+        raise errors.invalid_output(str(exc)) from None
+    _send(settings, token, lambda ref: [TaskStarted(ref), TaskSucceeded(ref, value)], True)
+
+
+def send_failure(settings: Settings, token: Any, error: Any, cause: Any) -> None:
+    if error is not None and (not isinstance(error, str) or len(error) > MAX_ERROR):
+        raise errors.validation("The error must be a string of at most 256 characters")
+    if cause is not None and (not isinstance(cause, str) or len(cause) > MAX_CAUSE):
+        raise errors.validation("The cause must be a string of at most 32768 characters")
+    _send(settings, token, lambda ref: [TaskStarted(ref), TaskFailed(ref, error, cause)], True)
+
+
+def send_heartbeat(settings: Settings, token: Any) -> None:
+    _send(settings, token, lambda ref: [TaskHeartbeat(ref)], False)
+
+
+def stop(settings: Settings, arn: Any, error: Any, cause: Any) -> datetime:
+    """StopExecution: ``ABORTED`` now; its tasks are cancelled. Returns the stop date."""
+    database = get_database(settings.sqlalchemy_url)
+    with database.session() as session:
+        view = service.get_execution(session, arn)
+        execution_id = view.execution.id
+        stopped = view.execution.stop_date
+    if stopped is not None:
+        return stopped
+    apply(
+        settings,
+        execution_id,
+        lambda _session, _loaded: ([(Stop(error, cause), utcnow())], []),
+    )
+    with database.session() as session:
+        stopped = service.get_execution(session, arn).execution.stop_date
+    return stopped or utcnow()

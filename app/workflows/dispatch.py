@@ -1,0 +1,89 @@
+"""Commit, then enqueue: send what a committed step asked for to the broker.
+
+Tasks go to ``workflows.run_task``; timers due within :data:`~app.workflows.store.COUNTDOWN_LIMIT`
+go to ``workflows.fire_timer`` with a countdown (a Wait or a retry backoff never holds a worker);
+later timers stay in the table until the sweeper sends them. Nothing here raises: if the broker
+is down the rows are committed, and the sweeper (``workflows.sweep``) sends them later.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from app.bus.outbox import enqueue_deliveries
+from app.config import Settings
+from app.db import utcnow
+from app.workflows.asl import ScheduleTask, StartTimer
+
+log = logging.getLogger("smokehouse.workflows")
+
+QUEUE = "workflows"
+RUN_TASK = "workflows.run_task"
+FIRE_TIMER = "workflows.fire_timer"
+RUN_EXPRESS = "workflows.run_express"
+
+
+@cache
+def _celery(settings: Settings) -> Any:
+    from workers.celery_app import create_celery  # the app layer calls out to workers lazily
+
+    return create_celery(settings)
+
+
+def send(
+    settings: Settings,
+    tasks: Sequence[tuple[int, str]] = (),
+    timers: Sequence[tuple[int, str, float]] = (),
+) -> int:
+    """Send ``(execution_id, ref)`` tasks and ``(execution_id, ref, countdown)`` timers."""
+    sent = 0
+    if not tasks and not timers:
+        return sent
+    try:
+        celery = _celery(settings)
+        with celery.producer_or_acquire() as producer:
+            for execution_id, ref in tasks:
+                celery.send_task(
+                    RUN_TASK, args=[execution_id, ref], queue=QUEUE, producer=producer, retry=False
+                )
+                sent += 1
+            for execution_id, ref, countdown in timers:
+                celery.send_task(
+                    FIRE_TIMER,
+                    args=[execution_id, ref],
+                    queue=QUEUE,
+                    countdown=countdown if countdown > 0 else None,
+                    producer=producer,
+                    retry=False,
+                )
+                sent += 1
+    except Exception as exc:  # broker down: the rows are committed, the sweeper resends
+        log.warning("could not enqueue %d workflow messages (%s)", len(tasks) + len(timers), exc)
+    return sent
+
+
+def after_commit(
+    settings: Settings,
+    execution_id: int,
+    tasks: Sequence[ScheduleTask],
+    timers: Sequence[StartTimer],
+    deliveries: Sequence[str],
+    now: datetime | None = None,
+) -> None:
+    now = now or utcnow()
+    send(
+        settings,
+        [(execution_id, t.ref) for t in tasks],
+        [(execution_id, t.ref, (t.fire_at_datetime - now).total_seconds()) for t in timers],
+    )
+    if deliveries:
+        enqueue_deliveries(settings, list(deliveries))
+
+
+def send_express(settings: Settings, payload: dict[str, Any]) -> None:
+    """Run an asynchronous Express execution on a worker (at least once, as on AWS)."""
+    _celery(settings).send_task(RUN_EXPRESS, args=[payload], queue=QUEUE, retry=False)

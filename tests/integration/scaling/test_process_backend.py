@@ -1,0 +1,85 @@
+"""The embedded loop end to end: messages arrive on an empty queue, the autoscaler starts local
+worker processes, they run everything, and after the cooldown the pool goes back to zero by warm
+shutdown (no task is lost or cut short)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.config import Settings
+from app.db import get_database
+from app.migrate import upgrade
+from app.scaling.autoscaler import Autoscaler
+from app.scaling.backends.process import ProcessBackend
+from app.scaling.models import ScalingDecision, ScalingWorker
+from app.scaling.settings import load_scaling_settings
+from tests.integration.scaling.workers import worker_argv, worker_env
+from tests.services import wait_for
+from workers.celery_app import create_celery
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_scale_from_zero_to_work_and_back(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = settings_factory(worker_concurrency=1)
+    upgrade(settings.sqlalchemy_url)
+    queue = f"scaling-test-{uuid.uuid4().hex[:8]}"
+    scaling = load_scaling_settings(
+        queues=queue,
+        max_workers=3,
+        stabilization_seconds=2,
+        idle_cooldown_seconds=2,
+        liveness_seconds=10,
+        interval_seconds=1,
+    )
+    backend = ProcessBackend(
+        concurrency=1, env=worker_env(settings), argv=worker_argv(), log_dir=tmp_path / "logs"
+    )
+    autoscaler = Autoscaler(settings, scaling, backend, publish=False)
+    stop = threading.Event()
+    loop = threading.Thread(target=autoscaler.serve, args=(stop, 0.2), daemon=True)
+    loop.start()
+    database = get_database(settings.sqlalchemy_url)
+    marker = tmp_path / "marks.txt"
+    try:
+        celery = create_celery(settings)
+        sent = [uuid.uuid4().hex for _ in range(6)]
+        for task_id in sent:
+            payload = {"seconds": 1, "path": str(marker)}
+            celery.send_task(
+                "scaling.handle", args=["scaling-test-mark", payload], queue=queue, task_id=task_id
+            )
+
+        def done() -> bool:
+            return marker.exists() and len(marker.read_text().splitlines()) >= len(sent)
+
+        wait_for(done, 60, what="every message to be handled")
+        lines = [line.split() for line in marker.read_text().splitlines()]
+        assert sorted(task_id for _, task_id in lines) == sorted(sent)
+        assert all(worker.startswith(f"proc-{queue}-") for worker, _ in lines)
+
+        def all_stopped() -> bool:
+            with database.session() as session:
+                rows = list(session.scalars(select(ScalingWorker)))
+            return bool(rows) and all(w.state == "stopped" for w in rows)
+
+        wait_for(all_stopped, 40, what="the pool to scale back to zero")
+        wait_for(lambda: not backend.reap_children() and not backend.children, 10)
+        with database.session() as session:
+            desired = [d.desired for d in session.scalars(select(ScalingDecision))]
+            registered = [w for w in session.scalars(select(ScalingWorker)) if w.pid]
+        assert len(registered) >= 3  # the pool really scaled out: three workers came up
+        assert desired[0] == 3
+        assert desired[-1] == 0
+    finally:
+        stop.set()
+        loop.join(30)
+        backend.terminate_all()

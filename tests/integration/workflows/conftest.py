@@ -1,0 +1,57 @@
+"""One workflow stack per mode (embedded, production) shared by this package's tests, plus a
+moto server that the ``aws-sdk`` resources of the workers and the API reach through AWS's
+standard ``AWS_ENDPOINT_URL``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.workflows.stack import Stack, stack
+from tests.services import free_port
+
+
+@pytest.fixture(scope="session")
+def aws_env() -> Iterator[dict[str, str]]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        yield env
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=["embedded", "production"])
+def wf(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    aws_env: dict[str, str],
+) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp(f"wf-{request.param}")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("SMOKEHOUSE_") and not name.startswith("SMOKEHOUSE_TEST_"):
+                patch.delenv(name)
+        patch.chdir(tmp)
+        patch.setenv("SMOKEHOUSE_TEST_RECORD_DIR", str(tmp / "records"))
+        with stack(request.param, tmp, aws_env) as built:
+            yield built
+
+
+@pytest.fixture
+def unique(request: pytest.FixtureRequest) -> str:
+    """A state machine name unique to this test and mode."""
+    name = request.node.name.replace("[", "-").replace("]", "")
+    return name.replace("test_", "")[:70]

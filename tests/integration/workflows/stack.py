@@ -1,0 +1,208 @@
+"""A whole workflow stack for tests: the app under uvicorn (in this process, so boto3 talks to
+the real ``create_app``), real ``smokehouse worker`` subprocesses, and the database and broker
+of one mode — embedded (SQLite + the SQLite broker) or production (PostgreSQL + Redis)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import uvicorn
+from botocore.config import Config
+
+from app.config import Settings, load_settings
+from app.main import create_app
+from app.migrate import upgrade
+from app.workflows import api as workflows_api
+from tests.integration.cli import cli_env, smokehouse_argv
+from tests.services import free_port, postgres_database, tcp_open, unavailable, wait_for
+
+KEY_ID, KEY_SECRET = "AKADMIN", "admin-secret"
+HANDLERS = "tests.integration.workflows.handlers"
+#: Until the lead adds it to TASK_MODULES, workers load the workflow tasks as a handler module.
+WORKER_MODULES = f"workers.tasks.workflows,{HANDLERS}"
+ROLE = "arn:aws:iam::000000000000:role/test"
+FINISHED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+ECHO = {
+    "StartAt": "Echo",
+    "States": {
+        "Echo": {"Type": "Task", "Resource": "arn:aws:states:::smokehouse:task:echo", "End": True}
+    },
+}
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.process = subprocess.Popen(
+            smokehouse_argv("worker", "--queues=workflows,bus", "--concurrency=2"),
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill9(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        """Tests need no graceful shutdown: everything the worker used goes away with it."""
+        if self.process.poll() is None:
+            self.kill9()
+
+
+@dataclass
+class Stack:
+    mode: str
+    settings: Settings
+    worker_env: dict[str, str]
+    url: str
+    tmp: Path
+    workers: list[Worker] = field(default_factory=list)
+
+    def client(self) -> Any:
+        return boto3.client(
+            "stepfunctions",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=KEY_ID,
+            aws_secret_access_key=KEY_SECRET,
+            config=Config(retries={"max_attempts": 0}, read_timeout=120, inject_host_prefix=False),
+        )
+
+    def start_worker(self) -> Worker:
+        worker = Worker(self.worker_env, self.tmp / f"worker{len(self.workers)}.log")
+        self.workers.append(worker)
+        return worker
+
+    def check_workers(self, timeout: float = 30) -> None:
+        """Fail fast (with the worker's log) unless a worker runs a Task state."""
+        machine = self.create(f"ready-{len(self.workers)}", ECHO)
+        try:
+            status = self.wait(self.start(machine, {"ready": True}), timeout)["status"]
+        except AssertionError:
+            status = "TIMEOUT"
+        if status != "SUCCEEDED":
+            logs = "\n".join(p.read_text()[-3000:] for p in sorted(self.tmp.glob("worker*.log")))
+            raise AssertionError(f"no worker ran a task ({status}); worker logs:\n{logs}")
+
+    def create(self, name: str, definition: dict[str, Any], kind: str = "STANDARD") -> str:
+        arn: str = self.client().create_state_machine(
+            name=name, definition=json.dumps(definition), roleArn=ROLE, type=kind
+        )["stateMachineArn"]
+        return arn
+
+    def start(self, machine_arn: str, data: Any = None, name: str | None = None) -> str:
+        extra = {"name": name} if name else {}
+        arn: str = self.client().start_execution(
+            stateMachineArn=machine_arn, input=json.dumps({} if data is None else data), **extra
+        )["executionArn"]
+        return arn
+
+    def wait(self, execution_arn: str, timeout: float = 30) -> dict[str, Any]:
+        client = self.client()
+        found: dict[str, Any] = {}
+
+        def finished() -> bool:
+            found.update(client.describe_execution(executionArn=execution_arn))
+            return found["status"] in FINISHED
+
+        wait_for(finished, timeout, interval=0.1, what=f"{execution_arn} to finish")
+        return found
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        client = self.client()
+        pages = client.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+        return [event for page in pages for event in page["events"]]
+
+
+def _serve(settings: Settings) -> Iterator[str]:
+    app = create_app(settings)
+    workflows_api.configure(settings)  # until create_app does it
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 20, what="uvicorn to start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextmanager
+def own_redis(tmp: Path) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+        cwd=tmp,
+    )
+    try:
+        wait_for(lambda: tcp_open(f"redis://127.0.0.1:{port}", port), 10, what="redis")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def stack(mode: str, tmp: Path, aws_env: dict[str, str], **overrides: Any) -> Iterator[Stack]:
+    """A stack with one worker running; ``overrides`` are extra settings."""
+    with ExitStack() as exit_stack:
+        values: dict[str, Any] = {
+            "data_dir": tmp / "data",
+            "access_keys": f"{KEY_ID}:{KEY_SECRET}:admin",
+            "handler_modules": HANDLERS,
+            "log_format": "console",
+            "log_level": "WARNING",
+            "workflow_sweep_grace_seconds": 2,
+            **overrides,
+        }
+        if mode == "production":
+            values["database_url"] = exit_stack.enter_context(postgres_database())
+            values["broker_url"] = exit_stack.enter_context(own_redis(tmp))
+        settings = load_settings(**values)
+        upgrade(settings.sqlalchemy_url)
+        record = tmp / "records"
+        record.mkdir(exist_ok=True)
+        env = cli_env(
+            data_dir=settings.data_dir,
+            handler_modules=WORKER_MODULES,
+            log_format="console",
+            log_level="WARNING",
+            workflow_task_lease_seconds=settings.workflow_task_lease_seconds,
+            workflow_sweep_grace_seconds=settings.workflow_sweep_grace_seconds,
+            **{k: v for k, v in values.items() if k in ("database_url", "broker_url")},
+        )
+        env.update(aws_env)
+        env["SMOKEHOUSE_TEST_RECORD_DIR"] = str(record)
+        url = exit_stack.enter_context(contextmanager(_serve)(settings))
+        built = Stack(mode, settings, env, url, tmp)
+        built.start_worker()
+        built.check_workers()
+        try:
+            yield built
+        finally:
+            for worker in built.workers:
+                worker.stop()

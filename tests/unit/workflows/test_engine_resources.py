@@ -1,0 +1,184 @@
+"""Resources, names and shapes the engine relies on: Step Functions' error names for SDK
+errors, handler failures as Lambda reports them, create-time resource checks, ARNs, the status
+event's detail, and the in-process Express driver."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from app.aws.errors import AwsError
+from app.config import load_settings
+from app.handlers import handler, load_handler_modules
+from app.workflows import arns, express, machines
+from app.workflows.asl import Start, TaskError, compile_machine
+from app.workflows.resources import TaskCall, check_definition
+from app.workflows.resources.aws_sdk import AwsSdkResource, boto_service, error_name, pascal_service
+from app.workflows.resources.handler import HandlerResource
+from app.workflows.status import StatusChange, detail
+
+
+class Declined(Exception):
+    pass
+
+
+@handler("unit-declines")
+def declines(payload: Any, context: Any) -> Any:
+    raise Declined("card declined")
+
+
+@handler("unit-double")
+def double(payload: Any, context: Any) -> Any:
+    return {"n": payload["n"] * 2, "id": context.invocation_id}
+
+
+def call(resource: str, parameters: Any = None) -> TaskCall:
+    return TaskCall(
+        resource=resource,
+        parameters=parameters,
+        settings=load_settings(),
+        execution_arn="arn:aws:states:us-east-1:000000000000:execution:m:e",
+        state_machine_arn="arn:aws:states:us-east-1:000000000000:stateMachine:m",
+        state_name="S",
+        ref="S@1.0",
+    )
+
+
+@pytest.mark.parametrize(
+    ("service_id", "prefix"),
+    [("EC2", "Ec2"), ("S3", "S3"), ("DynamoDB", "DynamoDb"), ("ACM PCA", "AcmPca"), ("SFN", "Sfn")],
+)
+def test_service_prefixes_follow_step_functions(service_id: str, prefix: str) -> None:
+    assert pascal_service(service_id) == prefix
+
+
+def test_integration_service_names_map_to_boto3() -> None:
+    assert boto_service("ec2") == "ec2"
+    assert boto_service("sfn") == "stepfunctions"
+    assert boto_service("eventbridge") == "events"
+
+
+def test_sdk_error_names() -> None:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    assert error_name(s3, "NoSuchKey") == "S3.NoSuchKeyException"
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    assert error_name(ec2, "InvalidInstanceID.NotFound") == "Ec2.Ec2Exception"
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    assert error_name(dynamodb, "ConditionalCheckFailedException") == (
+        "DynamoDb.ConditionalCheckFailedException"
+    )
+
+
+def test_sdk_errors_become_task_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = boto3.client("ec2", region_name="us-east-1")
+    stubber = Stubber(client)
+    stubber.add_client_error(
+        "describe_instances",
+        service_error_code="InvalidInstanceID.NotFound",
+        service_message="The instance ID 'i-1' does not exist",
+        http_status_code=400,
+    )
+    monkeypatch.setattr("app.workflows.resources.aws_sdk._client", lambda _service: client)
+    with stubber, pytest.raises(TaskError) as exc:
+        AwsSdkResource().run(call("arn:aws:states:::aws-sdk:ec2:describeInstances", {}))
+    assert exc.value.error == "Ec2.Ec2Exception"
+    assert exc.value.cause is not None
+    assert exc.value.cause.startswith("The instance ID 'i-1' does not exist (Service: Ec2, ")
+
+
+def test_handler_failures_read_like_lambdas() -> None:
+    with pytest.raises(TaskError) as exc:
+        HandlerResource().run(call("arn:aws:states:::smokehouse:task:unit-declines", {}))
+    assert exc.value.error == "Declined"
+    assert json.loads(exc.value.cause or "") == {
+        "errorMessage": "card declined",
+        "errorType": "Declined",
+    }
+    out = HandlerResource().run(call("arn:smokehouse:handler:unit-double", {"n": 2}))
+    assert out == {"n": 4, "id": "arn:aws:states:us-east-1:000000000000:execution:m:e#S@1.0"}
+    with pytest.raises(TaskError) as exc:
+        HandlerResource().run(call("arn:smokehouse:handler:nobody", {}))
+    assert exc.value.error == "States.TaskFailed"
+
+
+def test_unsupported_resources_are_refused_at_create_time() -> None:
+    def machine(resource: str) -> Any:
+        return compile_machine(
+            {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": resource, "End": True}}}
+        )
+
+    assert (
+        check_definition(machine("arn:aws:states:::aws-sdk:ec2:describeInstances"), "STANDARD")
+        == []
+    )
+    [bad] = check_definition(machine("arn:aws:lambda:us-east-1:1:function:f"), "STANDARD")
+    assert bad.location == "/States/T/Resource"
+    [bad] = check_definition(machine("arn:aws:states:::aws-sdk:ec2:noSuchAction"), "STANDARD")
+    assert "noSuchAction" in bad.message
+    token = machine("arn:aws:states:::smokehouse:task:echo.waitForTaskToken")
+    assert check_definition(token, "STANDARD") == []
+    assert check_definition(token, "EXPRESS")[0].code == "SCHEMA_VALIDATION_FAILED"
+    with pytest.raises(AwsError) as exc:
+        machines.check(
+            '{"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "x", "End": true}}}',
+            "STANDARD",
+        )
+    assert exc.value.code == "InvalidDefinition"
+
+
+def test_arns_and_names() -> None:
+    assert arns.state_machine_name("arn:aws:states:eu-west-1:123456789012:stateMachine:m") == "m"
+    ref = arns.execution_ref("arn:aws:states:eu-west-1:123456789012:execution:m:e")
+    assert (ref.kind, ref.machine, ref.name) == ("execution", "m", "e")
+    for bad in ("nope", "arn:aws:states:eu-west-1:123456789012:activity:a"):
+        with pytest.raises(AwsError) as exc:
+            arns.state_machine_name(bad)
+        assert exc.value.code == "InvalidArn"
+    for name in ("has space", "a:b", "", "x" * 81):
+        with pytest.raises(AwsError):
+            arns.check_name(name)
+
+
+def test_status_detail_is_aws_shaped() -> None:
+    start = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    change = StatusChange("e-arn", "sm-arn", "e", "SUCCEEDED", start, start, '{"a":1}', '{"b":2}')
+    assert detail(change) == {
+        "executionArn": "e-arn",
+        "stateMachineArn": "sm-arn",
+        "name": "e",
+        "status": "SUCCEEDED",
+        "startDate": 1714564800000,
+        "stopDate": 1714564800000,
+        "input": '{"a":1}',
+        "output": '{"b":2}',
+        "inputDetails": {"included": True},
+        "outputDetails": {"included": True},
+        "error": None,
+        "cause": None,
+    }
+
+
+def test_express_waits_on_the_real_clock_and_times_tasks_out() -> None:
+    load_handler_modules()
+    definition = {
+        "StartAt": "Nap",
+        "States": {
+            "Nap": {"Type": "Wait", "Seconds": 1, "Next": "Double"},
+            "Double": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::smokehouse:task:unit-double",
+                "End": True,
+            },
+        },
+    }
+    began = time.monotonic()
+    result = express.run(load_settings(), compile_machine(definition), Start({"n": 21}))
+    assert time.monotonic() - began >= 0.95
+    assert result.status == "SUCCEEDED"
+    assert result.output["n"] == 42

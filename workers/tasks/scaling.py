@@ -1,0 +1,38 @@
+"""Scaling tasks: run a work-queue message's handler, and the autoscaler's periodic pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.handlers import HandlerContext, handlers
+from workers.celery_app import celery_app, settings_of
+
+HANDLE_TASK = "scaling.handle"
+
+
+@celery_app.task(name=HANDLE_TASK, bind=True)
+def handle(self: Any, handler_name: str, payload: Any = None) -> Any:
+    """One work-queue message: run the named handler with the payload (SQS → Lambda).
+    The task id is stable across redeliveries, so a handler can dedupe on ``invocation_id``."""
+    context = HandlerContext(
+        name=handler_name,
+        invocation_id=str(self.request.id),
+        attempt=int(self.request.retries or 0) + 1,
+        extra={"queue": (self.request.delivery_info or {}).get("routing_key")},
+    )
+    return handlers.get(handler_name)(payload, context)
+
+
+@celery_app.task(name="scaling.autoscale", ignore_result=True)
+def autoscale() -> int:
+    """One autoscaler pass (the scheduler sends this on an interval); returns queues passed.
+
+    Skipped with the ``process`` backend: local workers must be children of the long-lived
+    ``smokehouse scaling run`` loop, not of whichever worker ran this task."""
+    from app.scaling.autoscaler import Autoscaler
+    from app.scaling.settings import load_scaling_settings
+
+    scaling = load_scaling_settings()
+    if scaling.backend == "process":
+        return 0
+    return len(Autoscaler.from_settings(settings_of(celery_app), scaling).run_once())
