@@ -20,6 +20,7 @@ from app.config import Settings
 
 if TYPE_CHECKING:
     from app.graphql.bus import BusLoaders
+    from app.graphql.workflows import WorkflowLoaders
 
 
 class Context(BaseContext):
@@ -28,12 +29,14 @@ class Context(BaseContext):
 
     def __init__(self, settings: Settings, keyring: KeyRing, key: AccessKey | None) -> None:
         from app.graphql.bus import BusLoaders  # the bus module imports this one
+        from app.graphql.workflows import WorkflowLoaders
 
         super().__init__()
         self.settings = settings
         self.keyring = keyring
         self.key = key
         self.loaders: BusLoaders = BusLoaders(settings)
+        self.workflow_loaders: WorkflowLoaders = WorkflowLoaders(settings)
 
 
 async def get_context(connection: HTTPConnection) -> Context:

@@ -1,8 +1,10 @@
-"""``scaling``: the worker registry, each autoscaled queue's state, and the decisions log."""
+"""``scaling``: the worker registry, each autoscaled queue's state, and the decisions log
+(queried, or followed live by polling; see :mod:`app.graphql.subscriptions`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -15,11 +17,14 @@ from strawberry.types import Info
 from app.config import Settings
 from app.db import get_database, utcnow
 from app.graphql.context import Context, IsAuthenticated
+from app.graphql.subscriptions import watch
 from app.scaling import models
 from app.scaling.settings import load_scaling_settings
 
 T = TypeVar("T")
 MAX_LIMIT = 500
+#: How far back each poll re-reads decisions (one stamped before a slow commit).
+OVERLAP_SECONDS = 5.0
 
 
 async def _in_session(settings: Settings, work: Callable[[Session], T]) -> T:
@@ -95,6 +100,25 @@ def _worker(row: models.ScalingWorker, now: datetime, liveness: timedelta) -> Wo
     )
 
 
+def _decision(r: models.ScalingDecision) -> ScalingDecision:
+    return ScalingDecision(
+        id=r.id,
+        queue=r.queue,
+        decided_at=r.decided_at,
+        previous=r.previous,
+        desired=r.desired,
+        recommendation=r.recommendation,
+        queued=r.queued,
+        reserved=r.reserved,
+        running=r.running,
+        live_workers=r.live_workers,
+        busy_workers=r.busy_workers,
+        reason=r.reason,
+        backend=r.backend,
+        error=r.error,
+    )
+
+
 async def resolve_workers(
     info: Info[Context, Any], queue: str | None = None, include_gone: bool = False
 ) -> list[Worker]:
@@ -122,25 +146,7 @@ async def resolve_decisions(
         if queue is not None:
             query = query.where(models.ScalingDecision.queue == queue)
         rows = session.scalars(query.limit(max(1, min(limit, MAX_LIMIT))))
-        return [
-            ScalingDecision(
-                id=r.id,
-                queue=r.queue,
-                decided_at=r.decided_at,
-                previous=r.previous,
-                desired=r.desired,
-                recommendation=r.recommendation,
-                queued=r.queued,
-                reserved=r.reserved,
-                running=r.running,
-                live_workers=r.live_workers,
-                busy_workers=r.busy_workers,
-                reason=r.reason,
-                backend=r.backend,
-                error=r.error,
-            )
-            for r in rows
-        ]
+        return [_decision(r) for r in rows]
 
     return await _in_session(info.context.settings, work)
 
@@ -165,4 +171,59 @@ class ScalingQuery:
         resolver=resolve_work_queues,
         permission_classes=[IsAuthenticated],
         description="Autoscaled queues and their current desired worker count.",
+    )
+
+
+# --- subscriptions ------------------------------------------------------------------------
+
+
+class DecisionPoller:
+    """New decisions by ``decided_at``. The autoscaler stamps a decision before it commits, so
+    each poll re-reads the last :data:`OVERLAP_SECONDS` and skips the ids already sent: one
+    that commits late is still reported, once."""
+
+    def __init__(self, queue: str | None) -> None:
+        self.queue = queue
+        self.done = False
+        self.watermark = utcnow()
+        self.sent: dict[str, datetime] = {}
+
+    def _since(self, session: Session) -> list[models.ScalingDecision]:
+        since = self.watermark - timedelta(seconds=OVERLAP_SECONDS)
+        query = select(models.ScalingDecision).where(models.ScalingDecision.decided_at > since)
+        if self.queue is not None:
+            query = query.where(models.ScalingDecision.queue == self.queue)
+        rows = session.scalars(query.order_by(models.ScalingDecision.decided_at))
+        return [r for r in rows if r.id not in self.sent]
+
+    def _remember(self, rows: list[models.ScalingDecision]) -> None:
+        for row in rows:
+            self.sent[row.id] = row.decided_at
+            self.watermark = max(self.watermark, row.decided_at)
+        horizon = self.watermark - timedelta(seconds=OVERLAP_SECONDS)
+        self.sent = {k: at for k, at in self.sent.items() if at > horizon}
+
+    def baseline(self, session: Session) -> None:
+        self._remember(self._since(session))
+
+    def changes(self, session: Session) -> list[ScalingDecision]:
+        rows = self._since(session)
+        self._remember(rows)
+        return [_decision(r) for r in rows]
+
+
+async def subscribe_decisions(
+    info: Info[Context, Any], queue: str | None = None
+) -> AsyncGenerator[ScalingDecision, None]:
+    """Each new scaling decision (of one queue, or all), oldest first."""
+    poller = DecisionPoller(queue)
+    async with aclosing(watch(info.context.settings, "scalingDecisions", poller)) as stream:
+        async for decision in stream:
+            yield decision
+
+
+@strawberry.type
+class ScalingSubscription:
+    scaling_decisions: AsyncGenerator[ScalingDecision, None] = strawberry.subscription(
+        resolver=subscribe_decisions, permission_classes=[IsAuthenticated]
     )

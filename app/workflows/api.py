@@ -176,30 +176,34 @@ def validate_state_machine_definition(params: dict[str, Any], call: AwsCall) -> 
 @_op("StartExecution", write=True)
 def start_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
     _required(params, "stateMachineArn")
-    config = settings()
+    arn, start_date = start(
+        settings(), params["stateMachineArn"], params.get("name"), params.get("input")
+    )
+    return {"executionArn": arn, "startDate": start_date}
+
+
+def start(config: Settings, machine_arn: Any, name: Any, input_text: Any) -> tuple[str, datetime]:
+    """StartExecution as one unit of work: commit the first step, then send what it asked for
+    (an Express execution goes to a worker whole). Returns the execution ARN and start date.
+    Shared by the AWS API and GraphQL's ``startExecution``."""
 
     def work(session: Session) -> service.Started | dict[str, Any]:
-        machine = service.get_machine(session, params["stateMachineArn"])
+        machine = service.get_machine(session, machine_arn)
         if machine.type == "EXPRESS":
-            return express.payload(config, machine, params.get("name"), params.get("input"))
+            return express.payload(config, machine, name, input_text)
         return service.start_execution(
-            session,
-            config,
-            machine,
-            name=params.get("name"),
-            input_text=params.get("input"),
-            now=utcnow(),
+            session, config, machine, name=name, input_text=input_text, now=utcnow()
         )
 
-    started = _unit(work)
+    started = service.unit_of_work(config, work)
     if isinstance(started, dict):
         dispatch.send_express(config, started)
-        return {"executionArn": started["start"]["execution_id"], "startDate": utcnow()}
+        return started["start"]["execution_id"], utcnow()
     written = started.written
     dispatch.after_commit(
         config, started.execution_id, written.tasks, written.timers, written.deliveries
     )
-    return {"executionArn": started.arn, "startDate": started.start_date}
+    return started.arn, started.start_date
 
 
 def _billed(start: datetime, stop: datetime) -> dict[str, int]:
