@@ -59,7 +59,7 @@ def _self_command() -> list[str]:
 @cli.command()
 @friendly_errors
 def run() -> None:
-    """Everything in one command: API, embedded MQTT broker, workers and scheduler."""
+    """Everything in one command: API, embedded MQTT broker, autoscaled workers and scheduler."""
     from app.credentials import keyring_for
     from app.migrate import upgrade
     from app.preflight import check_database, check_embedded_mqtt_port, check_http_port
@@ -77,10 +77,17 @@ def run() -> None:
     children = [Child("api", [*me, "api", "--no-migrate"])]
     if settings.embedded_mqtt:
         children.insert(0, Child("mqtt", [*me, "mqtt-broker"]))
-    children += [Child("worker", [*me, "worker"]), Child("scheduler", [*me, "scheduler"])]
+    # Workers are local processes the autoscaler starts and stops from queue depth (one pool per
+    # queue); its Ctrl-C path stops them, and they die with it (PR_SET_PDEATHSIG) if it is killed.
+    children += [
+        Child("autoscaler", [*me, "scaling", "run"]),
+        Child("scheduler", [*me, "scheduler"]),
+    ]
     supervisor = Supervisor(children)
     started = time.monotonic()
-    supervisor.start(env={**os.environ, "SMOKEHOUSE_LOG_FORMAT": "console"})
+    supervisor.start(
+        env={**_embedded_scaling_env(), **os.environ, "SMOKEHOUSE_LOG_FORMAT": "console"}
+    )
 
     ready = _wait_ready(settings.http_url, supervisor, timeout=30)
     mqtt_note = " (embedded)" if settings.embedded_mqtt else ""
@@ -101,6 +108,22 @@ def run() -> None:
         + "  Ctrl-C stops everything.\n"
     )
     raise typer.Exit(supervisor.wait())
+
+
+def _embedded_scaling_env() -> dict[str, str]:
+    """``run``'s autoscaler defaults (the environment overrides them): local worker processes for
+    every queue, scaled to zero when idle. Minimum 0, not 1: six queues at one idle worker each
+    would keep six workers and their pools idle on a laptop, while the scheduler's periodic
+    tasks keep the ``default`` and ``bus`` pools warm anyway (the idle cooldown outlasts their
+    interval) and a cold queue gets its first worker in a few seconds (1.9 s to the first task on
+    Redis in bench/autoscale.py)."""
+    from workers.queues import QUEUES
+
+    return {
+        "SMOKEHOUSE_SCALING_BACKEND": "process",
+        "SMOKEHOUSE_SCALING_QUEUES": ",".join(QUEUES),
+        "SMOKEHOUSE_SCALING_MIN_WORKERS": "0",
+    }
 
 
 def _wait_ready(url: str, supervisor: Any, timeout: float) -> bool:

@@ -17,8 +17,8 @@ import workers.broker_sqlite  # registers the smokehouse+sqlite:// broker scheme
 import workers.registry_hooks  # noqa: F401  (worker registry: register, heartbeat, drain)
 from app.config import Settings, load_settings
 from app.handlers import load_handler_modules
+from workers.queues import QUEUES as QUEUES  # re-exported: the queues live apart from Celery
 
-QUEUES = ("default", "bus", "workflows", "iot", "runners", "scaling")
 TASK_MODULES = (
     "workers.tasks.system",
     "workers.tasks.bus",

@@ -2,7 +2,7 @@
 
 A loop service in Prefect's style: ``run_once(now)`` does one complete pass and is what tests and
 the periodic Celery task call; ``serve`` repeats it every ``interval_seconds`` and also at once when
-a queue goes from empty to non-empty (a cheap depth probe every second notices, whatever the
+a queue goes from empty to non-empty (a cheap depth probe every 0.25 s notices, whatever the
 broker: no producer has to cooperate).
 
 One pass:
@@ -296,7 +296,7 @@ class Autoscaler:
 
     # -- the loop ---------------------------------------------------------------------------------
 
-    def serve(self, stop: threading.Event, wake_check_seconds: float = 1.0) -> None:
+    def serve(self, stop: threading.Event, wake_check_seconds: float = 0.25) -> None:
         """Run passes until ``stop`` is set: every interval, and at once on empty → non-empty."""
         queues = self.scaling.queue_list
         was_empty = dict.fromkeys(queues, True)

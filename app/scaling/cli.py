@@ -126,7 +126,9 @@ def run() -> None:
         autoscaler.serve(stop)
     finally:
         if isinstance(autoscaler.backend, ProcessBackend):
-            autoscaler.backend.terminate_all()  # local workers do not outlive their loop
+            # Local workers do not outlive their loop. Warm shutdown first, then SIGKILL, within
+            # `smokehouse run`'s 15 s grace (a killed worker's unacked message is redelivered).
+            autoscaler.backend.terminate_all(timeout=10)
 
 
 @scaling_cli.command("workers")

@@ -32,6 +32,24 @@ def processes_in_session(sid: int) -> list[int]:
     return found
 
 
+def processes_with_data_dir(data_dir: Path) -> list[int]:
+    """Every process started for this run, whatever its session (the autoscaler's workers have
+    their own): all of them inherit SMOKEHOUSE_DATA_DIR."""
+    marker = f"SMOKEHOUSE_DATA_DIR={data_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in environ and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
 def test_run_starts_everything_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
     http_port = free_port()
     env = cli_env(data_dir=tmp_path / "data", http_port=http_port, embedded_mqtt_port=free_port())
@@ -61,7 +79,11 @@ def test_run_starts_everything_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) 
             return answer.json()["data"]["system"]["lastWorkerPing"] is not None
 
         wait_for(pinged, timeout=30, interval=0.5, what="a worker to process the scheduler's ping")
-        assert len(processes_in_session(process.pid)) >= 5  # run, api, mqtt, worker(+pool), beat
+        assert len(processes_in_session(process.pid)) >= 5  # run, api, mqtt, autoscaler, beat
+        # The ping's worker was started by the autoscaler (in a session of its own).
+        assert len(processes_with_data_dir(tmp_path / "data")) > len(
+            processes_in_session(process.pid)
+        )
     finally:
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
         code = process.wait(timeout=40)
@@ -74,4 +96,5 @@ def test_run_starts_everything_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) 
     while processes_in_session(process.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert processes_in_session(process.pid) == [], "children left behind after Ctrl-C"
+    assert processes_with_data_dir(tmp_path / "data") == [], "workers left behind after Ctrl-C"
     assert os.getsid(0) != process.pid

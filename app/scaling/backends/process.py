@@ -5,6 +5,11 @@ consuming one queue, with the id the backend chose in ``SMOKEHOUSE_WORKER_ID``. 
 SIGTERM — Celery's *warm* shutdown: stop taking messages, finish what runs, exit — and only to
 workers the registry reports idle (see ``plan``). A worker of ours that exited is reaped here so no
 zombie stays behind; one that died without a goodbye is the registry reaper's business.
+
+A cold start (no live worker yet, several to start) gives the first worker a head start of
+``head_start_seconds`` before the others: a Python worker needs about a second of CPU to boot,
+and on two cores four starting together are all ready only after about three. The first message
+then waits for one worker's boot, not for four (see ``bench/autoscale.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +31,7 @@ from app.scaling.backends.base import ScaleResult, Started, WorkerView, plan
 log = logging.getLogger("smokehouse.scaling.process")
 
 PR_SET_PDEATHSIG = 1
+HEAD_START_SECONDS = 1.0
 
 
 class ProcessBackend:
@@ -37,8 +44,10 @@ class ProcessBackend:
         env: Mapping[str, str] | None = None,
         argv: Sequence[str] | None = None,
         log_dir: Path | None = None,
+        head_start_seconds: float = HEAD_START_SECONDS,
     ) -> None:
         self.concurrency = concurrency
+        self.head_start_seconds = head_start_seconds
         self.env = dict(env if env is not None else os.environ)
         self.argv = list(argv or [sys.executable, "-m", "app.cli", "worker"])
         self.log_dir = log_dir
@@ -94,7 +103,10 @@ class ProcessBackend:
         self.reap_children()
         todo = plan(desired, workers, self.name)
         result = ScaleResult()
-        for _ in range(todo.start):
+        cold = not any(w.state != "draining" for w in workers)
+        for index in range(todo.start):
+            if index == 1 and cold and self.head_start_seconds > 0:
+                time.sleep(self.head_start_seconds)  # the first worker boots alone for a moment
             result.started.append(self.start_one(queue))
         for worker in todo.stop:
             if self.stop_one(worker):
@@ -109,9 +121,10 @@ class ProcessBackend:
         for process in self.children.values():
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout  # one grace period for all, not one each
         for process in self.children.values():
             try:
-                process.wait(timeout)
+                process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)

@@ -20,16 +20,18 @@ from app.scaling.backends.process import ProcessBackend
 from app.scaling.models import ScalingDecision, ScalingWorker
 from app.scaling.settings import load_scaling_settings
 from tests.integration.scaling.workers import worker_argv, worker_env
-from tests.services import wait_for
+from tests.services import require_redis, wait_for
 from workers.celery_app import create_celery
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+@pytest.mark.parametrize("broker", ["embedded", "redis"])
 def test_scale_from_zero_to_work_and_back(
-    settings_factory: Callable[..., Settings], tmp_path: Path
+    settings_factory: Callable[..., Settings], tmp_path: Path, broker: str
 ) -> None:
-    settings = settings_factory(worker_concurrency=1)
+    extra = {"broker_url": require_redis()} if broker == "redis" else {}
+    settings = settings_factory(worker_concurrency=1, **extra)
     upgrade(settings.sqlalchemy_url)
     queue = f"scaling-test-{uuid.uuid4().hex[:8]}"
     scaling = load_scaling_settings(
