@@ -6,16 +6,15 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from functools import wraps
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import httpx
 import typer
 
 import app
 from app.bus.cli import events_cli, rules_cli
-from app.config import ConfigError, Settings, load_settings
+from app.cli_support import command_settings, friendly_errors
+from app.config import Settings, load_settings
 from app.logs import configure_logging
 from app.scaling.cli import queue_cli, scaling_cli
 
@@ -28,28 +27,9 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly_errors(command: F) -> F:
-    """Configuration mistakes end with one line naming the setting, not a traceback."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except ConfigError as exc:
-            typer.secho(f"smokehouse: error: {exc}", err=True, fg=typer.colors.RED)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
 
 def _settings() -> Settings:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return settings
+    return command_settings()
 
 
 def _self_command() -> list[str]:

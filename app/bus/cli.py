@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
 from app.bus.arns import DEFAULT_BUS, Scope
-from app.config import ConfigError, Settings, load_settings
-from app.logs import configure_logging
-
-F = TypeVar("F", bound=Callable[..., Any])
+from app.cli_support import command_settings, fail, friendly_errors
+from app.config import Settings
 
 rules_cli = typer.Typer(
     name="rules",
@@ -33,29 +29,6 @@ rules_cli = typer.Typer(
 events_cli = typer.Typer(name="events", help="Put events on a bus.", no_args_is_help=True)
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.secho(f"smokehouse: error: {' '.join(message.split())}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code)
-
-
-def friendly_errors(command: F) -> F:
-    """As :func:`app.cli.friendly_errors`, plus bus and definition errors (exit 1)."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from app.bus.definitions import DefinitionError  # not at import: keeps --help fast
-        from app.bus.errors import BusError
-
-        try:
-            return command(*args, **kwargs)
-        except ConfigError as exc:
-            raise _fail(str(exc), 2) from None
-        except (DefinitionError, BusError) as exc:
-            raise _fail(str(exc), 1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _settings() -> Settings:
     """Settings and logging as every command sets them up, and a database at the newest schema
     (so the bus commands work on a fresh embedded data dir)."""
@@ -63,9 +36,7 @@ def _settings() -> Settings:
     from app.migrate import upgrade
     from app.preflight import check_database
 
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings = command_settings()
     check_database(settings)
     if settings.auto_migrate:
         logging.getLogger("alembic").setLevel(logging.WARNING)  # not news on every command
@@ -81,11 +52,11 @@ def _json_argument(value: str, what: str) -> Any:
         try:
             text = Path(value[1:]).read_text(encoding="utf-8")
         except OSError as exc:
-            raise _fail(f"{what}: cannot read {value[1:]}: {exc.strerror}", 2) from None
+            raise fail(f"{what}: cannot read {value[1:]}: {exc.strerror}", 2) from None
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise _fail(f"{what} is not valid JSON: {exc}", 2) from None
+        raise fail(f"{what} is not valid JSON: {exc}", 2) from None
 
 
 # --- rules --------------------------------------------------------------------------------
@@ -165,10 +136,10 @@ def rules_test(
         try:
             pattern_text = Path(pattern[1:]).read_text(encoding="utf-8")
         except OSError as exc:
-            raise _fail(f"pattern: cannot read {pattern[1:]}: {exc.strerror}", 2) from None
+            raise fail(f"pattern: cannot read {pattern[1:]}: {exc.strerror}", 2) from None
     document = _json_argument(event, "event")
     if not isinstance(document, dict):
-        raise _fail("event must be a JSON object", 2)
+        raise fail("event must be a JSON object", 2)
     try:
         matched = test_event_pattern(pattern_text, document)
     except InvalidEventPattern as exc:

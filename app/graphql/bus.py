@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -29,8 +29,7 @@ from app.bus.arns import DEFAULT_BUS
 from app.bus.dead_letters import list_dead_letters, redrive
 from app.bus.service import get_bus, set_rule_state
 from app.config import Settings
-from app.db import get_database
-from app.graphql.context import CanWrite, Context, IsAuthenticated
+from app.graphql.context import CanWrite, Context, IsAuthenticated, in_session
 
 T = TypeVar("T")
 MAX_LIMIT = 500
@@ -38,16 +37,6 @@ MAX_LIMIT = 500
 
 def _limit(value: int) -> int:
     return max(1, min(value, MAX_LIMIT))
-
-
-async def _in_session(settings: Settings, work: Callable[[Session], T]) -> T:
-    """Run ``work`` in one transaction on a worker thread (commits if it returns)."""
-
-    def run() -> T:
-        with get_database(settings.sqlalchemy_url).session() as session:
-            return work(session)
-
-    return await run_in_threadpool(run)
 
 
 # --- types --------------------------------------------------------------------------------
@@ -278,7 +267,7 @@ class BusLoaders:
             )
             return _grouped(rule_ids, ((r.rule_id, _target(r)) for r in rows))
 
-        return await _in_session(self.settings, work)
+        return await in_session(self.settings, work)
 
     async def _rule_events(self, keys: list[tuple[str, int]]) -> list[list[Event]]:
         def work(session: Session) -> list[list[Event]]:
@@ -289,7 +278,7 @@ class BusLoaders:
                     found.setdefault((rule_id, limit), []).append(_event(event))
             return [found.get(key, []) for key in keys]
 
-        return await _in_session(self.settings, work)
+        return await in_session(self.settings, work)
 
     async def _event_deliveries(self, event_ids: list[str]) -> list[list[Delivery]]:
         def work(session: Session) -> list[list[Delivery]]:
@@ -300,7 +289,7 @@ class BusLoaders:
             )
             return _grouped(event_ids, ((r.event_id, _delivery(r)) for r in rows))
 
-        return await _in_session(self.settings, work)
+        return await in_session(self.settings, work)
 
     async def _attempts(self, delivery_ids: list[str]) -> list[list[DeliveryAttempt]]:
         def work(session: Session) -> list[list[DeliveryAttempt]]:
@@ -311,7 +300,7 @@ class BusLoaders:
             )
             return _grouped(delivery_ids, ((r.delivery_id, _attempt(r)) for r in rows))
 
-        return await _in_session(self.settings, work)
+        return await in_session(self.settings, work)
 
     async def _events(self, event_ids: list[str]) -> list[Event | None]:
         def work(session: Session) -> list[Event | None]:
@@ -319,7 +308,7 @@ class BusLoaders:
             by_id = {r.id: _event(r) for r in rows}
             return [by_id.get(i) for i in event_ids]
 
-        return await _in_session(self.settings, work)
+        return await in_session(self.settings, work)
 
     async def _deliveries(self, delivery_ids: list[str]) -> list[Delivery | None]:
         def work(session: Session) -> list[Delivery | None]:
@@ -329,7 +318,7 @@ class BusLoaders:
             by_id = {r.id: _delivery(r) for r in rows}
             return [by_id.get(i) for i in delivery_ids]
 
-        return await _in_session(self.settings, work)
+        return await in_session(self.settings, work)
 
 
 def _grouped(keys: Sequence[str], pairs: Any) -> list[Any]:
@@ -376,7 +365,7 @@ async def resolve_buses(info: Info[Context, Any]) -> list[Bus]:
         buses = session.scalars(select(models.EventBus).order_by(models.EventBus.name))
         return [_bus(b, counts.get(b.name, 0)) for b in buses]
 
-    return await _in_session(info.context.settings, work)
+    return await in_session(info.context.settings, work)
 
 
 async def resolve_rules(info: Info[Context, Any], bus: str = DEFAULT_BUS) -> list[Rule]:
@@ -390,7 +379,7 @@ async def resolve_rules(info: Info[Context, Any], bus: str = DEFAULT_BUS) -> lis
         )
         return [_rule(r) for r in rows]
 
-    return await _in_session(info.context.settings, work)
+    return await in_session(info.context.settings, work)
 
 
 async def resolve_rule(info: Info[Context, Any], name: str, bus: str = DEFAULT_BUS) -> Rule | None:
@@ -402,7 +391,7 @@ async def resolve_rule(info: Info[Context, Any], name: str, bus: str = DEFAULT_B
         )
         return _rule(row) if row else None
 
-    return await _in_session(info.context.settings, work)
+    return await in_session(info.context.settings, work)
 
 
 async def resolve_events(
@@ -419,7 +408,7 @@ async def resolve_events(
         statement = statement.order_by(models.Event.received_at.desc(), models.Event.id.desc())
         return [_event(e) for e in session.scalars(statement.limit(_limit(limit)))]
 
-    return await _in_session(info.context.settings, work)
+    return await in_session(info.context.settings, work)
 
 
 async def resolve_deliveries(
@@ -434,7 +423,7 @@ async def resolve_deliveries(
         ).limit(_limit(limit))
         return [_delivery(d) for d in session.scalars(statement)]
 
-    return await _in_session(info.context.settings, work)
+    return await in_session(info.context.settings, work)
 
 
 async def resolve_dead_letters(
@@ -444,7 +433,7 @@ async def resolve_dead_letters(
         rows = list_dead_letters(session, limit=_limit(limit), include_redriven=include_redriven)
         return [_dead_letter(r) for r in rows]
 
-    return await _in_session(info.context.settings, work)
+    return await in_session(info.context.settings, work)
 
 
 @strawberry.type
@@ -484,7 +473,7 @@ async def _set_state(info: Info[Context, Any], bus: str, name: str, state: str) 
         session.flush()  # so updated_at is the new one
         return _rule(rule)
 
-    return await _in_session(info.context.settings, work)
+    return await in_session(info.context.settings, work)
 
 
 async def resolve_enable_rule(info: Info[Context, Any], name: str, bus: str = DEFAULT_BUS) -> Rule:
@@ -497,7 +486,7 @@ async def resolve_disable_rule(info: Info[Context, Any], name: str, bus: str = D
 
 async def resolve_redrive_dead_letter(info: Info[Context, Any], id: int) -> Delivery:
     settings = info.context.settings
-    delivery = await _in_session(settings, lambda session: _delivery(redrive(session, id)))
+    delivery = await in_session(settings, lambda session: _delivery(redrive(session, id)))
     from app.bus.outbox import enqueue_deliveries  # after the commit above; never raises
 
     await run_in_threadpool(enqueue_deliveries, settings, [delivery.id])

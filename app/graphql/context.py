@@ -7,9 +7,12 @@ payload (browsers cannot set headers on a WebSocket), checked in ``on_ws_connect
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import HTTPException
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 from strawberry.permission import BasePermission
@@ -17,6 +20,9 @@ from strawberry.types import Info
 
 from app.auth import AccessKey, KeyRing, credential_from_headers
 from app.config import Settings
+from app.db import get_database
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from app.graphql.bus import BusLoaders
@@ -65,3 +71,14 @@ class CanWrite(BasePermission):
     def has_permission(self, source: Any, info: Info[Context, Any], **kwargs: Any) -> bool:
         key = info.context.key
         return key is not None and key.can_write
+
+
+async def in_session(settings: Settings, work: Callable[[Session], T]) -> T:
+    """Run ``work`` in one transaction on a worker thread (commits if it returns), so resolvers
+    never block the event loop on the database."""
+
+    def run() -> T:
+        with get_database(settings.sqlalchemy_url).session() as session:
+            return work(session)
+
+    return await run_in_threadpool(run)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -11,12 +11,10 @@ from typing import Any, TypeVar
 import strawberry
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 from strawberry.types import Info
 
-from app.config import Settings
-from app.db import get_database, utcnow
-from app.graphql.context import Context, IsAuthenticated
+from app.db import utcnow
+from app.graphql.context import Context, IsAuthenticated, in_session
 from app.graphql.subscriptions import watch
 from app.scaling import models
 from app.scaling.settings import load_scaling_settings
@@ -25,14 +23,6 @@ T = TypeVar("T")
 MAX_LIMIT = 500
 #: How far back each poll re-reads decisions (one stamped before a slow commit).
 OVERLAP_SECONDS = 5.0
-
-
-async def _in_session(settings: Settings, work: Callable[[Session], T]) -> T:
-    def run() -> T:
-        with get_database(settings.sqlalchemy_url).session() as session:
-            return work(session)
-
-    return await run_in_threadpool(run)
 
 
 @strawberry.type
@@ -133,7 +123,7 @@ async def resolve_workers(
         found = [_worker(r, now, liveness) for r in rows if queue is None or queue in r.queues]
         return found if include_gone else [w for w in found if w.alive]
 
-    return await _in_session(info.context.settings, work)
+    return await in_session(info.context.settings, work)
 
 
 async def resolve_decisions(
@@ -148,7 +138,7 @@ async def resolve_decisions(
         rows = session.scalars(query.limit(max(1, min(limit, MAX_LIMIT))))
         return [_decision(r) for r in rows]
 
-    return await _in_session(info.context.settings, work)
+    return await in_session(info.context.settings, work)
 
 
 async def resolve_work_queues(info: Info[Context, Any]) -> list[WorkQueue]:
@@ -156,7 +146,7 @@ async def resolve_work_queues(info: Info[Context, Any]) -> list[WorkQueue]:
         rows = session.scalars(select(models.ScalingQueue).order_by(models.ScalingQueue.name))
         return [WorkQueue(name=r.name, desired=r.desired, updated_at=r.updated_at) for r in rows]
 
-    return await _in_session(info.context.settings, work)
+    return await in_session(info.context.settings, work)
 
 
 @strawberry.type

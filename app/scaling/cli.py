@@ -9,16 +9,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from functools import wraps
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
-from app.config import ConfigError, Settings, load_settings
-from app.logs import configure_logging
-
-F = TypeVar("F", bound=Callable[..., Any])
+from app.cli_support import command_settings, friendly_errors
+from app.config import Settings
 
 queue_cli = typer.Typer(
     name="queue", help="Work queues: send messages, see depth.", no_args_is_help=True
@@ -28,23 +24,8 @@ scaling_cli = typer.Typer(
 )
 
 
-def friendly_errors(command: F) -> F:
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except ConfigError as exc:
-            typer.secho(f"smokehouse: error: {exc}", err=True, fg=typer.colors.RED)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _settings() -> Settings:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return settings
+    return command_settings()
 
 
 @queue_cli.command("send")

@@ -43,7 +43,7 @@ def invoke(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     # The CLI points the root logger at its stderr, which CliRunner closes after each run.
-    monkeypatch.setattr("app.bus.cli.configure_logging", lambda *args: None)
+    monkeypatch.setattr("app.cli_support.configure_logging", lambda *args: None)
     runner = CliRunner()
 
     def run(*args: str) -> Result:
