@@ -20,6 +20,7 @@ from app.handlers import load_handler_modules
 from app.health.routes import router as health_router
 from app.middleware import RequestContextMiddleware
 from app.migrate import upgrade
+from app.scaling.routes import router as queue_router
 from app.workflows import api as workflows_api
 from app.workflows.definitions import apply_all as apply_state_machines
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.add_middleware(RequestContextMiddleware)
     api.include_router(health_router)
     api.include_router(graphql_router(), prefix="/graphql")
+    api.include_router(queue_router)
     api.include_router(aws_router(registry, lambda: keyring, account_id=settings.account_id))
     return api
 

@@ -14,7 +14,7 @@ from app.bus.models import (
     Rule,
     Target,
 )
-from app.scaling.models import ScalingDecision, ScalingQueue, ScalingWorker
+from app.scaling.models import QueueMessage, ScalingDecision, ScalingQueue, ScalingWorker
 from app.system.models import Ping
 from app.workflows.models import (
     Execution,
@@ -38,6 +38,7 @@ __all__ = [
     "ExecutionEvent",
     "ExecutionTask",
     "Ping",
+    "QueueMessage",
     "Replay",
     "Rule",
     "ScalingDecision",

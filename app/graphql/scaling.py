@@ -1,5 +1,6 @@
-"""``scaling``: the worker registry, each autoscaled queue's state, and the decisions log
-(queried, or followed live by polling; see :mod:`app.graphql.subscriptions`)."""
+"""``scaling``: the worker registry, each autoscaled queue's state, the decisions log
+(queried, or followed live by polling; see :mod:`app.graphql.subscriptions`), and work-queue
+messages (``sendMessage`` stores one, commits, then enqueues it)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from typing import Any, TypeVar
 import strawberry
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from app.db import utcnow
-from app.graphql.context import Context, IsAuthenticated, in_session
+from app.graphql.context import CanWrite, Context, IsAuthenticated, in_session
 from app.graphql.subscriptions import watch
-from app.scaling import models
+from app.scaling import messages, models
 from app.scaling.settings import load_scaling_settings
 
 T = TypeVar("T")
@@ -150,6 +153,105 @@ async def resolve_work_queues(info: Info[Context, Any]) -> list[WorkQueue]:
 
 
 @strawberry.type
+class QueueMessage:
+    id: str
+    queue: str
+    handler: str | None
+    state_machine: str | None
+    mode: str
+    status: str
+    payload: JSON | None
+    result: JSON | None
+    error: str | None
+    cause: str | None
+    task_token: str | None
+    execution_arn: str | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def _message(r: models.QueueMessage) -> QueueMessage:
+    return QueueMessage(
+        id=r.id,
+        queue=r.queue,
+        handler=r.handler,
+        state_machine=r.state_machine,
+        mode=r.mode,
+        status=r.status,
+        payload=r.payload,
+        result=r.result,
+        error=r.error,
+        cause=r.cause,
+        task_token=r.task_token,
+        execution_arn=r.execution_arn,
+        attempts=r.attempts,
+        created_at=r.created_at,
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+    )
+
+
+async def resolve_queue_messages(
+    info: Info[Context, Any], queue: str | None = None, status: str | None = None, limit: int = 50
+) -> list[QueueMessage]:
+    """Work-queue messages, newest first."""
+
+    def work(session: Session) -> list[QueueMessage]:
+        try:
+            rows = messages.list_messages(session, queue, status, limit)
+        except messages.MessageError as exc:
+            raise ValueError(exc.reason) from None
+        return [_message(r) for r in rows]
+
+    return await in_session(info.context.settings, work)
+
+
+async def resolve_queue_message(info: Info[Context, Any], id: str) -> QueueMessage | None:
+    def work(session: Session) -> QueueMessage | None:
+        row = session.get(models.QueueMessage, id)
+        return None if row is None else _message(row)
+
+    return await in_session(info.context.settings, work)
+
+
+async def resolve_send_message(
+    info: Info[Context, Any],
+    queue: str,
+    handler: str | None = None,
+    state_machine: str | None = None,
+    payload: JSON | None = None,
+    mode: str = "sync",
+) -> QueueMessage:
+    """Store a message for a handler (``sync``/``async``) or a state machine, then enqueue it."""
+    settings = info.context.settings
+    try:
+        [message_id] = await run_in_threadpool(
+            lambda: messages.send_and_enqueue(
+                settings,
+                queue,
+                handler=handler,
+                state_machine=state_machine,
+                payload=payload,
+                mode=mode,
+            )
+        )
+    except messages.MessageError as exc:
+        raise ValueError(exc.reason) from None
+    found = await resolve_queue_message(info, message_id)
+    assert found is not None  # committed by send_and_enqueue
+    return found
+
+
+@strawberry.type
+class ScalingMutation:
+    send_message: QueueMessage = strawberry.field(
+        resolver=resolve_send_message, permission_classes=[CanWrite]
+    )
+
+
+@strawberry.type
 class ScalingQuery:
     workers: list[Worker] = strawberry.field(
         resolver=resolve_workers, permission_classes=[IsAuthenticated]
@@ -161,6 +263,12 @@ class ScalingQuery:
         resolver=resolve_work_queues,
         permission_classes=[IsAuthenticated],
         description="Autoscaled queues and their current desired worker count.",
+    )
+    queue_messages: list[QueueMessage] = strawberry.field(
+        resolver=resolve_queue_messages, permission_classes=[IsAuthenticated]
+    )
+    queue_message: QueueMessage | None = strawberry.field(
+        resolver=resolve_queue_message, permission_classes=[IsAuthenticated]
     )
 
 

@@ -14,12 +14,12 @@ from strawberry.types.unset import UnsetType
 from app.auth import credential_from_headers
 from app.graphql.bus import BusMutation, BusQuery
 from app.graphql.context import Context, get_context
-from app.graphql.scaling import ScalingQuery, ScalingSubscription
+from app.graphql.scaling import ScalingMutation, ScalingQuery, ScalingSubscription
 from app.graphql.system import SystemQuery
 from app.graphql.workflows import WorkflowMutation, WorkflowQuery, WorkflowSubscription
 
 Query = merge_types("Query", (SystemQuery, BusQuery, ScalingQuery, WorkflowQuery))
-Mutation = merge_types("Mutation", (BusMutation, WorkflowMutation))
+Mutation = merge_types("Mutation", (BusMutation, ScalingMutation, WorkflowMutation))
 Subscription = merge_types("Subscription", (WorkflowSubscription, ScalingSubscription))
 
 schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)

@@ -1,6 +1,7 @@
 """``smokehouse queue …`` and ``smokehouse scaling …``: work queues and the autoscaler from a shell.
 
-``queue send`` puts messages on a work queue for a registered handler (what a producer does);
+``queue send`` stores messages for a registered handler or a state machine and puts them on a
+work queue (what a producer does);
 ``queue depth`` shows what waits; ``scaling run`` is the autoscaler loop, ``scaling once`` one pass,
 ``scaling workers`` the registry. Like :mod:`app.bus.cli` this module does not import
 :mod:`app.cli`, and configuration mistakes end with one line (exit 2), not a traceback.
@@ -32,26 +33,45 @@ def _settings() -> Settings:
 @friendly_errors
 def send(
     queue: Annotated[str, typer.Argument(help="The work queue, e.g. default.")],
-    handler: Annotated[str, typer.Argument(help="A registered handler's name.")],
+    handler: Annotated[
+        str | None, typer.Argument(help="A registered handler's name (or --state-machine).")
+    ] = None,
     payload: Annotated[str, typer.Option(help="The JSON payload the handler gets.")] = "null",
     count: Annotated[int, typer.Option(min=1, max=100_000, help="How many messages.")] = 1,
+    mode: Annotated[
+        str, typer.Option(help="sync (store the result) or async (wait for a task token).")
+    ] = "sync",
+    state_machine: Annotated[
+        str | None, typer.Option(help="Start this state machine (name or ARN) instead.")
+    ] = None,
 ) -> None:
-    """Send COUNT messages that run HANDLER with PAYLOAD; prints one task id per line."""
-    from workers.celery_app import create_celery
-    from workers.tasks.scaling import HANDLE_TASK
+    """Store COUNT messages that run HANDLER (or a state machine) with PAYLOAD, then enqueue
+    them; prints one message id (= task id) per line."""
+    from app.handlers import load_handler_modules
+    from app.scaling.messages import MessageError, send_and_enqueue
 
     try:
         body = json.loads(payload)
     except ValueError as exc:
         typer.secho(f"smokehouse: error: --payload is not JSON: {exc}", err=True, fg="red")
         raise typer.Exit(2) from None
-    celery = create_celery(_settings())
-    with celery.producer_or_acquire() as producer:
-        for _ in range(count):
-            result = celery.send_task(
-                HANDLE_TASK, args=[handler, body], queue=queue, producer=producer
-            )
-            typer.echo(result.id)
+    settings = _settings()
+    load_handler_modules(settings.handler_module_list)
+    try:
+        ids = send_and_enqueue(
+            settings,
+            queue,
+            handler=handler,
+            state_machine=state_machine,
+            payload=body,
+            mode=mode,
+            count=count,
+        )
+    except MessageError as exc:
+        typer.secho(f"smokehouse: error: {exc.reason}", err=True, fg="red")
+        raise typer.Exit(2) from None
+    for message_id in ids:
+        typer.echo(message_id)
 
 
 @queue_cli.command("depth")

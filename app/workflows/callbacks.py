@@ -3,7 +3,8 @@
 
 Each is one durable step (:func:`~app.workflows.engine.apply`). A token whose task is no longer
 waiting — it finished, timed out, or its execution stopped — answers ``TaskTimedOut``, as on
-AWS; a string that was never a token answers ``InvalidToken``.
+AWS; a string that was never a token answers ``InvalidToken``. A token that no workflow task
+holds may belong to an asynchronous work-queue message (:mod:`app.scaling.messages`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.db import get_database, utcnow
+from app.scaling import messages
 from app.workflows import errors, service
 from app.workflows.asl import (
     Event,
@@ -35,7 +37,7 @@ MAX_ERROR = 256
 MAX_CAUSE = 32768
 
 
-def _task(settings: Settings, token: Any) -> tuple[int, str]:
+def _task(settings: Settings, token: Any) -> tuple[int, str] | None:
     if not isinstance(token, str) or not token:
         raise errors.invalid_token()
     try:
@@ -49,16 +51,27 @@ def _task(settings: Settings, token: Any) -> tuple[int, str]:
             )
         ).first()
     if row is None:
-        raise errors.task_does_not_exist()
+        return None
     if row.status not in ACTIVE:
         raise errors.task_timed_out()
     return row.execution_id, row.ref
 
 
 def _send(
-    settings: Settings, token: Any, events: Callable[[str], list[Event]], close: bool
+    settings: Settings,
+    token: Any,
+    events: Callable[[str], list[Event]],
+    close: bool,
+    message: Callable[[str], bool],
 ) -> None:
-    execution_id, ref = _task(settings, token)
+    """Apply ``events`` to the workflow task that holds ``token``; if none does, ``message``
+    gets the token (True when a work-queue message held it)."""
+    found = _task(settings, token)
+    if found is None:
+        if message(token):
+            return
+        raise errors.task_does_not_exist()
+    execution_id, ref = found
     now = utcnow()
     step = apply(
         settings,
@@ -77,7 +90,13 @@ def send_success(settings: Settings, token: Any, output: Any) -> None:
         value = json.loads(output)
     except ValueError as exc:
         raise errors.invalid_output(str(exc)) from None
-    _send(settings, token, lambda ref: [TaskStarted(ref), TaskSucceeded(ref, value)], True)
+    _send(
+        settings,
+        token,
+        lambda ref: [TaskStarted(ref), TaskSucceeded(ref, value)],
+        True,
+        lambda t: messages.complete(settings, t, output=value),
+    )
 
 
 def send_failure(settings: Settings, token: Any, error: Any, cause: Any) -> None:
@@ -85,11 +104,23 @@ def send_failure(settings: Settings, token: Any, error: Any, cause: Any) -> None
         raise errors.validation("The error must be a string of at most 256 characters")
     if cause is not None and (not isinstance(cause, str) or len(cause) > MAX_CAUSE):
         raise errors.validation("The cause must be a string of at most 32768 characters")
-    _send(settings, token, lambda ref: [TaskStarted(ref), TaskFailed(ref, error, cause)], True)
+    _send(
+        settings,
+        token,
+        lambda ref: [TaskStarted(ref), TaskFailed(ref, error, cause)],
+        True,
+        lambda t: messages.complete(settings, t, error=error, cause=cause, failed=True),
+    )
 
 
 def send_heartbeat(settings: Settings, token: Any) -> None:
-    _send(settings, token, lambda ref: [TaskHeartbeat(ref)], False)
+    _send(
+        settings,
+        token,
+        lambda ref: [TaskHeartbeat(ref)],
+        False,
+        lambda t: messages.heartbeat(settings, t),
+    )
 
 
 def stop(settings: Settings, arn: Any, error: Any, cause: Any) -> datetime:

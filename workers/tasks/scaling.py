@@ -11,9 +11,19 @@ HANDLE_TASK = "scaling.handle"
 
 
 @celery_app.task(name=HANDLE_TASK, bind=True)
-def handle(self: Any, handler_name: str, payload: Any = None) -> Any:
-    """One work-queue message: run the named handler with the payload (SQS → Lambda).
-    The task id is stable across redeliveries, so a handler can dedupe on ``invocation_id``."""
+def handle(
+    self: Any, handler_name: str | None = None, payload: Any = None, message_id: str | None = None
+) -> Any:
+    """One work-queue message (SQS → Lambda). With ``message_id``: the stored message (see
+    :func:`app.scaling.messages.run`: result, failure and task token are recorded). Without:
+    run the named handler with the payload, nothing stored. The task id is stable across
+    redeliveries, so a handler can dedupe on ``invocation_id``."""
+    if message_id is not None:
+        from app.scaling import messages
+
+        return messages.run(settings_of(celery_app), message_id)
+    if handler_name is None:
+        raise ValueError("scaling.handle needs a handler name or a message id")
     context = HandlerContext(
         name=handler_name,
         invocation_id=str(self.request.id),

@@ -24,3 +24,25 @@ def mark(payload: Any, context: HandlerContext) -> Any:
     with open(payload["path"], "a") as out:
         out.write(f"{os.environ.get('SMOKEHOUSE_WORKER_ID', '?')} {context.invocation_id}\n")
     return None
+
+
+@handler("scaling-test-double")
+def double(payload: Any, context: HandlerContext) -> Any:
+    """``{"n": 2 * n}``; appends the invocation id to ``path`` when given (counts runs)."""
+    if payload.get("path"):
+        with open(payload["path"], "a") as out:
+            out.write(f"{context.invocation_id}\n")
+    return {"n": 2 * payload["n"]}
+
+
+@handler("scaling-test-fail")
+def fail(payload: Any, context: HandlerContext) -> Any:
+    raise RuntimeError(f"boom {payload}")
+
+
+@handler("scaling-test-async")
+def start_async(payload: Any, context: HandlerContext) -> Any:
+    """Write the task token to ``path``; the test completes the message with it."""
+    with open(payload["path"], "w") as out:
+        out.write(context.extra["task_token"])
+    return None

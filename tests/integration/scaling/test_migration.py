@@ -1,5 +1,5 @@
-"""Migration 0004 creates exactly the scaling models' tables, on SQLite and PostgreSQL, and
-downgrades cleanly to 0003."""
+"""Migrations 0004 (scaling) and 0005 (queue messages) create exactly the scaling models' tables,
+on SQLite and PostgreSQL, and downgrade cleanly to 0004 and 0003."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from app.migrate import alembic_config, current_revision, upgrade
 pytestmark = pytest.mark.integration
 
 TABLES = {"scaling_workers", "scaling_queues", "scaling_decisions"}
+MESSAGES = {"queue_messages"}
 
 
 def _table(diff: Any) -> str | None:
@@ -36,20 +37,27 @@ def test_scaling_tables_match_the_models(database_url: str) -> None:
     try:
         with engine.connect() as connection:
             diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-            assert set(inspect(connection).get_table_names()) >= TABLES
+            assert set(inspect(connection).get_table_names()) >= TABLES | MESSAGES
     finally:
         engine.dispose()
-    ours = [d for d in diff if _table(d) in TABLES]
-    assert ours == [], f"scaling models and migration 0004 disagree: {ours}"
+    ours = [d for d in diff if _table(d) in TABLES | MESSAGES]
+    assert ours == [], f"scaling models and migrations 0004/0005 disagree: {ours}"
+
+
+def _tables(database_url: str) -> set[str]:
+    engine = make_engine(database_url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
 
 
 def test_downgrade_to_0003_and_back(database_url: str) -> None:
-    assert current_revision(database_url) == "0004"
+    assert current_revision(database_url) == "0005"
+    downgrade(alembic_config(database_url), "0004")
+    assert not MESSAGES & _tables(database_url)
+    assert _tables(database_url) >= TABLES
     downgrade(alembic_config(database_url), "0003")
-    engine = make_engine(database_url)
-    try:
-        assert not TABLES & set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
+    assert not (TABLES | MESSAGES) & _tables(database_url)
     upgrade(database_url)
-    assert current_revision(database_url) == "0004"
+    assert current_revision(database_url) == "0005"
