@@ -642,11 +642,16 @@ def create_archive_op(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
             description=description,
             retention_days=retention,
         )
-        return {
-            "ArchiveArn": scope.archive_arn(archive.name),
-            "State": archive.state,
-            "CreationTime": archive.created_at,
-        }
+        return _archive_state(scope, archive)
+
+
+def _archive_state(scope: Scope, archive: Archive) -> dict[str, Any]:
+    """CreateArchive's and UpdateArchive's shared answer."""
+    return {
+        "ArchiveArn": scope.archive_arn(archive.name),
+        "State": archive.state,
+        "CreationTime": archive.created_at,
+    }
 
 
 @registry.operation("AWSEvents", "DescribeArchive", write=False)
@@ -709,11 +714,7 @@ def update_archive_op(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
             event_pattern=pattern,
             retention_days=retention,
         )
-        return {
-            "ArchiveArn": scope.archive_arn(archive.name),
-            "State": archive.state,
-            "CreationTime": archive.created_at,
-        }
+        return _archive_state(scope, archive)
 
 
 @registry.operation("AWSEvents", "DeleteArchive", write=True)
