@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu.entity import Queue
 
 import workers.broker_sqlite  # registers the smokehouse+sqlite:// broker scheme
@@ -72,6 +72,13 @@ def create_celery(settings: Settings | None = None) -> Celery:
     celery.conf.smokehouse_settings = settings
     load_handler_modules(settings.handler_module_list)
     return celery
+
+
+@signals.beat_init.connect
+def ping_when_the_scheduler_starts(sender: Any, **_: Any) -> None:
+    """Beat first runs an interval task one interval after it starts; without this a fresh
+    system would show no worker ping for 30 s, which reads as "workers are broken"."""
+    sender.app.send_task("system.ping")
 
 
 def settings_of(celery: Celery) -> Settings:
