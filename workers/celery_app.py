@@ -74,11 +74,13 @@ def create_celery(settings: Settings | None = None) -> Celery:
     return celery
 
 
-@signals.beat_init.connect
 def ping_when_the_scheduler_starts(sender: Any, **_: Any) -> None:
     """Beat first runs an interval task one interval after it starts; without this a fresh
     system would show no worker ping for 30 s, which reads as "workers are broken"."""
     sender.app.send_task("system.ping")
+
+
+signals.beat_init.connect(ping_when_the_scheduler_starts, weak=False)
 
 
 def settings_of(celery: Celery) -> Settings:
