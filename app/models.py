@@ -14,6 +14,14 @@ from app.bus.models import (
     Rule,
     Target,
 )
+from app.iot.models import (
+    Cook,
+    Device,
+    IngestDeadLetter,
+    IngestedMessage,
+    Probe,
+    Reading,
+)
 from app.scaling.models import QueueMessage, ScalingDecision, ScalingQueue, ScalingWorker
 from app.system.models import Ping
 from app.workflows.models import (
@@ -29,16 +37,22 @@ __all__ = [
     "Archive",
     "ArchivedEvent",
     "Connection",
+    "Cook",
     "DeadLetter",
     "Delivery",
     "DeliveryAttempt",
+    "Device",
     "Event",
     "EventBus",
     "Execution",
     "ExecutionEvent",
     "ExecutionTask",
+    "IngestDeadLetter",
+    "IngestedMessage",
     "Ping",
+    "Probe",
     "QueueMessage",
+    "Reading",
     "Replay",
     "Rule",
     "ScalingDecision",
