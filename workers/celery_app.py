@@ -61,6 +61,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "bus-purge-archives": {"task": "bus.purge_archives", "schedule": 3600.0, "args": ()},
             "workflows-sweep": {"task": "workflows.sweep", "schedule": 5.0, "args": ()},
             "scaling-autoscale": {"task": "scaling.autoscale", "schedule": 10.0, "args": ()},
+            "scaling-sweep-messages": {"task": "scaling.sweep_messages", "schedule": 15.0},
         },
     }
 

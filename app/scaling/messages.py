@@ -5,7 +5,8 @@ its result; ``async`` gives the handler a task token (``context.extra["task_toke
 for ``SendTaskSuccess``/``SendTaskFailure`` with it, the workflows' callback operations; a state
 machine message starts one execution named after the message. Rows first, then the broker
 (:func:`send_and_enqueue`); :func:`run` is idempotent, so a redelivered message that finished
-is a no-op.
+is a no-op. A stored message is accepted, as SQS's SendMessage is: if the broker is down at that
+moment, :func:`sweep` (on the scheduler) enqueues it once the broker is back.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -31,6 +33,7 @@ log = logging.getLogger("smokehouse.scaling")
 
 HANDLE_TASK = "scaling.handle"
 MAX_ERROR = 256
+SWEEP_BATCH = 500
 
 
 class MessageError(ValueError):
@@ -86,6 +89,7 @@ def send_message(
         json.dumps(payload)
     except (TypeError, ValueError) as exc:
         raise MessageError(f"the payload is not JSON: {exc}") from None
+    now = utcnow()
     message = QueueMessage(
         id=str(uuid.uuid4()),
         queue=queue,
@@ -95,7 +99,8 @@ def send_message(
         payload=payload,
         status="queued",
         attempts=0,
-        created_at=utcnow(),
+        created_at=now,
+        enqueued_at=now,
     )
     session.add(message)
     session.flush()
@@ -148,8 +153,43 @@ def send_and_enqueue(
             ).id
             for _ in range(count)
         ]
-    enqueue(settings, [(message_id, queue) for message_id in ids])
+    try:
+        enqueue(settings, [(message_id, queue) for message_id in ids])
+    except Exception as exc:  # stored is accepted: the sweeper enqueues them later
+        log.warning("could not enqueue %d messages (%s); the sweeper will retry", len(ids), exc)
     return ids
+
+
+def due_for_sweep(session: Session, now: datetime, grace: timedelta) -> list[tuple[str, str]]:
+    """``queued`` messages handed to the broker more than ``grace`` ago and never claimed
+    (the broker was down, or lost them): marked enqueued now, returned as (id, queue)."""
+    rows = session.execute(
+        select(QueueMessage.id, QueueMessage.queue)
+        .where(QueueMessage.status == "queued", QueueMessage.enqueued_at <= now - grace)
+        .order_by(QueueMessage.enqueued_at)
+        .limit(SWEEP_BATCH)
+    ).all()
+    found = [(row.id, row.queue) for row in rows]
+    if found:
+        session.execute(
+            update(QueueMessage)
+            .where(QueueMessage.id.in_([message_id for message_id, _ in found]))
+            .values(enqueued_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return found
+
+
+def sweep(settings: Settings, grace_seconds: float) -> int:
+    """One sweeper pass: enqueue stragglers again; how many. A message that is only slow to
+    be picked up (a deep backlog) may run twice at most once per grace: :func:`run` claims
+    it first, so a copy that arrives after it finished does nothing."""
+    with get_database(settings.sqlalchemy_url).session() as session:
+        found = due_for_sweep(session, utcnow(), timedelta(seconds=grace_seconds))
+    if found:
+        log.info("sweeper enqueues %d work-queue messages again", len(found))
+        enqueue(settings, found)
+    return len(found)
 
 
 # --- running ------------------------------------------------------------------------------

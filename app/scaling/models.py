@@ -86,6 +86,7 @@ class QueueMessage(Base):
     __tablename__ = "queue_messages"
     __table_args__ = (
         Index("ix_queue_messages_queue_status_created_at", "queue", "status", "created_at"),
+        Index("ix_queue_messages_status_enqueued_at", "status", "enqueued_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -102,5 +103,8 @@ class QueueMessage(Base):
     execution_arn: Mapped[str | None] = mapped_column(String(512), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    #: When it was last handed to the broker (or is about to be, right after commit): a
+    #: ``queued`` message older than the sweep grace is enqueued again.
+    enqueued_at: Mapped[datetime] = mapped_column(UtcDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

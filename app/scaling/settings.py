@@ -38,6 +38,9 @@ class ScalingSettings(BaseSettings):
     target_latency_seconds: float | None = Field(default=None, gt=0)
     stabilization_seconds: float = Field(default=300.0, ge=0)
     idle_cooldown_seconds: float = Field(default=300.0, ge=0)
+    message_sweep_grace_seconds: float = Field(
+        default=60.0, gt=0, description="A queued message not picked up this long is re-sent."
+    )
     docker_image: str = Field(default="smokehouse:latest")
     docker_network: str | None = None
     kubernetes_namespace: str = "default"

@@ -46,3 +46,13 @@ def autoscale() -> int:
     if scaling.backend == "process":
         return 0
     return len(Autoscaler.from_settings(settings_of(celery_app), scaling).run_once())
+
+
+@celery_app.task(name="scaling.sweep_messages", ignore_result=True)
+def sweep_messages() -> int:
+    """Enqueue again the work-queue messages the broker never delivered; returns how many."""
+    from app.scaling import messages
+    from app.scaling.settings import load_scaling_settings
+
+    grace = load_scaling_settings().message_sweep_grace_seconds
+    return messages.sweep(settings_of(celery_app), grace)

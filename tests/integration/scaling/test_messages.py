@@ -26,7 +26,7 @@ from app.workflows import api as workflows_api
 from app.workflows import callbacks
 from app.workflows.models import Execution
 from tests.integration.scaling.workers import start_worker, stop
-from tests.services import wait_for
+from tests.services import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -288,4 +288,34 @@ def test_real_worker_runs_a_sync_message(
         assert load(settings, failed[0]).error == "RuntimeError"
     finally:
         stop(worker)
+    assert runs.read_text().split() == [message_id]
+
+
+@pytest.mark.slow
+def test_a_message_stored_while_the_broker_is_down_is_sent_by_the_sweeper(
+    settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """SendMessage semantics: a stored message is accepted even if the broker is down; the
+    scheduler's sweep sends it once the broker is back, and only once per grace period."""
+    up = settings_factory()
+    upgrade(up.sqlalchemy_url)
+    down = settings_factory(
+        database_url=up.database_url, broker_url=f"redis://127.0.0.1:{free_port()}/0"
+    )
+    queue = f"scaling-test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("SMOKEHOUSE_SCALING_QUEUES", queue)
+    runs = tmp_path / "runs.txt"
+    [message_id] = messages.send_and_enqueue(
+        down, queue, handler="scaling-test-double", payload={"n": 2, "path": str(runs)}
+    )
+    assert load(up, message_id).status == "queued"
+    assert messages.sweep(up, grace_seconds=60) == 0  # not stale yet: nothing re-sent
+    assert messages.sweep(up, grace_seconds=0.001) == 1
+    assert messages.sweep(up, grace_seconds=60) == 0  # just sent: not again until the grace
+    worker = start_worker(up, "sweep", queue, tmp_path)
+    try:
+        wait_for(lambda: load(up, message_id).status == "succeeded", 60, what="the swept message")
+    finally:
+        stop(worker)
+    assert load(up, message_id).result == {"n": 4}
     assert runs.read_text().split() == [message_id]
