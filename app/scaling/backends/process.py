@@ -90,7 +90,7 @@ class ProcessBackend:
         """Warm shutdown by SIGTERM to the worker's main process only (it stops its pool)."""
         process = self.children.get(worker.id)
         pid = process.pid if process is not None else _pid(worker.backend_ref)
-        if pid is None:
+        if pid is None or (process is None and not _runs_worker(pid, worker.id)):
             return False
         try:
             os.kill(pid, signal.SIGTERM)
@@ -138,6 +138,20 @@ def _warm_stop_with_parent() -> None:
     watches the *thread* that started the worker: run the loop on a thread that lives as long."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _runs_worker(pid: int, worker_id: str) -> bool:
+    """Whether ``pid`` still is that worker: a registry row can outlive its process, and the
+    kernel reuses pids, so a worker we did not start is signalled only if its environment
+    carries its id. Without ``/proc`` (not Linux) the pid is trusted."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    try:
+        environ = (proc / str(pid) / "environ").read_bytes().split(b"\0")
+    except OSError:  # gone, or another user's process: not ours to signal
+        return False
+    return f"SMOKEHOUSE_WORKER_ID={worker_id}".encode() in environ
 
 
 def _pid(ref: str | None) -> int | None:

@@ -4,6 +4,9 @@ shutdown (no task is lost or cut short)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable
@@ -16,6 +19,7 @@ from app.config import Settings
 from app.db import get_database
 from app.migrate import upgrade
 from app.scaling.autoscaler import Autoscaler
+from app.scaling.backends.base import WorkerView
 from app.scaling.backends.process import ProcessBackend
 from app.scaling.models import ScalingDecision, ScalingWorker
 from app.scaling.settings import load_scaling_settings
@@ -85,3 +89,29 @@ def test_scale_from_zero_to_work_and_back(
         stop.set()
         loop.join(30)
         backend.terminate_all()
+
+
+def test_stop_signals_only_the_worker_a_registry_row_names(tmp_path: Path) -> None:
+    """A registry row can outlive its worker and the kernel reuses pids: a pid that is not that
+    worker (its environment lacks the id) is left alone; a worker started by an earlier
+    autoscaler (not our child) is still stopped."""
+    from datetime import UTC, datetime
+
+    stranger = subprocess.Popen(["sleep", "30"])
+    worker_env = {**os.environ, "SMOKEHOUSE_WORKER_ID": "proc-default-earlier"}
+    earlier = subprocess.Popen(["sleep", "30"], env=worker_env)
+    try:
+        backend = ProcessBackend(concurrency=1, argv=["true"])
+
+        def row(worker_id: str, pid: int) -> WorkerView:
+            now = datetime.now(UTC)
+            return WorkerView(worker_id, "idle", 0, now, "process", str(pid))
+
+        assert backend.stop_one(row("proc-default-stale", stranger.pid)) is False
+        assert stranger.poll() is None
+        assert backend.stop_one(row("proc-default-earlier", earlier.pid)) is True
+        assert earlier.wait(5) == -signal.SIGTERM
+    finally:
+        for process in (stranger, earlier):
+            process.kill()
+            process.wait()
