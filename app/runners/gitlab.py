@@ -1,0 +1,275 @@
+"""GitLab REST API v4 client: the few calls the runner autoscaler needs.
+
+The Job Hook does not carry the job's own tags, so ``job_tags`` looks them up
+(``GET /projects/:id/jobs/:job_id`` → ``tag_list``); a lookup that fails returns None so the
+caller falls back to its configured map instead of failing the webhook's workflow. Ephemeral
+runners are created with ``create_runner`` (``POST /user/runners`` → 201 with a ``glrt-``
+runner authentication token, the flow that replaced registration tokens) and removed with
+``delete_runner`` (``DELETE /runners/:id``; already gone counts as done, so it is idempotent).
+
+Settings: ``SMOKEHOUSE_GITLAB_URL`` (unset → no GitLab API, ``gitlab_client()`` returns None),
+``SMOKEHOUSE_GITLAB_API_TOKEN`` (sent as ``PRIVATE-TOKEN``; needs the ``create_runner`` scope to
+create runners), ``SMOKEHOUSE_GITLAB_TIMEOUT_SECONDS`` (default 5).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.config import ConfigError
+
+log = logging.getLogger("smokehouse.runners.gitlab")
+
+PREFIX = "SMOKEHOUSE_GITLAB_"
+RUNNER_TYPES = ("instance_type", "group_type", "project_type")
+
+
+class GitLabSettings(BaseSettings):
+    """Where the GitLab API is and how to authenticate (``SMOKEHOUSE_GITLAB_*``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    url: str | None = Field(default=None, description="GitLab base URL, e.g. https://gitlab.com")
+    api_token: SecretStr | None = Field(default=None, description="Sent as PRIVATE-TOKEN.")
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+def load_gitlab_settings(**overrides: object) -> GitLabSettings:
+    try:
+        return GitLabSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        raise ConfigError(PREFIX + field.upper(), str(error["msg"])) from None
+
+
+class GitLabError(Exception):
+    """GitLab refused a call (``status``) and said why (``message``, GitLab's own words)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"GitLab API error {status}: {message}" if status else message)
+        self.status = status
+        self.message = message
+
+
+class GitLabUnavailable(GitLabError):
+    """GitLab could not be reached, timed out, answered 5xx or rate-limited us (429), even
+    after one retry where retrying is safe: try later.
+
+    ``status`` is GitLab's status, or 0 when no answer came back.
+    """
+
+
+@dataclass(frozen=True)
+class CreatedRunner:
+    id: int
+    token: str  # the runner authentication token (glrt-…); GitLab shows it only once
+
+
+def error_message(response: httpx.Response) -> str:
+    """GitLab's reason: ``{"message": ...}`` (str, list or field → errors) or ``{"error": ...}``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:500] or response.reason_phrase
+    if isinstance(body, dict):
+        reason = body.get("message", body.get("error"))
+        if isinstance(reason, dict):
+            return "; ".join(
+                f"{key} {', '.join(map(str, v)) if isinstance(v, list) else v}"
+                for key, v in reason.items()
+            )
+        if isinstance(reason, list):
+            return "; ".join(map(str, reason))
+        if reason is not None:
+            return str(reason)
+    return str(body)[:500]
+
+
+class GitLabClient:
+    """A small synchronous client (httpx). Thread-safe; reuse one per process and ``close()`` it."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 5.0,
+        retry_delay: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        root = base_url.rstrip("/")
+        if root.endswith("/api/v4"):
+            root = root[: -len("/api/v4")]
+        self.base_url = root
+        self.retry_delay = retry_delay
+        headers = {"Accept": "application/json", "User-Agent": "smokehouse-runners"}
+        if token:
+            headers["PRIVATE-TOKEN"] = token
+        self._http = httpx.Client(
+            base_url=f"{root}/api/v4", headers=headers, timeout=timeout, transport=transport
+        )
+
+    def __enter__(self) -> GitLabClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, method: str, path: str, *, retry: bool, **kwargs: Any) -> httpx.Response:
+        """One request; with ``retry``, one more try after a 5xx, 429, timeout or connection error.
+
+        Raises GitLabUnavailable when no usable answer came back; other statuses are returned.
+        """
+        attempts = 2 if retry else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:  # timeouts, refused connections, protocol errors
+                failure: GitLabUnavailable = GitLabUnavailable(
+                    0, f"GitLab unreachable ({method} {path}): {type(exc).__name__}: {exc}"
+                )
+            else:
+                if response.status_code < 500 and response.status_code != 429:
+                    return response
+                failure = GitLabUnavailable(response.status_code, error_message(response))
+            if attempt < attempts:
+                log.info("GitLab %s %s failed (%s), retrying once", method, path, failure)
+                time.sleep(self.retry_delay)
+        raise failure
+
+    def job_tags(self, project_id: int, job_id: int) -> list[str] | None:
+        """The job's own ``tag_list``, or None when GitLab cannot say (unreachable, 401/403/404,
+        5xx after one retry, a malformed answer). Never raises on network errors: the caller then
+        uses its configured map, as the original did."""
+        path = f"/projects/{int(project_id)}/jobs/{int(job_id)}"
+        try:
+            response = self._send("GET", path, retry=True)
+        except GitLabUnavailable as exc:
+            log.warning("job tags of %s/%s unavailable: %s", project_id, job_id, exc)
+            return None
+        if response.status_code != 200:
+            log.warning(
+                "job tags of %s/%s unavailable: %s %s",
+                project_id,
+                job_id,
+                response.status_code,
+                error_message(response),
+            )
+            return None
+        try:
+            tags = response.json().get("tag_list")
+        except (ValueError, AttributeError):
+            log.warning(
+                "job %s/%s: GitLab answered something that is not a job", project_id, job_id
+            )
+            return None
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            log.warning("job %s/%s: tag_list missing or malformed: %r", project_id, job_id, tags)
+            return None
+        return list(tags)
+
+    def create_runner(
+        self,
+        *,
+        description: str,
+        tags: list[str],
+        run_untagged: bool,
+        runner_type: str,
+        project_id: int | None = None,
+        group_id: int | None = None,
+    ) -> CreatedRunner:
+        """Create a runner (``POST /user/runners``) and return its id and authentication token.
+
+        Not retried: a lost answer to a POST may still have created a runner, and a second
+        try would create another. Raises GitLabError with GitLab's message on 4xx (bad input,
+        missing ``create_runner`` scope) and GitLabUnavailable when GitLab cannot be reached.
+        """
+        if runner_type not in RUNNER_TYPES:
+            raise GitLabError(400, f"runner_type must be one of {', '.join(RUNNER_TYPES)}")
+        if runner_type == "project_type" and project_id is None:
+            raise GitLabError(400, "project_id is required for a project_type runner")
+        if runner_type == "group_type" and group_id is None:
+            raise GitLabError(400, "group_id is required for a group_type runner")
+        if any("," in tag or not tag.strip() for tag in tags):
+            raise GitLabError(400, f"tags must be non-empty and contain no commas: {tags!r}")
+        body: dict[str, Any] = {
+            "runner_type": runner_type,
+            "description": description,
+            "run_untagged": run_untagged,
+            "tag_list": ",".join(tag.strip() for tag in tags),
+        }
+        if runner_type == "project_type":
+            body["project_id"] = project_id
+        if runner_type == "group_type":
+            body["group_id"] = group_id
+        response = self._send("POST", "/user/runners", retry=False, json=body)
+        if response.status_code not in (200, 201):
+            raise GitLabError(response.status_code, error_message(response))
+        try:
+            created = response.json()
+            return CreatedRunner(id=int(created["id"]), token=str(created["token"]))
+        except (ValueError, KeyError, TypeError):
+            raise GitLabError(
+                response.status_code, "GitLab's answer has no runner id and token"
+            ) from None
+
+    def delete_runner(self, runner_id: int) -> None:
+        """Delete a runner by id (``DELETE /runners/:id``); one already gone (404) is success.
+
+        Retried once on 5xx/timeouts (deleting twice is harmless). Raises GitLabError on
+        401/403 and GitLabUnavailable when GitLab cannot be reached.
+        """
+        response = self._send("DELETE", f"/runners/{int(runner_id)}", retry=True)
+        if response.status_code in (200, 202, 204, 404):
+            return
+        raise GitLabError(response.status_code, error_message(response))
+
+
+def _secret(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return str(value) if value else ""
+
+
+def gitlab_client(settings: object | None = None) -> GitLabClient | None:
+    """A client for the configured GitLab, or None when ``SMOKEHOUSE_GITLAB_URL`` is unset.
+
+    ``settings`` may be a GitLabSettings, or any settings object with ``gitlab_url`` /
+    ``gitlab_api_token`` attributes; otherwise (or None) the ``SMOKEHOUSE_GITLAB_*`` variables
+    are read.
+    """
+    if isinstance(settings, GitLabSettings):
+        url, token, timeout = settings.url, settings.api_token, settings.timeout_seconds
+    elif getattr(settings, "gitlab_url", None):
+        url = str(getattr(settings, "gitlab_url", ""))
+        token = getattr(settings, "gitlab_api_token", None)
+        timeout = float(getattr(settings, "gitlab_timeout_seconds", 5.0))
+    else:
+        loaded = load_gitlab_settings()
+        url, token, timeout = loaded.url, loaded.api_token, loaded.timeout_seconds
+    if not url:
+        return None
+    return GitLabClient(url, _secret(token), timeout=timeout)
