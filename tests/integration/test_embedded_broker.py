@@ -3,14 +3,21 @@ removes the message, reject-with-requeue puts back the same message (no copy).""
 
 from __future__ import annotations
 
+import contextlib
+import queue as queues
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kombu.connection import Connection
+from kombu.entity import Queue
+from kombu.messaging import Consumer, Producer
 
 import workers.broker_sqlite  # noqa: F401
 from tests.services import ROOT
@@ -95,3 +102,45 @@ def test_message_of_a_killed_consumer_is_delivered_again(
     again.ack()
     assert row_count(tmp_path) == 0
     queue.close()
+
+
+def test_acks_from_another_thread_while_polling(broker_url: str, tmp_path: Path) -> None:
+    """A Celery worker on this transport polls in its main thread while its pool's result
+    thread acks. Sharing one SQLAlchemy session between them stopped the worker for good
+    ("This session is in 'prepared' state"); every message must be taken and acked once."""
+    count = 300
+    jobs = Queue("jobs", routing_key="jobs")
+    with Connection(broker_url, transport_options={"polling_interval": 0.001}) as conn:
+        with conn.channel() as channel:
+            producer = Producer(channel)
+            for n in range(count):
+                producer.publish({"n": n}, routing_key="jobs", declare=[jobs])
+        taken: queues.Queue[Any] = queues.Queue()
+        seen: list[int] = []
+        errors: list[BaseException] = []
+
+        def ack_in_this_thread() -> None:
+            while (message := taken.get()) is not None:
+                try:
+                    message.ack()
+                except BaseException as exc:
+                    errors.append(exc)
+
+        def take(body: Any, message: Any) -> None:
+            seen.append(body["n"])
+            taken.put(message)
+
+        acker = threading.Thread(target=ack_in_this_thread)
+        acker.start()
+        try:
+            with Consumer(conn, [jobs], callbacks=[take]):
+                deadline = time.monotonic() + 60
+                while len(seen) < count and time.monotonic() < deadline:
+                    with contextlib.suppress(TimeoutError):
+                        conn.drain_events(timeout=0.5)
+        finally:
+            taken.put(None)
+            acker.join(30)
+    assert not errors
+    assert sorted(seen) == list(range(count))
+    assert row_count(tmp_path) == 0

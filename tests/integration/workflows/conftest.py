@@ -53,5 +53,5 @@ def wf(
 @pytest.fixture
 def unique(request: pytest.FixtureRequest) -> str:
     """A state machine name unique to this test and mode."""
-    name = request.node.name.replace("[", "-").replace("]", "")
+    name: str = request.node.name.replace("[", "-").replace("]", "")
     return name.replace("test_", "")[:70]

@@ -44,6 +44,8 @@ ECHO = {
 
 class Worker:
     def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.killed = False
         self.process = subprocess.Popen(
             smokehouse_argv("worker", "--queues=workflows,bus", "--concurrency=2"),
             env=env,
@@ -53,6 +55,7 @@ class Worker:
         )
 
     def kill9(self) -> None:
+        self.killed = True
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
@@ -86,6 +89,15 @@ class Stack:
         self.workers.append(worker)
         return worker
 
+    def check_alive(self) -> None:
+        """Fail at once, with its log, if a worker exited that no test killed: waiting out
+        every later test's timeout on a stack without a worker hides why."""
+        for worker in self.workers:
+            code = worker.process.poll()
+            if code is not None and not worker.killed:
+                log = worker.log.read_text(errors="replace")[-3000:]
+                raise AssertionError(f"{worker.log.name}: worker exited ({code}); its log:\n{log}")
+
     def check_workers(self, timeout: float = 30) -> None:
         """Fail fast (with the worker's log) unless a worker runs a Task state."""
         machine = self.create(f"ready-{len(self.workers)}", ECHO)
@@ -115,6 +127,7 @@ class Stack:
         found: dict[str, Any] = {}
 
         def finished() -> bool:
+            self.check_alive()
             found.update(client.describe_execution(executionArn=execution_arn))
             return found["status"] in FINISHED
 

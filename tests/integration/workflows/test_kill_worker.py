@@ -103,7 +103,8 @@ def test_kill_9_mid_execution_loses_and_repeats_no_transition(
 
     def finished() -> bool:
         sweep(wf.settings)  # what the scheduler's workflows.sweep does every few seconds
-        return wf.client().describe_execution(executionArn=execution)["status"] != "RUNNING"
+        status: str = wf.client().describe_execution(executionArn=execution)["status"]
+        return status != "RUNNING"
 
     wait_for(finished, 60, interval=0.5, what="the execution to finish on the new worker")
     described = wf.wait(execution)
