@@ -7,6 +7,7 @@ the workers and the scheduler can share one file; PostgreSQL gets a pre-pinged p
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,3 +114,16 @@ def get_database(url: str) -> Database:
         if database is None:
             database = _databases[url] = Database(url)
         return database
+
+
+def _forget_inherited_connections() -> None:
+    """In a forked child (Celery's prefork pool), drop the parent's pooled connections without
+    closing them — they are the parent's to use — so the child never shares a socket or SQLite
+    handle with it (SQLAlchemy's documented pattern for fork)."""
+    global _lock
+    _lock = threading.Lock()  # the parent may have held it while forking
+    for database in _databases.values():
+        database.engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_inherited_connections)
