@@ -1,0 +1,399 @@
+"""The Task handlers of the shipped GitLab workflows (``gitlab-start-runner``,
+``gitlab-stop-runner``) and of the job-timeline rule. Thin: each opens one transaction per step
+and calls :mod:`app.runners.lifecycle`; network calls (GitLab API, container engine) happen
+outside transactions. All of them are safe to run again (tasks run at least once).
+
+EC2 itself is called by the workflows' ``aws-sdk:ec2:runInstances``/``terminateInstances``
+Task states, not here: these handlers build the parameters and record the results.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from app.db import get_database, utcnow
+from app.handlers import HandlerContext, handler
+from app.runners import lifecycle
+from app.runners.models import Runner, RunnerJob
+from app.runners.profiles import (
+    ContainerProfile,
+    Ec2Profile,
+    Profiles,
+    client_token,
+    launch_options,
+    load_profiles,
+    render_user_data,
+    run_instances_params,
+)
+from app.runners.settings import process_settings, profiles_path
+from app.runners.transitions import JobFacts, is_terminal, job_facts
+from app.runners.webhook import DEFAULT_INSTANCE
+
+log = logging.getLogger("smokehouse.runners")
+
+
+def _database() -> Any:
+    settings, _ = process_settings()
+    return get_database(settings.sqlalchemy_url)
+
+
+def current_profiles() -> Profiles:
+    """Read on every use, so an edited profiles file applies without a restart."""
+    settings, runners = process_settings()
+    return load_profiles(profiles_path(settings, runners))
+
+
+def _event(payload: Any) -> tuple[str, JobFacts, dict[str, Any], str | None]:
+    if not isinstance(payload, dict):
+        raise ValueError("expected the bus event (with detail and resources)")
+    resources = payload.get("resources") or []
+    gitlab = resources[0] if resources and isinstance(resources[0], str) else DEFAULT_INSTANCE
+    detail = payload.get("detail")
+    facts = job_facts(detail)
+    assert isinstance(detail, dict)
+    event_id = payload.get("id") if isinstance(payload.get("id"), str) else None
+    return gitlab, facts, detail, event_id
+
+
+def _job_tags(facts: JobFacts, profiles: Profiles) -> tuple[list[str], str]:
+    """The job's own tags from GitLab, else the configured project/job-name map."""
+    from app.runners.gitlab import gitlab_client
+
+    client = gitlab_client()
+    if client is not None:
+        try:
+            tags = client.job_tags(facts.project_id, facts.job_id)
+        finally:
+            client.close()
+        if tags is not None:
+            return tags, "gitlab"
+    return profiles.fallback_tags(facts.project_id, facts.project_path, facts.job_name), "map"
+
+
+def _register(profile: Ec2Profile | ContainerProfile, name: str, project_id: int) -> str:
+    """Create the ephemeral GitLab runner; returns its token ("" without a GitLab API)."""
+    from app.runners.gitlab import gitlab_client
+
+    client = gitlab_client()
+    if client is None:
+        log.warning("SMOKEHOUSE_GITLAB_URL is unset: runner %s gets no runner token", name)
+        return ""
+    try:
+        created = client.create_runner(
+            description=name,
+            tags=list(profile.tags),
+            run_untagged=profile.run_untagged or not profile.tags,
+            runner_type=profile.runner_type,
+            project_id=project_id if profile.runner_type == "project_type" else None,
+            group_id=profile.group_id,
+        )
+    finally:
+        client.close()
+    with _database().session() as session:
+        runner = session.get(Runner, name, with_for_update=True)
+        previous = runner.gitlab_runner_id if runner is not None else None
+        if runner is not None:
+            runner.gitlab_runner_id = created.id
+    if previous is not None and previous != created.id:
+        _forget_gitlab_runner(previous)  # a retried start: its token is gone with its attempt
+    return created.token
+
+
+def _gitlab_url() -> str:
+    from app.runners.gitlab import load_gitlab_settings
+
+    return load_gitlab_settings().url or ""
+
+
+@handler("runners.record-job")
+def record_job(payload: Any, context: HandlerContext) -> Any:
+    """Bus target for every Job Hook: the job's status timeline and who is running it."""
+    gitlab, facts, detail, event_id = _event(payload)
+    with _database().session() as session:
+        job = lifecycle.record(session, gitlab, facts, utcnow(), event_id=event_id, payload=detail)
+        return {"job": job.job_id, "status": job.status}
+
+
+@handler("runners.plan-start")
+def plan_start(payload: Any, context: HandlerContext) -> Any:
+    """A job is pending: pick its profile, reserve its one runner, build the launch.
+
+    Returns ``{"action": "ec2", "runner", "launch", "option"}``, ``{"action": "container",
+    "runner", "token"}``, or ``{"action": "skip", "reason"}``."""
+    gitlab, facts, detail, event_id = _event(payload)
+    _, runners = process_settings()
+    owner = str(context.extra.get("execution_arn") or context.invocation_id)
+    profiles = current_profiles()
+    database = _database()
+    with database.session() as session:
+        job = lifecycle.record(session, gitlab, facts, utcnow(), event_id=event_id, payload=detail)
+        known = (list(job.tags), job.tags_source or "map") if job.tags is not None else None
+        if is_terminal(job.status):
+            return {"action": "skip", "reason": f"job already {job.status}"}
+    tags, source = known if known is not None else _job_tags(facts, profiles)
+    with database.session() as session:
+        locked = lifecycle.lock_job(session, gitlab, facts.job_id)
+        assert locked is not None
+        reservation = lifecycle.reserve(
+            session,
+            locked,
+            profiles,
+            tags,
+            source,
+            owner,
+            utcnow(),
+            max_attempts=runners.max_start_attempts,
+        )
+        attempt = 1
+        if reservation.runner is not None:
+            runner = session.get(Runner, reservation.runner)
+            assert runner is not None
+            attempt = runner.attempt
+    if reservation.runner is None or reservation.profile is None:
+        return {"action": "skip", "reason": reservation.reason}
+    name, profile = reservation.runner, profiles.profiles[reservation.profile]
+    try:
+        token = _register(profile, name, facts.project_id)
+    except Exception as exc:  # GitLab refused or is down: reported; reconcile retries
+        with database.session() as session:
+            runner = session.get(Runner, name, with_for_update=True)
+            if runner is not None:
+                lifecycle.fail_start(session, runner, f"GitLab runner: {exc}", utcnow())
+        return {"action": "failed", "runner": name, "reason": f"GitLab runner: {exc}"}
+    if isinstance(profile, ContainerProfile):
+        return {"action": "container", "runner": name, "token": token}
+    option = launch_options(profile)[0]
+    values = {
+        "gitlab_url": _gitlab_url(),
+        "runner_token": token,
+        "runner_name": name,
+        "job_id": facts.job_id,
+        "project_id": facts.project_id,
+        "profile": reservation.profile,
+        "tags": ",".join(profile.tags),
+        "max_lifetime_minutes": profile.max_lifetime_minutes,
+        "idle_timeout_seconds": profile.idle_timeout_minutes * 60,
+    }
+    launch = run_instances_params(
+        profile,
+        option,
+        token=client_token(name, attempt, option),
+        user_data=render_user_data(profile, values),
+        tags={
+            "Name": name,
+            "smokehouse:runner": name,
+            "smokehouse:job-id": str(facts.job_id),
+            "smokehouse:project-id": str(facts.project_id),
+            "smokehouse:profile": reservation.profile,
+        },
+    )
+    return {"action": "ec2", "runner": name, "option": 0, "attempt": attempt, "launch": launch}
+
+
+@handler("runners.launched")
+def launched(payload: Any, context: HandlerContext) -> Any:
+    """RunInstances answered: record the instance; ``terminate`` when its job already ended."""
+    name = str(payload["runner"])
+    instance = payload["instance"]
+    with _database().session() as session:
+        stop = lifecycle.launched(
+            session,
+            name,
+            str(instance["InstanceId"]),
+            utcnow(),
+            instance_type=instance.get("InstanceType"),
+            market="spot"
+            if (payload.get("launch") or {}).get("InstanceMarketOptions")
+            else "on-demand",
+        )
+    return {"terminate": stop, "InstanceIds": [instance["InstanceId"]], "runners": [name]}
+
+
+@handler("runners.launch-failed")
+def launch_failed(payload: Any, context: HandlerContext) -> Any:
+    """RunInstances failed: the next instance type / on-demand for capacity errors, else the
+    runner is marked failed (reported on the job; reconcile retries while attempts last)."""
+    name = str(payload["runner"])
+    error = payload.get("error") or {}
+    cause = f"{error.get('Error', '')}: {error.get('Cause', '')}"
+    profiles = current_profiles()
+    with _database().session() as session:
+        runner = session.get(Runner, name, with_for_update=True)
+        if runner is None:
+            return {"retry": False, "reason": "runner gone"}
+        profile = profiles.profiles.get(runner.profile)
+        found = (
+            lifecycle.next_launch(
+                payload["launch"],
+                profile,
+                int(payload.get("option", 0)),
+                cause,
+                name,
+                runner.attempt,
+            )
+            if isinstance(profile, Ec2Profile)
+            else None
+        )
+        if found is not None:
+            runner.option, runner.updated_at = found[0], utcnow()
+            return {
+                "action": "ec2",
+                "runner": name,
+                "option": found[0],
+                "attempt": runner.attempt,
+                "launch": found[1],
+                "retry": True,
+            }
+        lifecycle.fail_start(session, runner, cause[:2000], utcnow())
+        gitlab_runner = runner.gitlab_runner_id
+    _forget_gitlab_runner(gitlab_runner)
+    return {"retry": False, "reason": cause[:2000]}
+
+
+def _forget_gitlab_runner(runner_id: int | None) -> None:
+    if runner_id is None:
+        return
+    from app.runners.gitlab import gitlab_client
+
+    client = gitlab_client()
+    if client is None:
+        return
+    try:
+        client.delete_runner(runner_id)
+    except Exception as exc:  # best effort: GitLab drops stale ephemeral runners itself
+        log.warning("could not delete GitLab runner %s: %s", runner_id, exc)
+    finally:
+        client.close()
+
+
+@handler("runners.start-container")
+def start_container(payload: Any, context: HandlerContext) -> Any:
+    """Start the job's runner container (idempotent by name) and record it."""
+    from app.runners.containers import ContainerRunners
+
+    name, token = str(payload["runner"]), str(payload.get("token") or "")
+    profiles = current_profiles()
+    with _database().session() as session:
+        runner = session.get(Runner, name)
+        if runner is None:
+            return {"started": False, "reason": "runner gone"}
+        job = session.get(RunnerJob, runner.job_pk)
+        assert job is not None
+        profile = profiles.profiles.get(runner.profile)
+        job_id, project_id = job.job_id, job.project_id
+    if not isinstance(profile, ContainerProfile):
+        raise ValueError(f"profile {runner.profile!r} is not a container profile any more")
+    spec = container_spec(profile, name, runner.profile, job_id, project_id, token)
+    engine = ContainerRunners()
+    try:
+        try:
+            started = engine.start(spec)
+        except Exception as exc:
+            with _database().session() as session:
+                row = session.get(Runner, name, with_for_update=True)
+                if row is not None:
+                    lifecycle.fail_start(session, row, f"container: {exc}", utcnow())
+            raise
+        with _database().session() as session:
+            stop = lifecycle.launched(session, name, started.id, utcnow())
+        if stop:
+            _stop_container(engine, name)
+    finally:
+        engine.close()
+    return {"started": True, "container": started.id, "stopped": stop}
+
+
+def container_spec(
+    profile: ContainerProfile,
+    name: str,
+    profile_name: str,
+    job_id: int,
+    project_id: int,
+    token: str,
+) -> Any:
+    from app.runners.containers import ContainerSpec
+
+    environment = {
+        "CI_SERVER_URL": _gitlab_url(),
+        "CI_SERVER_TOKEN": token,
+        "RUNNER_NAME": name,
+        "RUNNER_EXECUTOR": "shell",
+        "SMOKEHOUSE_JOB_ID": str(job_id),
+        **profile.environment,
+    }
+    return ContainerSpec(
+        name=name,
+        image=profile.image,
+        command=profile.command,
+        environment=environment,
+        labels={
+            "smokehouse:runner": name,
+            "smokehouse:job-id": str(job_id),
+            "smokehouse:project-id": str(project_id),
+            "smokehouse:profile": profile_name,
+        },
+        cpus=profile.cpus,
+        memory=profile.memory,
+        timeout_seconds=profile.timeout_minutes * 60,
+        network=profile.network,
+        volumes=profile.mounts(),
+        working_dir=profile.working_dir,
+    )
+
+
+def _stop_container(engine: Any, name: str) -> None:
+    logs = engine.stop(name)
+    with _database().session() as session:
+        row = session.get(Runner, name, with_for_update=True)
+        if row is not None:
+            if logs is not None:
+                row.logs = logs
+            row.state, row.stopped_at, row.updated_at = "terminated", utcnow(), utcnow()
+
+
+@handler("runners.plan-stop")
+def plan_stop(payload: Any, context: HandlerContext) -> Any:
+    """A job finished: record it and say which runners to stop (EC2 instance ids apart)."""
+    gitlab, facts, _, event_id = _event(payload)
+    with _database().session() as session:
+        now = utcnow()
+        job = lifecycle.record(session, gitlab, facts, now, event_id=event_id)
+        return lifecycle.plan_stop(session, job, facts, now).as_dict()
+
+
+@handler("runners.stopped")
+def stopped(payload: Any, context: HandlerContext) -> Any:
+    """After TerminateInstances (or for containers, here): stop containers with their logs,
+    delete the GitLab runners, mark the runners terminated, then wake jobs waiting for a slot."""
+    names = [str(n) for n in payload.get("runners") or []]
+    containers: list[str] = []
+    gitlab_runners: list[int] = []
+    with _database().session() as session:
+        for name in names:
+            runner = session.get(Runner, name)
+            if runner is None:
+                continue
+            if runner.kind == "container" and runner.provider_id:
+                containers.append(name)
+            if runner.gitlab_runner_id is not None:
+                gitlab_runners.append(runner.gitlab_runner_id)
+        ec2 = [n for n in names if n not in containers]
+        done = [r.name for r in lifecycle.mark_terminated(session, ec2, utcnow())]
+    if containers:
+        from app.runners.containers import ContainerRunners
+
+        engine = ContainerRunners()
+        try:
+            for name in containers:
+                _stop_container(engine, name)
+                done.append(name)
+        finally:
+            engine.close()
+    for runner_id in gitlab_runners:
+        _forget_gitlab_runner(runner_id)
+    from app.runners.reconcile import wake_waiting
+
+    settings, _ = process_settings()
+    woken = wake_waiting(settings, current_profiles())
+    return {"terminated": done, "woken": woken}

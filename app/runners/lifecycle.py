@@ -1,0 +1,328 @@
+"""A job's runner, from pending to terminated: the database side of the start and stop
+workflows. Services take a Session and never commit; the handlers open the transactions.
+
+Exactly one runner per job: the job row is unique per (GitLab instance, job id) and the runner
+row unique per job; the execution that inserts the runner row (``owner``) is the only one that
+launches it, so duplicate pending webhooks (same or different ``Idempotency-Key``) and redelivered
+tasks start one instance. The job row is locked (``FOR UPDATE`` on PostgreSQL) by every step
+that reads-then-writes it, so a finish racing a launch is seen by one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.runners.models import LIVE_RUNNER_STATES, Runner, RunnerJob, RunnerJobEvent
+from app.runners.profiles import ContainerProfile, Ec2Profile, Profiles
+from app.runners.transitions import JobFacts, is_terminal, next_status, runner_name
+
+log = logging.getLogger("smokehouse.runners")
+
+#: EC2 errors after which the next instance type / market may still work. Through the
+#: ``aws-sdk`` integration every EC2 error is ``Ec2.Ec2Exception`` and the cause carries EC2's
+#: *message*, not its code (as on Step Functions), so both are recognised.
+CAPACITY_ERRORS = re.compile(
+    r"InsufficientInstanceCapacity|SpotMaxPriceTooLow|MaxSpotInstanceCountExceeded"
+    r"|InsufficientCapacity|do not have sufficient .* capacity|no Spot capacity available"
+    r"|Spot request price of .* is lower than|max spot instance count exceeded"
+    r"|is not supported in your requested Availability Zone",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def lock_job(session: Session, gitlab: str, job_id: int) -> RunnerJob | None:
+    return session.scalar(
+        select(RunnerJob)
+        .where(RunnerJob.gitlab == gitlab, RunnerJob.job_id == job_id)
+        .with_for_update()
+    )
+
+
+def record(
+    session: Session,
+    gitlab: str,
+    facts: JobFacts,
+    now: datetime,
+    *,
+    event_id: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> RunnerJob:
+    """Insert or update the job from one Job Hook and add the status to its timeline.
+
+    The status only moves forward (:func:`next_status`); a late ``pending`` after ``success``
+    changes nothing but the timeline."""
+    job = lock_job(session, gitlab, facts.job_id)
+    if job is None:
+        try:
+            with session.begin_nested():
+                job = RunnerJob(
+                    gitlab=gitlab,
+                    job_id=facts.job_id,
+                    project_id=facts.project_id,
+                    project_name=facts.project_path,
+                    pipeline_id=facts.pipeline_id,
+                    job_name=facts.job_name,
+                    stage=facts.stage,
+                    ref=facts.ref,
+                    status=facts.status,
+                    phase="received",
+                    start_attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(job)
+                session.flush()
+        except IntegrityError:  # a concurrent event for the same job inserted it first
+            job = lock_job(session, gitlab, facts.job_id)
+            assert job is not None
+    job.status = next_status(job.status, facts.status)
+    job.updated_at = now
+    if payload is not None and facts.status == "pending":
+        job.payload = payload
+    if facts.runner_description is not None or facts.runner_id is not None:
+        job.ran_on = facts.runner_description or job.ran_on
+        job.ran_on_id = facts.runner_id if facts.runner_id is not None else job.ran_on_id
+    if is_terminal(job.status) and job.finished_at is None:
+        job.finished_at = now
+        if job.phase != "unmatched":
+            job.phase = "finished"
+    seen = session.scalar(
+        select(RunnerJobEvent.id).where(
+            RunnerJobEvent.job_pk == job.id, RunnerJobEvent.status == facts.status
+        )
+    )
+    if seen is None:
+        session.add(
+            RunnerJobEvent(
+                job_pk=job.id,
+                status=facts.status,
+                at=now,
+                event_id=event_id,
+                runner=facts.runner_description,
+            )
+        )
+    session.flush()
+    return job
+
+
+def live_count(session: Session, profile: str, *, besides: str | None = None) -> int:
+    query = select(func.count()).where(
+        Runner.profile == profile, Runner.state.in_(LIVE_RUNNER_STATES)
+    )
+    if besides is not None:
+        query = query.where(Runner.name != besides)
+    return int(session.scalar(query) or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The outcome of :func:`reserve`: a runner to launch (``runner`` set) or why not."""
+
+    runner: str | None
+    profile: str | None
+    reason: str
+    resumed: bool = False  # this execution had reserved it already (a redelivered task)
+
+
+def reserve(
+    session: Session,
+    job: RunnerJob,
+    profiles: Profiles,
+    tags: list[str],
+    tags_source: str,
+    owner: str,
+    now: datetime,
+    *,
+    max_attempts: int,
+) -> Reservation:
+    """Take the job's one runner slot for ``owner`` (an execution ARN), within the profile's
+    concurrency; a job at capacity waits (reconcile starts it when a slot frees)."""
+    if is_terminal(job.status):
+        return Reservation(None, job.profile, f"job already {job.status}")
+    existing = session.scalar(select(Runner).where(Runner.job_pk == job.id))
+    if existing is not None:
+        if existing.owner == owner and existing.state == "launching":
+            return Reservation(existing.name, existing.profile, "resumed", resumed=True)
+        if existing.state != "failed":
+            return Reservation(None, existing.profile, f"runner {existing.name} already exists")
+        if job.start_attempts >= max_attempts:
+            return Reservation(None, existing.profile, "no start attempts left")
+    if job.ran_on is not None:  # "running" came first: a runner has it already
+        return Reservation(None, job.profile, f"job already taken by {job.ran_on}")
+    job.tags, job.tags_source = list(tags), tags_source
+    profile_name = profiles.select(tags)
+    if profile_name is None:
+        job.phase, job.profile = "unmatched", None
+        job.error = f"no runner profile takes the tags {sorted(tags)}"
+        return Reservation(None, None, job.error)
+    profile = profiles.profiles[profile_name]
+    job.profile = profile_name
+    if live_count(session, profile_name) >= profile.max_concurrent:
+        job.phase = "waiting"
+        return Reservation(None, profile_name, "waiting for capacity")
+    name = runner_name(job.gitlab, job.job_id)
+    if existing is None:
+        existing = Runner(name=name, job_pk=job.id, attempt=1, created_at=now)
+        session.add(existing)
+    else:
+        existing.attempt += 1
+    existing.kind, existing.profile, existing.state = profile.kind, profile_name, "launching"
+    existing.owner, existing.option, existing.error = owner, 0, None
+    existing.provider_id, existing.instance_type, existing.market = None, None, None
+    existing.updated_at = now
+    job.phase, job.error = "launching", None
+    job.start_attempts += 1
+    session.flush()
+    return Reservation(name, profile_name, "reserved")
+
+
+def fail_start(session: Session, runner: Runner, error: str, now: datetime) -> None:
+    """The runner could not be started: reported on the job; reconcile may try again."""
+    runner.state, runner.error, runner.updated_at, runner.stopped_at = "failed", error, now, now
+    job = session.get(RunnerJob, runner.job_pk, with_for_update=True)
+    if job is not None and not is_terminal(job.status):
+        job.phase, job.error, job.updated_at = "failed", error, now
+
+
+def launched(
+    session: Session,
+    name: str,
+    provider_id: str,
+    now: datetime,
+    *,
+    instance_type: str | None = None,
+    market: str | None = None,
+) -> bool:
+    """Record the started instance/container; True when it must be stopped at once (its job
+    finished while it was launching, or it was stopped by hand)."""
+    runner = session.get(Runner, name, with_for_update=True)
+    if runner is None:
+        return True  # not ours any more
+    job = session.get(RunnerJob, runner.job_pk, with_for_update=True)
+    runner.provider_id = provider_id
+    runner.instance_type = instance_type or runner.instance_type
+    runner.market = market or runner.market
+    runner.started_at = runner.started_at or now
+    runner.updated_at = now
+    if runner.state == "launching":
+        runner.state = "running"
+    stop = runner.state not in LIVE_RUNNER_STATES
+    if job is not None and is_terminal(job.status) and job.ran_on in (None, name):
+        stop = True  # finished before we knew the instance: the finish found nothing to stop
+    if stop:
+        runner.state = "terminating"
+    elif job is not None:
+        job.phase = "running"
+    return stop
+
+
+@dataclass(frozen=True, slots=True)
+class StopPlan:
+    instance_ids: list[str]
+    runners: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "terminate": bool(self.instance_ids),
+            "InstanceIds": self.instance_ids,
+            "runners": self.runners,
+        }
+
+
+def runs_live_job(session: Session, runner: Runner) -> bool:
+    """Some unfinished job reports this runner as the one running it."""
+    found = session.scalar(
+        select(RunnerJob.id).where(
+            RunnerJob.ran_on == runner.name,
+            RunnerJob.finished_at.is_(None),
+        )
+    )
+    return found is not None
+
+
+def ours(session: Session, description: str | None, runner_id: int | None) -> Runner | None:
+    """The runner of ours a Job Hook names (by GitLab runner id, else description)."""
+    if runner_id is not None:
+        found = session.scalar(select(Runner).where(Runner.gitlab_runner_id == runner_id))
+        if found is not None:
+            return found
+    return session.get(Runner, description) if description else None
+
+
+def plan_stop(session: Session, job: RunnerJob, facts: JobFacts, now: datetime) -> StopPlan:
+    """A job finished: stop the runner that actually ran it; the job's own runner too when
+    nothing picked it (the job never ran); a stolen job's own runner is left to the idle
+    reclaim, since it may be running someone else's job by now."""
+    to_stop: list[Runner] = []
+    actual = ours(session, facts.runner_description, facts.runner_id)
+    if actual is not None:
+        to_stop.append(actual)
+    own = session.scalar(select(Runner).where(Runner.job_pk == job.id))
+    never_ran = facts.runner_description is None
+    if own is not None and own is not actual and never_ran and not runs_live_job(session, own):
+        to_stop.append(own)
+    instance_ids: list[str] = []
+    names: list[str] = []
+    for runner in to_stop:
+        if runner.state not in LIVE_RUNNER_STATES and runner.state != "terminating":
+            continue
+        runner.state, runner.updated_at = "terminating", now
+        names.append(runner.name)
+        if runner.kind == "ec2" and runner.provider_id:
+            instance_ids.append(runner.provider_id)
+    return StopPlan(instance_ids, names)
+
+
+def mark_terminated(session: Session, names: list[str], now: datetime) -> list[Runner]:
+    """Runners whose instance/container is gone; a still-launching one stays ``terminating``
+    until its launch is recorded (which then stops it)."""
+    done: list[Runner] = []
+    for name in names:
+        runner = session.get(Runner, name, with_for_update=True)
+        if runner is None or runner.state == "terminated":
+            continue
+        if runner.provider_id is None and runner.state in ("launching", "terminating"):
+            continue
+        runner.state, runner.stopped_at, runner.updated_at = "terminated", now, now
+        done.append(runner)
+    return done
+
+
+def next_launch(
+    launch: dict[str, Any], profile: Ec2Profile, option: int, cause: str, runner: str, attempt: int
+) -> tuple[int, dict[str, Any]] | None:
+    """After a failed RunInstances: the next option's parameters when the error is one that
+    another instance type or on-demand may avoid, else None."""
+    from app.runners.profiles import client_token, launch_options
+
+    if not CAPACITY_ERRORS.search(cause):
+        return None
+    options = launch_options(profile)
+    if option + 1 >= len(options):
+        return None
+    chosen = options[option + 1]
+    params = dict(launch)
+    params["InstanceType"] = chosen.instance_type
+    params["ClientToken"] = client_token(runner, attempt, chosen)
+    params.pop("InstanceMarketOptions", None)
+    if chosen.market == "spot":
+        params["InstanceMarketOptions"] = {
+            "MarketType": "spot",
+            "SpotOptions": {
+                "SpotInstanceType": "one-time",
+                "InstanceInterruptionBehavior": "terminate",
+            },
+        }
+    return option + 1, params
+
+
+def profile_of(profiles: Profiles, name: str) -> Ec2Profile | ContainerProfile | None:
+    return profiles.profiles.get(name)

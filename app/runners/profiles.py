@@ -1,0 +1,297 @@
+"""Runner profiles: which job tags get which kind of runner, and how it is launched. Pure.
+
+A YAML file (``SMOKEHOUSE_RUNNERS_PROFILES_FILE``; see ``app/definitions/runners.example.yaml``)
+is validated with pydantic; a bad file is one :class:`~app.config.ConfigError` naming the file
+and the field. Matching follows GitLab's rule: a runner takes a job when the runner has *every*
+tag of the job; among the profiles that can, the one with the fewest extra tags wins (then the
+first declared). Untagged jobs go to ``default``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from app.config import ConfigError
+
+SETTING = "SMOKEHOUSE_RUNNERS_PROFILES_FILE"
+RunnerType = Literal["instance_type", "group_type", "project_type"]
+
+#: Variables a user-data template may use, each substituted shell-quoted.
+USER_DATA_VARIABLES = frozenset(
+    {
+        "gitlab_url",
+        "runner_token",
+        "runner_name",
+        "job_id",
+        "project_id",
+        "profile",
+        "tags",
+        "max_lifetime_minutes",
+        "idle_timeout_seconds",
+    }
+)
+DEFAULT_USER_DATA = """#!/bin/bash
+# smokehouse: an ephemeral GitLab runner for job ${job_id} (profile ${profile}).
+# It takes one job, then powers off; the instance terminates on shutdown.
+set -u
+shutdown -h +${max_lifetime_minutes} || true   # never outlive the profile's max lifetime
+gitlab-runner run-single \\
+  --url ${gitlab_url} --token ${runner_token} --name ${runner_name} \\
+  --executor shell --max-builds 1 --wait-timeout ${idle_timeout_seconds}
+shutdown -h now
+"""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LaunchTemplate(_Strict):
+    id: str | None = None
+    name: str | None = None
+    version: str = "$Default"
+
+    @model_validator(mode="after")
+    def _one_of(self) -> LaunchTemplate:
+        if (self.id is None) == (self.name is None):
+            raise ValueError("give exactly one of id or name")
+        return self
+
+
+class _Profile(_Strict):
+    tags: list[str] = Field(default_factory=list)
+    run_untagged: bool = False
+    max_concurrent: int = Field(default=10, ge=1, le=10_000)
+    runner_type: RunnerType = "instance_type"
+    group_id: int | None = None
+
+
+class Ec2Profile(_Profile):
+    kind: Literal["ec2"]
+    image_id: str | None = None
+    launch_template: LaunchTemplate | None = None
+    instance_types: list[str] = Field(min_length=1)
+    subnet_id: str | None = None
+    security_group_ids: list[str] = Field(default_factory=list)
+    iam_instance_profile: str | None = Field(default=None, description="A name or an ARN.")
+    key_name: str | None = None
+    spot: bool = Field(default=False, description="Spot first, on-demand when spot fails.")
+    user_data: str = DEFAULT_USER_DATA
+    max_lifetime_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+    idle_timeout_minutes: int = Field(default=10, ge=1, le=24 * 60)
+
+    @model_validator(mode="after")
+    def _check(self) -> Ec2Profile:
+        if self.image_id is None and self.launch_template is None:
+            raise ValueError("give image_id or launch_template")
+        unknown = set(Template(self.user_data).get_identifiers()) - USER_DATA_VARIABLES
+        if unknown or not Template(self.user_data).is_valid():
+            raise ValueError(
+                f"user_data uses unknown variable(s) {', '.join(sorted(unknown)) or '(invalid $)'}"
+                f"; known: {', '.join(sorted(USER_DATA_VARIABLES))}"
+            )
+        return self
+
+
+class ContainerProfile(_Profile):
+    kind: Literal["container"]
+    image: str
+    command: list[str] | None = None
+    environment: dict[str, str] = Field(default_factory=dict)
+    cpus: float | None = Field(default=None, gt=0)
+    memory: str | None = Field(default=None, pattern=r"^[1-9][0-9]*[bkmgBKMG]?$")
+    timeout_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    network: str | None = None
+    volumes: list[str] = Field(
+        default_factory=list, description='Bind mounts, "host:container[:ro|rw]".'
+    )
+    working_dir: str | None = None
+    max_concurrent: int = Field(default=4, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _check_volumes(self) -> ContainerProfile:
+        self.mounts()
+        return self
+
+    def mounts(self) -> dict[str, dict[str, str]]:
+        """The volumes as the Docker API takes them."""
+        found: dict[str, dict[str, str]] = {}
+        for volume in self.volumes:
+            parts = volume.split(":")
+            mode = parts[2] if len(parts) == 3 else "rw"
+            if len(parts) not in (2, 3) or not all(parts[:2]) or mode not in ("ro", "rw"):
+                raise ValueError(f"volume {volume!r} must look like /host:/container[:ro|rw]")
+            found[parts[0]] = {"bind": parts[1], "mode": mode}
+        return found
+
+
+Profile = Annotated[Ec2Profile | ContainerProfile, Field(discriminator="kind")]
+
+
+class TagRule(_Strict):
+    """Fallback when GitLab cannot tell a job's tags: first matching rule wins (globs)."""
+
+    project_id: int | None = None
+    project: str | None = None  # path_with_namespace glob, e.g. "group/*"
+    job_name: str | None = None  # glob, e.g. "build:*"
+    tags: list[str]
+
+    def matches(self, project_id: int, project: str | None, job_name: str) -> bool:
+        if self.project_id is not None and self.project_id != project_id:
+            return False
+        if self.project is not None and not fnmatch.fnmatchcase(project or "", self.project):
+            return False
+        return self.job_name is None or fnmatch.fnmatchcase(job_name, self.job_name)
+
+
+class Profiles(_Strict):
+    default: str | None = None
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+    job_tags: list[TagRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Profiles:
+        if self.default is not None and self.default not in self.profiles:
+            raise ValueError(f"default names no profile: {self.default!r}")
+        for name in self.profiles:
+            if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"profile name {name!r}: 1-64 of [A-Za-z0-9_-]")
+        return self
+
+    def select(self, tags: Sequence[str]) -> str | None:
+        """The profile for a job with ``tags``, or None when no profile can take it."""
+        wanted = set(tags)
+        if not wanted:
+            if self.default is not None:
+                return self.default
+            untagged = [name for name, p in self.profiles.items() if p.run_untagged]
+            return untagged[0] if untagged else None
+        best: tuple[int, int, str] | None = None
+        for order, (name, profile) in enumerate(self.profiles.items()):
+            have = set(profile.tags)
+            if wanted <= have:
+                key = (len(have - wanted), order, name)
+                best = key if best is None or key < best else best
+        return None if best is None else best[2]
+
+    def fallback_tags(self, project_id: int, project: str | None, job_name: str) -> list[str]:
+        for rule in self.job_tags:
+            if rule.matches(project_id, project, job_name):
+                return list(rule.tags)
+        return []
+
+
+def parse_profiles(data: Any, source: str) -> Profiles:
+    """Validate a loaded YAML document; errors name ``source`` and the field."""
+    if data is None:
+        data = {}
+    try:
+        return Profiles.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(SETTING, f"{source}: {where}: {message}") from None
+
+
+def load_profiles(path: Path) -> Profiles:
+    """The profiles in ``path``; a missing file means no profiles (every job is unmatched)."""
+    if not path.exists():
+        return Profiles()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(SETTING, f"{path}: cannot read: {exc}") from None
+    return parse_profiles(data, str(path))
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchOption:
+    instance_type: str
+    market: Literal["spot", "on-demand"]
+
+
+def launch_options(profile: Ec2Profile) -> list[LaunchOption]:
+    """What to try, in order: per instance type spot (when enabled) then on-demand."""
+    options: list[LaunchOption] = []
+    for instance_type in profile.instance_types:
+        if profile.spot:
+            options.append(LaunchOption(instance_type, "spot"))
+        options.append(LaunchOption(instance_type, "on-demand"))
+    return options
+
+
+def render_user_data(profile: Ec2Profile, values: Mapping[str, object]) -> str:
+    """The profile's user data with every variable substituted, shell-quoted."""
+    quoted = {key: shlex.quote(str(value)) for key, value in values.items()}
+    missing = set(Template(profile.user_data).get_identifiers()) - set(quoted)
+    if missing:
+        raise ValueError(f"no value for user-data variable(s) {', '.join(sorted(missing))}")
+    return Template(profile.user_data).substitute(quoted)
+
+
+def client_token(runner_name: str, attempt: int, option: LaunchOption) -> str:
+    """RunInstances' idempotency token (≤ 64 characters); it includes the instance type and
+    market because a retry with other parameters and the same token is refused by EC2
+    (``IdempotentParameterMismatch``)."""
+    token = f"{runner_name}-{attempt}-{option.instance_type}-{option.market}"
+    return token[-64:]
+
+
+def run_instances_params(
+    profile: Ec2Profile,
+    option: LaunchOption,
+    *,
+    token: str,
+    user_data: str,
+    tags: Mapping[str, str],
+) -> dict[str, Any]:
+    """RunInstances parameters (PascalCase, as the API and the ``aws-sdk`` Task take them)."""
+    params: dict[str, Any] = {
+        "MinCount": 1,
+        "MaxCount": 1,
+        "InstanceType": option.instance_type,
+        "ClientToken": token,
+        "UserData": user_data,
+        "InstanceInitiatedShutdownBehavior": "terminate",
+        "TagSpecifications": [
+            {
+                "ResourceType": "instance",
+                "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+            }
+        ],
+    }
+    if profile.image_id is not None:
+        params["ImageId"] = profile.image_id
+    if profile.launch_template is not None:
+        template = profile.launch_template
+        ref = {"LaunchTemplateId": template.id} if template.id else {}
+        ref |= {"LaunchTemplateName": template.name} if template.name else {}
+        params["LaunchTemplate"] = {**ref, "Version": template.version}
+    if profile.subnet_id is not None:
+        params["SubnetId"] = profile.subnet_id
+    if profile.security_group_ids:
+        params["SecurityGroupIds"] = list(profile.security_group_ids)
+    if profile.iam_instance_profile is not None:
+        key = "Arn" if profile.iam_instance_profile.startswith("arn:") else "Name"
+        params["IamInstanceProfile"] = {key: profile.iam_instance_profile}
+    if profile.key_name is not None:
+        params["KeyName"] = profile.key_name
+    if option.market == "spot":
+        params["InstanceMarketOptions"] = {
+            "MarketType": "spot",
+            "SpotOptions": {
+                "SpotInstanceType": "one-time",
+                "InstanceInterruptionBehavior": "terminate",
+            },
+        }
+    return params

@@ -1,0 +1,295 @@
+"""GitLab webhook: response time at a steady request rate, and pending job → RunInstances.
+
+Production shape on one machine: ``smokehouse api`` (one uvicorn process) and one
+``smokehouse worker`` on PostgreSQL + Redis, EC2 played by ``moto_server`` (its own process).
+
+1. **Response time.** Job Hooks (``running``, which every job sends; each is routed to the
+   job-timeline handler, so the workers are busy while we measure) are sent open-loop at
+   ``--rate`` requests/s for ``--seconds`` from a few client threads with keep-alive; the latency
+   of each request is measured from its scheduled send time, so a stalled server is not hidden
+   (no coordinated omission).
+2. **Pending → RunInstances.** After the load drained, ``--jobs`` pending Job Hooks are sent one
+   at a time; for each, the time from sending the webhook until its instance (tag
+   ``smokehouse:job-id``) is visible in EC2's DescribeInstances, polled every 20 ms.
+
+Also printed: the share of webhooks the server itself answered within 50 ms (its own latency
+histogram, without the client's queueing), the API process's CPU time per webhook during the
+load (what a request costs whatever else the machine does) and the 1-minute load average
+before and after it.
+
+    python bench/webhook.py [--rate 200] [--seconds 10] [--jobs 15] [--quiet-workers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from common import REDIS, ROOT, emit, fresh_postgres, workers
+
+TOKEN = "bench-token"
+sys.path.insert(0, str(ROOT))
+
+from tests.integration.runners.payloads import headers, job_hook  # noqa: E402
+
+PROFILES = """
+default: small
+profiles:
+  small:
+    kind: ec2
+    image_id: ami-12345678
+    instance_types: [t3.small]
+    max_concurrent: 1000
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    shown = log.read_text()[-3000:] if log is not None and log.exists() else ""
+    raise SystemExit(f"nothing listens on {port} after {timeout}s\n{shown}")
+
+
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def load(url: str, rate: float, seconds: float, threads: int) -> tuple[list[float], int]:
+    """Open-loop load: request i is due at start + i/rate; latency counts from when it was due."""
+    import httpx
+
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.5
+
+    def run(offset: int) -> None:
+        nonlocal errors
+        with httpx.Client(timeout=10) as client:
+            for i in range(offset, total, threads):
+                due = start + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                response = client.post(
+                    url, json=job_hook(10_000_000 + i, "running"), headers=headers(token=TOKEN)
+                )
+                took = time.perf_counter() - due
+                with lock:
+                    latencies.append(took)
+                    errors += response.status_code != 200
+
+    pool = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return latencies, errors
+
+
+def measured(
+    api_pid: int, url: str, args: argparse.Namespace
+) -> tuple[list[float], int, float, list[float]]:
+    """The load phase: latencies, errors, the API's CPU seconds and the load average around it."""
+    before, cpu = os.getloadavg()[0], cpu_of(api_pid)
+    latencies, errors = load(url, args.rate, args.seconds, args.threads)
+    return (
+        latencies,
+        errors,
+        cpu_of(api_pid) - cpu,
+        [round(before, 2), round(os.getloadavg()[0], 2)],
+    )
+
+
+def server_within(base: str, seconds: float) -> float | None:
+    """The share of webhook requests the server itself answered within ``seconds``, from its
+    own latency histogram (``/metrics``): the server's part, without the client's queueing."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    within = total = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != "smokehouse_http_request_seconds":
+            continue
+        for sample in family.samples:
+            if sample.labels.get("route") != "/webhooks/gitlab":
+                continue
+            if sample.name.endswith("_count"):
+                total = sample.value
+            if sample.name.endswith("_bucket") and float(sample.labels["le"]) == seconds:
+                within = sample.value
+    return round(within / total, 4) if total else None
+
+
+def drained(database_url: str, timeout: float) -> None:
+    from sqlalchemy import func, select
+
+    from app.bus.models import Delivery
+    from app.db import get_database
+
+    database = get_database(database_url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with database.session() as session:
+            busy = session.scalar(
+                select(func.count()).where(Delivery.status.in_(("pending", "running")))
+            )
+        if not busy:
+            return
+        time.sleep(0.5)
+    print(f"warning: deliveries still pending after {timeout}s", file=sys.stderr)
+
+
+def pending_to_run(url: str, ec2: Any, jobs: int) -> list[float]:
+    import httpx
+
+    found: list[float] = []
+    for n in range(jobs):
+        job_id = 20_000_000 + n
+        sent = time.perf_counter()
+        response = httpx.post(url, json=job_hook(job_id, "pending"), headers=headers(token=TOKEN))
+        assert response.status_code == 200, response.text
+        deadline = sent + 30
+        while time.perf_counter() < deadline:
+            reservations = ec2.describe_instances(
+                Filters=[{"Name": "tag:smokehouse:job-id", "Values": [str(job_id)]}]
+            )["Reservations"]
+            if reservations:
+                found.append(time.perf_counter() - sent)
+                break
+            time.sleep(0.02)
+        time.sleep(0.2)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--jobs", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument(
+        "--quiet-workers",
+        action="store_true",
+        help="no worker runs during the load (ingest alone); they drain the deliveries after",
+    )
+    args = parser.parse_args()
+
+    import boto3
+
+    from app.config import load_settings
+    from app.migrate import upgrade
+    from workers.celery_app import create_celery
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
+    (tmp / "runners.yaml").write_text(PROFILES)
+    moto_port, api_port = free_port(), free_port()
+    aws = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    os.environ.update(aws)
+    moto = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-p", str(moto_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with fresh_postgres() as database_url:
+            settings = load_settings(database_url=database_url, broker_url=REDIS)
+            upgrade(settings.sqlalchemy_url)
+            create_celery(settings).control.purge()
+            env = {
+                **aws,
+                "SMOKEHOUSE_DATABASE_URL": database_url,
+                "SMOKEHOUSE_BROKER_URL": REDIS,
+                "SMOKEHOUSE_DATA_DIR": str(tmp / "data"),
+                "SMOKEHOUSE_HTTP_PORT": str(api_port),
+                "SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN": TOKEN,
+                "SMOKEHOUSE_RUNNERS_PROFILES_FILE": str(tmp / "runners.yaml"),
+                "SMOKEHOUSE_ACCESS_KEYS": "AKBENCH:bench-secret:admin",
+                "SMOKEHOUSE_LOG_LEVEL": "WARNING",
+            }
+            api = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "api", "--no-migrate"],
+                env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+                cwd=tmp,
+                stdout=subprocess.DEVNULL,
+                stderr=(tmp / "api.log").open("wb"),
+            )
+            try:
+                wait_port(moto_port, 30)
+                wait_port(api_port, 60, (tmp / "api.log"))
+                url = f"http://127.0.0.1:{api_port}/webhooks/gitlab"
+                if args.quiet_workers:  # measure ingest alone; workers drain afterwards
+                    latencies, errors, api_cpu, loads = measured(api.pid, url, args)
+                with workers(env, 1, "--queues=bus,workflows", "--concurrency=2"):
+                    time.sleep(3)  # let the worker connect
+                    if not args.quiet_workers:
+                        latencies, errors, api_cpu, loads = measured(api.pid, url, args)
+                    drained(database_url, 120)
+                    server_share = server_within(f"http://127.0.0.1:{api_port}", 0.05)
+                    ec2 = boto3.client("ec2")
+                    launches = pending_to_run(url, ec2, args.jobs)
+            finally:
+                api.terminate()
+                api.wait(20)
+    finally:
+        moto.terminate()
+        moto.wait(20)
+    millis = [x * 1000 for x in latencies]
+    emit(
+        {
+            "bench": "webhook",
+            "requests": len(millis),
+            "rate": args.rate,
+            "errors": errors,
+            "p50_ms": round(percentile(millis, 0.50), 2),
+            "p99_ms": round(percentile(millis, 0.99), 2),
+            "max_ms": round(max(millis), 2),
+            "server_within_50ms": server_share,
+            "api_cpu_ms_per_request": round(api_cpu * 1000 / max(1, len(millis)), 2),
+            "loadavg_1m": loads,
+            "workers_during_load": not args.quiet_workers,
+            "jobs": args.jobs,
+            "launched": len(launches),
+            "pending_to_run_p50_s": round(statistics.median(launches), 3) if launches else None,
+            "pending_to_run_max_s": round(max(launches), 3) if launches else None,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The webhook's storage on both databases: a group of webhooks is one transaction with dedupe
+inside the group and against earlier ones; the group-commit batcher answers each request only
+after its group committed; a database that is down is an error for every waiting request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from app.bus.models import Event
+from app.config import Settings
+from app.db import get_database
+from app.runners.batcher import Batcher
+from app.runners.models import WebhookReceipt
+from app.runners.webhook import Accepted, Prepared, accept_many, prepare
+from tests.integration.runners.payloads import headers, job_hook
+
+pytestmark = pytest.mark.integration
+
+
+def item(job_id: int, key: str | None = None) -> Prepared:
+    """A webhook; without ``key`` it has no Idempotency-Key nor event UUID (older GitLab)."""
+    sent = {k.lower(): v for k, v in headers(key).items()}
+    if key is None:
+        del sent["idempotency-key"], sent["x-gitlab-event-uuid"]
+    return prepare(json.dumps(job_hook(job_id, "running")).encode(), sent)
+
+
+def counts(settings: Settings) -> tuple[int, int]:
+    with get_database(settings.sqlalchemy_url).session() as session:
+        events = session.scalar(select(func.count()).select_from(Event))
+        receipts = session.scalar(select(func.count()).select_from(WebhookReceipt))
+    return int(events or 0), int(receipts or 0)
+
+
+@pytest.fixture
+def settings(settings_factory: Callable[..., Settings], database_url: str) -> Settings:
+    return settings_factory(database_url=database_url)
+
+
+def test_a_group_dedupes_within_itself_and_against_earlier_groups(settings: Settings) -> None:
+    first = accept_many(settings, [item(1, "a"), item(2, "b"), item(1, "a"), item(3)])
+    assert [type(o) for o in first] == [Accepted] * 4
+    assert [o.duplicate for o in first if isinstance(o, Accepted)] == [False, False, True, False]
+    again = accept_many(settings, [item(1, "a"), item(4, "c")])
+    assert [o.duplicate for o in again if isinstance(o, Accepted)] == [True, False]
+    assert counts(settings) == (4, 3)  # events: a, b, (no key), c; receipts: a, b, c
+
+
+def test_more_than_ten_in_one_group(settings: Settings) -> None:
+    outcomes = accept_many(settings, [item(n, f"k{n}") for n in range(25)])
+    assert all(isinstance(o, Accepted) and not o.duplicate for o in outcomes)
+    assert counts(settings) == (25, 25)
+
+
+def test_the_batcher_answers_every_request_after_its_commit(settings: Settings) -> None:
+    async def burst() -> list[Any]:
+        batcher = Batcher(settings)
+        requests = [item(n, f"key-{n % 30}") for n in range(40)]  # 10 repeats of earlier keys
+        return await asyncio.gather(*(batcher.submit(r) for r in requests))
+
+    outcomes = asyncio.run(burst())
+    fresh = [o for o in outcomes if isinstance(o, Accepted) and not o.duplicate]
+    assert len(fresh) == 30
+    assert len(outcomes) - len(fresh) == 10
+    assert counts(settings) == (30, 30)
+
+
+def test_a_database_that_is_down_fails_every_waiting_request(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    down = settings_factory(database_url="postgresql://nobody@127.0.0.1:1/none")
+
+    async def submit() -> list[Any]:
+        batcher = Batcher(down)
+        return await asyncio.gather(
+            *(batcher.submit(item(n)) for n in range(3)), return_exceptions=True
+        )
+
+    assert all(isinstance(o, Exception) for o in asyncio.run(submit()))

@@ -1,0 +1,22 @@
+"""Runner tasks: the reconcile loop's periodic pass (the scheduler sends it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from workers.celery_app import settings_of
+
+
+@shared_task(name="runners.reconcile", bind=True, ignore_result=True)
+def reconcile(self: Any) -> dict[str, Any]:
+    """One reconcile pass over EC2, the container engine and the jobs; returns its report."""
+    from dataclasses import asdict
+
+    from app.runners.handlers import current_profiles
+    from app.runners.reconcile import reconcile as reconcile_once
+    from app.runners.settings import load_runners_settings
+
+    report = reconcile_once(settings_of(self.app), load_runners_settings(), current_profiles())
+    return asdict(report)
