@@ -107,6 +107,7 @@ class Reading(Base):
         UniqueConstraint("device_id", "seq", "probe_id", name="uq_readings_device_seq_probe"),
         Index("ix_readings_device_probe_ts", "device_id", "probe_id", "ts"),
         Index("ix_readings_cook_ts", "cook_id", "ts"),
+        Index("ix_readings_ts", "ts"),  # the retention purge
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -88,6 +88,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_readings_device_probe_ts", ["device_id", "probe_id", "ts"], unique=False
         )
+        batch_op.create_index("ix_readings_ts", ["ts"], unique=False)
 
     op.create_table(
         "iot_cooks",
@@ -149,6 +150,7 @@ def downgrade() -> None:
 
     op.drop_table("iot_cooks")
     with op.batch_alter_table("iot_readings", schema=None) as batch_op:
+        batch_op.drop_index("ix_readings_ts")
         batch_op.drop_index("ix_readings_device_probe_ts")
         batch_op.drop_index("ix_readings_cook_ts")
 

@@ -18,9 +18,11 @@ acknowledged successfully is retried later, never silently deleted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
+import socket
 import ssl
 import threading
 import time
@@ -59,6 +61,9 @@ class MqttSettings:
     resend_wait_s: float = 15.0
     # Pause before retrying a reading the broker refused (PUBACK reason code >= 0x80).
     refused_retry_s: float = 30.0
+    # "auto": MQTT 5, or 3.1.1 when the broker answers MQTT 5 with a 3.1.1 refusal (the
+    # smokehouse server's embedded amqtt broker speaks only 3.1.1). "5" or "3.1.1" to force one.
+    protocol: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,30 @@ def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) 
     """Exponential backoff with "equal jitter": uniformly in [d/2, d], d = min(max, min·2^n)."""
     ceiling = min(max_s, min_s * (2 ** min(attempt, 30)))
     return rng.uniform(ceiling / 2, ceiling)
+
+
+def broker_speaks_v5(host: str, port: int, timeout: float = 3.0) -> bool:
+    """Send a bare MQTT 5 CONNECT: a 3.1.1-only broker answers with the 3.1.1 CONNACK
+    "unacceptable protocol version" (``20 02 00 01``) or just closes. Unreachable: assume 5."""
+    client_id = f"smokehouse-probe-{random.getrandbits(48):012x}".encode()
+    body = b"\x00\x04MQTT\x05\x02\x00\x0a\x00" + len(client_id).to_bytes(2, "big") + client_id
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"\x10" + bytes([len(body)]) + body)
+            answer = b""
+            with contextlib.suppress(TimeoutError):
+                while len(answer) < 4:
+                    chunk = sock.recv(4 - len(answer))
+                    if not chunk:
+                        break
+                    answer += chunk
+            if not answer or answer[:2] == b"\x20\x02":
+                return False
+            with contextlib.suppress(OSError):
+                sock.sendall(b"\xe0\x00")  # DISCONNECT
+            return True
+    except OSError:
+        return True
 
 
 def tls_context(settings: MqttSettings) -> ssl.SSLContext:
@@ -127,6 +156,7 @@ class MqttPublisher:
         self._acked = 0
         self._refused = 0
         self._connects = 0
+        self._v5 = True
         self._client = self._make_client()
 
     # -- paho setup --------------------------------------------------------------------------
@@ -136,7 +166,7 @@ class MqttPublisher:
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=s.client_id or f"smokehouse-device-{self.device_id}",
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
         )
         client.enable_logger(logging.getLogger("smokehouse_device.paho"))
         client.will_set(self.status_topic, "offline", qos=1, retain=True)
@@ -223,7 +253,17 @@ class MqttPublisher:
 
     def start(self) -> None:
         s = self.settings
-        self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s, clean_start=True)
+        v5 = s.protocol == "5" or (
+            s.protocol == "auto" and (s.tls or broker_speaks_v5(s.host, s.port))
+        )
+        if not v5:
+            log.warning("the broker at %s:%d speaks MQTT 3.1.1 only: using 3.1.1", s.host, s.port)
+            self._v5 = False
+            self._client = self._make_client()
+        if self._v5:
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s, clean_start=True)
+        else:
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
         self._client.loop_start()
         self._sender = threading.Thread(target=self._sender_main, name="mqtt-sender", daemon=True)
         self._sender.start()

@@ -1,0 +1,762 @@
+"""``iot``: the thermometer — devices and probes, cooks, readings downsampled over a time range,
+alarms, ingest's dead letters; probe settings, alarm acknowledge/silence, start/end a cook; live
+readings and alarms.
+
+Reads run in short sessions on a worker thread and return plain strawberry objects. A device's
+probes, current cook and open alarms go through per-request dataloaders (one statement each for
+any number of devices). Readings are bucketed in SQL (:func:`buckets`): a 12-hour cook
+at 1 Hz comes back as at most ``maxPoints`` avg/min/max points per probe. Subscriptions relay
+:mod:`app.realtime` (Redis pub/sub, or the MQTT broker when there is no Redis), so a reading
+stored by a worker process reaches every API process's subscribers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import strawberry
+from sqlalchemy import Integer, cast, func, select, text
+from sqlalchemy.orm import Session
+from strawberry.dataloader import DataLoader
+from strawberry.types import Info
+
+from app import realtime
+from app.config import Settings
+from app.db import utcnow
+from app.graphql.context import CanWrite, Context, IsAuthenticated, in_session
+from app.graphql.subscriptions import _count
+from app.iot import cooks
+from app.iot.alarms import service as alarms_service
+from app.iot.alarms.evaluate import eta_seconds
+from app.iot.alarms.models import ALARM_STATES
+from app.iot.alarms.models import Alarm as AlarmRow
+from app.iot.models import PROBE_ROLES, IngestDeadLetter, Reading
+from app.iot.models import Cook as CookRow
+from app.iot.models import Device as DeviceRow
+from app.iot.models import Probe as ProbeRow
+
+MAX_LIMIT = 1000
+MAX_POINTS = 10_000
+
+
+def _limit(value: int) -> int:
+    return max(1, min(value, MAX_LIMIT))
+
+
+# --- types --------------------------------------------------------------------------------
+
+
+@strawberry.type
+class Point:
+    ts: datetime = strawberry.field(description="The first reading's time in the bucket.")
+    temp_c: float | None = strawberry.field(description="Average over the bucket.")
+    min_c: float | None
+    max_c: float | None
+
+
+@strawberry.type
+class ProbeSeries:
+    probe_id: str
+    points: list[Point]
+
+
+@strawberry.type
+class Alarm:
+    id: int
+    device_id: strawberry.ID
+    probe_id: str | None
+    kind: str = strawberry.field(
+        description="target_reached, high, low, pit_range, probe_open, device_offline or stall"
+    )
+    state: str = strawberry.field(description="open, acknowledged or cleared")
+    message: str
+    value: float | None
+    threshold: float | None
+    opened_at: datetime
+    acknowledged_at: datetime | None
+    cleared_at: datetime | None
+    silenced_until: datetime | None
+
+
+@strawberry.type
+class Probe:
+    device_id: strawberry.ID
+    probe_id: str
+    name: str
+    role: str = strawberry.field(description="pit, food or ambient")
+    calibration_offset_c: float
+    target_c: float | None
+    high_c: float | None
+    low_c: float | None
+    setpoint_c: float | None
+    pit_band_c: float | None
+    last_temp_c: float | None
+    last_status: str | None
+    last_rate_c_per_min: float | None
+    last_ts: datetime | None
+    eta_seconds: float | None = strawberry.field(
+        description="Time to target at the current rate; 0 once reached; null if not rising."
+    )
+    stalled: bool = strawberry.field(description="A stall alarm is active on this probe.")
+
+
+@strawberry.type
+class Cook:
+    id: int
+    device_id: strawberry.ID
+    name: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    last_reading_at: datetime
+
+    @strawberry.field  # the whole cook, downsampled to at most maxPoints per probe
+    async def readings(self, info: Info[Context, Any], max_points: int = 1000) -> list[ProbeSeries]:
+        end = (self.ended_at or self.last_reading_at) + timedelta(seconds=1)
+        return await _series(
+            info.context.settings, str(self.device_id), self.started_at, end, max_points, None
+        )
+
+
+@strawberry.type
+class Device:
+    id: strawberry.ID
+    name: str
+    availability: str | None = strawberry.field(description="online/offline; null until heard")
+    last_seen_at: datetime | None
+
+    @strawberry.field
+    async def probes(self, info: Info[Context, Any]) -> list[Probe]:
+        return await _loaders(info).probes.load(str(self.id))
+
+    @strawberry.field  # the cook in progress, if any
+    async def current_cook(self, info: Info[Context, Any]) -> Cook | None:
+        return await _loaders(info).current_cook.load(str(self.id))
+
+    @strawberry.field  # alarms not cleared yet (open or acknowledged), newest first
+    async def open_alarms(self, info: Info[Context, Any]) -> list[Alarm]:
+        return await _loaders(info).open_alarms.load(str(self.id))
+
+
+@strawberry.type
+class IotDeadLetter:
+    id: int
+    received_at: datetime
+    topic: str
+    device_id: str | None
+    kind: str
+    reason: str
+    payload: str
+
+
+@strawberry.type
+class ProbeReading:
+    probe_id: str
+    temp_c: float | None
+    status: str
+    rate_c_per_min: float | None
+
+
+@strawberry.type
+class ReadingUpdate:
+    device_id: strawberry.ID
+    seq: int
+    ts: datetime
+    cook_id: int | None
+    probes: list[ProbeReading]
+
+
+@strawberry.input
+class ProbeSettingsInput:
+    """Fields left out keep their value; ``null`` clears a threshold."""
+
+    name: str | None = strawberry.UNSET
+    role: str | None = strawberry.UNSET
+    target_c: float | None = strawberry.UNSET
+    high_c: float | None = strawberry.UNSET
+    low_c: float | None = strawberry.UNSET
+    setpoint_c: float | None = strawberry.UNSET
+    pit_band_c: float | None = strawberry.UNSET
+    calibration_offset_c: float | None = strawberry.UNSET
+
+
+# --- row → type ---------------------------------------------------------------------------
+
+
+def _device(row: DeviceRow) -> Device:
+    return Device(
+        id=strawberry.ID(row.id),
+        name=row.name,
+        availability=row.availability,
+        last_seen_at=row.last_seen_at,
+    )
+
+
+def _probe(row: ProbeRow, stalled: bool = False) -> Probe:
+    return Probe(
+        device_id=strawberry.ID(row.device_id),
+        probe_id=row.probe_id,
+        name=row.name,
+        role=row.role,
+        calibration_offset_c=row.calibration_offset_c,
+        target_c=row.target_c,
+        high_c=row.high_c,
+        low_c=row.low_c,
+        setpoint_c=row.setpoint_c,
+        pit_band_c=row.pit_band_c,
+        last_temp_c=row.last_temp_c,
+        last_status=row.last_status,
+        last_rate_c_per_min=row.last_rate_c_per_min,
+        last_ts=row.last_ts,
+        eta_seconds=eta_seconds(row.last_temp_c, row.target_c, row.last_rate_c_per_min),
+        stalled=stalled,
+    )
+
+
+def _cook(row: CookRow) -> Cook:
+    return Cook(
+        id=row.id,
+        device_id=strawberry.ID(row.device_id),
+        name=row.name,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        last_reading_at=row.last_reading_at,
+    )
+
+
+def _alarm(row: AlarmRow) -> Alarm:
+    return Alarm(
+        id=row.id,
+        device_id=strawberry.ID(row.device_id),
+        probe_id=row.probe_id,
+        kind=row.kind,
+        state=row.state,
+        message=row.message,
+        value=row.value,
+        threshold=row.threshold,
+        opened_at=row.opened_at,
+        acknowledged_at=row.acknowledged_at,
+        cleared_at=row.cleared_at,
+        silenced_until=row.silenced_until,
+    )
+
+
+def _parse_time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _alarm_from_message(message: dict[str, Any]) -> Alarm:
+    opened = _parse_time(message.get("opened_at"))
+    assert opened is not None
+    return Alarm(
+        id=int(message["id"]),
+        device_id=strawberry.ID(str(message["device_id"])),
+        probe_id=message.get("probe_id"),
+        kind=str(message["kind"]),
+        state=str(message["state"]),
+        message=str(message["message"]),
+        value=message.get("value"),
+        threshold=message.get("threshold"),
+        opened_at=opened,
+        acknowledged_at=_parse_time(message.get("acknowledged_at")),
+        cleared_at=_parse_time(message.get("cleared_at")),
+        silenced_until=_parse_time(message.get("silenced_until")),
+    )
+
+
+def _reading_from_message(message: dict[str, Any]) -> ReadingUpdate:
+    ts = _parse_time(message.get("ts"))
+    assert ts is not None
+    return ReadingUpdate(
+        device_id=strawberry.ID(str(message["device_id"])),
+        seq=int(message["seq"]),
+        ts=ts,
+        cook_id=message.get("cook_id"),
+        probes=[
+            ProbeReading(
+                probe_id=str(p["probe_id"]),
+                temp_c=p.get("temp_c"),
+                status=str(p.get("status", "ok")),
+                rate_c_per_min=p.get("rate_c_per_min"),
+            )
+            for p in message.get("probes", [])
+        ],
+    )
+
+
+# --- dataloaders --------------------------------------------------------------------------
+
+
+class IotLoaders:
+    """One set per request or WebSocket connection; batches, never caches."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.probes = DataLoader[str, list[Probe]](load_fn=self._probes, cache=False)
+        self.current_cook = DataLoader[str, Cook | None](load_fn=self._current_cook, cache=False)
+        self.open_alarms = DataLoader[str, list[Alarm]](load_fn=self._open_alarms, cache=False)
+
+    async def _probes(self, device_ids: list[str]) -> list[list[Probe]]:
+        def work(session: Session) -> list[list[Probe]]:
+            stalled = {
+                (device_id, probe_id)
+                for device_id, probe_id in session.execute(
+                    select(AlarmRow.device_id, AlarmRow.probe_id).where(
+                        AlarmRow.device_id.in_(device_ids),
+                        AlarmRow.kind == "stall",
+                        AlarmRow.cleared_at.is_(None),
+                    )
+                )
+            }
+            found: dict[str, list[Probe]] = defaultdict(list)
+            rows = session.scalars(
+                select(ProbeRow)
+                .where(ProbeRow.device_id.in_(device_ids))
+                .order_by(ProbeRow.device_id, ProbeRow.probe_id)
+            )
+            for row in rows:
+                found[row.device_id].append(_probe(row, (row.device_id, row.probe_id) in stalled))
+            return [found.get(key, []) for key in device_ids]
+
+        return await in_session(self.settings, work)
+
+    async def _current_cook(self, device_ids: list[str]) -> list[Cook | None]:
+        def work(session: Session) -> list[Cook | None]:
+            rows = session.scalars(
+                select(CookRow)
+                .where(CookRow.device_id.in_(device_ids), CookRow.ended_at.is_(None))
+                .order_by(CookRow.started_at)
+            )
+            found = {row.device_id: _cook(row) for row in rows}  # the latest wins
+            return [found.get(key) for key in device_ids]
+
+        return await in_session(self.settings, work)
+
+    async def _open_alarms(self, device_ids: list[str]) -> list[list[Alarm]]:
+        def work(session: Session) -> list[list[Alarm]]:
+            found: dict[str, list[Alarm]] = defaultdict(list)
+            rows = session.scalars(
+                select(AlarmRow)
+                .where(AlarmRow.device_id.in_(device_ids), AlarmRow.cleared_at.is_(None))
+                .order_by(AlarmRow.opened_at.desc(), AlarmRow.id.desc())
+            )
+            for row in rows:
+                found[row.device_id].append(_alarm(row))
+            return [found.get(key, []) for key in device_ids]
+
+        return await in_session(self.settings, work)
+
+
+def _loaders(info: Info[Context, Any]) -> IotLoaders:
+    loaders: IotLoaders = info.context.iot_loaders
+    return loaders
+
+
+# --- downsampling -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    ts: datetime
+    avg_c: float | None
+    min_c: float | None
+    max_c: float | None
+
+
+def _epoch(session: Session, column: Any) -> Any:
+    """Seconds since 1970 of a UtcDateTime column stored by SQLite (naive UTC text)."""
+    return (func.julianday(column) - 2440587.5) * 86400.0
+
+
+def buckets(
+    session: Session,
+    device_id: str,
+    start: datetime,
+    end: datetime,
+    max_points: int,
+    probe_ids: list[str] | None = None,
+) -> dict[str, list[Bucket]]:
+    """Readings in ``[start, end)`` of each probe, grouped in SQL into at most ``max_points``
+    equal time buckets: one row per non-empty bucket (first ts, avg, min, max), in one
+    statement (a hash aggregate over the range: ``ix_readings_device_probe_ts`` finds it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        # room to hash-aggregate in memory: the default 4 MB spills a sort of a long cook to
+        # disk (about 2x slower); SET LOCAL ends with this short read-only transaction
+        session.execute(text("SET LOCAL work_mem = '32MB'"))
+        # date_bin on the timestamp itself: cheaper per row than epoch arithmetic; the stride
+        # rounded up to whole microseconds (an interval's unit) so buckets never outnumber
+        stride = timedelta(
+            microseconds=math.ceil((end - start) / timedelta(microseconds=1) / max_points)
+        )
+        index: Any = func.date_bin(stride, Reading.ts, start)
+    else:  # SQLite: seconds since start; offset >= 0, so truncation is floor
+        width = (end - start).total_seconds() / max_points
+        offset = _epoch(session, Reading.ts) - start.timestamp()
+        index = cast(offset / width, Integer)
+    index = index.label("bucket")
+    statement = (
+        select(
+            Reading.probe_id,
+            index,
+            func.min(Reading.ts),
+            func.avg(Reading.temp_c),
+            func.min(Reading.temp_c),
+            func.max(Reading.temp_c),
+        )
+        .where(Reading.device_id == device_id, Reading.ts >= start, Reading.ts < end)
+        .group_by(Reading.probe_id, index)
+        .order_by(Reading.probe_id, index)
+    )
+    if probe_ids is not None:
+        statement = statement.where(Reading.probe_id.in_(probe_ids))
+    found: dict[str, list[Bucket]] = {}
+    for probe_id, _, ts, avg_c, min_c, max_c in session.execute(statement):
+        series = found.setdefault(probe_id, [])
+        if len(series) < max_points:  # float rounding can never add a bucket past the limit
+            series.append(
+                Bucket(
+                    ts,
+                    None if avg_c is None else float(avg_c),
+                    None if min_c is None else float(min_c),
+                    None if max_c is None else float(max_c),
+                )
+            )
+    return found
+
+
+# --- queries ------------------------------------------------------------------------------
+
+
+async def _series(
+    settings: Settings,
+    device_id: str,
+    start: datetime,
+    end: datetime,
+    max_points: int,
+    probe_ids: list[str] | None,
+) -> list[ProbeSeries]:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end need a time zone (e.g. 2026-11-26T08:00:00Z)")
+    if end <= start:
+        raise ValueError("end must be after start")
+    if not 1 <= max_points <= MAX_POINTS:
+        raise ValueError(f"maxPoints must be between 1 and {MAX_POINTS}")
+
+    def work(session: Session) -> list[ProbeSeries]:
+        found = buckets(session, device_id, start, end, max_points, probe_ids)
+        return [
+            ProbeSeries(
+                probe_id=probe_id,
+                points=[Point(ts=b.ts, temp_c=b.avg_c, min_c=b.min_c, max_c=b.max_c) for b in rows],
+            )
+            for probe_id, rows in found.items()
+        ]
+
+    return await in_session(settings, work)
+
+
+async def resolve_devices(info: Info[Context, Any]) -> list[Device]:
+    def work(session: Session) -> list[Device]:
+        return [_device(r) for r in session.scalars(select(DeviceRow).order_by(DeviceRow.name))]
+
+    return await in_session(info.context.settings, work)
+
+
+async def resolve_device(info: Info[Context, Any], id: strawberry.ID) -> Device | None:
+    def work(session: Session) -> Device | None:
+        row = session.get(DeviceRow, str(id))
+        return _device(row) if row is not None else None
+
+    return await in_session(info.context.settings, work)
+
+
+async def resolve_cooks(
+    info: Info[Context, Any], device_id: strawberry.ID | None = None, limit: int = 20
+) -> list[Cook]:
+    """Newest first."""
+
+    def work(session: Session) -> list[Cook]:
+        statement = select(CookRow)
+        if device_id is not None:
+            statement = statement.where(CookRow.device_id == str(device_id))
+        statement = statement.order_by(CookRow.started_at.desc(), CookRow.id.desc())
+        return [_cook(r) for r in session.scalars(statement.limit(_limit(limit)))]
+
+    return await in_session(info.context.settings, work)
+
+
+async def resolve_cook(info: Info[Context, Any], id: int) -> Cook | None:
+    def work(session: Session) -> Cook | None:
+        row = session.get(CookRow, id)
+        return _cook(row) if row is not None else None
+
+    return await in_session(info.context.settings, work)
+
+
+async def resolve_readings(
+    info: Info[Context, Any],
+    device_id: strawberry.ID,
+    start: datetime,
+    end: datetime,
+    max_points: int = 1000,
+    probe_ids: list[str] | None = None,
+) -> list[ProbeSeries]:
+    """Readings in ``[start, end)``, bucketed to at most ``maxPoints`` points per probe."""
+    return await _series(info.context.settings, str(device_id), start, end, max_points, probe_ids)
+
+
+async def resolve_alarms(
+    info: Info[Context, Any],
+    device_id: strawberry.ID | None = None,
+    state: str | None = None,
+    limit: int = 100,
+) -> list[Alarm]:
+    """Newest first; ``state`` is open, acknowledged or cleared."""
+    if state is not None and state not in ALARM_STATES:
+        raise ValueError(f"state must be one of {', '.join(ALARM_STATES)}")
+
+    def work(session: Session) -> list[Alarm]:
+        statement = select(AlarmRow)
+        if device_id is not None:
+            statement = statement.where(AlarmRow.device_id == str(device_id))
+        if state is not None:
+            statement = statement.where(AlarmRow.state == state)
+        statement = statement.order_by(AlarmRow.opened_at.desc(), AlarmRow.id.desc())
+        return [_alarm(r) for r in session.scalars(statement.limit(_limit(limit)))]
+
+    return await in_session(info.context.settings, work)
+
+
+async def resolve_dead_letters(info: Info[Context, Any], limit: int = 50) -> list[IotDeadLetter]:
+    """Messages ingest refused, newest first."""
+
+    def work(session: Session) -> list[IotDeadLetter]:
+        rows = session.scalars(
+            select(IngestDeadLetter)
+            .order_by(IngestDeadLetter.received_at.desc(), IngestDeadLetter.id.desc())
+            .limit(_limit(limit))
+        )
+        return [
+            IotDeadLetter(
+                id=r.id,
+                received_at=r.received_at,
+                topic=r.topic,
+                device_id=r.device_id,
+                kind=r.kind,
+                reason=r.reason,
+                payload=r.payload,
+            )
+            for r in rows
+        ]
+
+    return await in_session(info.context.settings, work)
+
+
+@strawberry.type
+class IotQuery:
+    devices: list[Device] = strawberry.field(
+        resolver=resolve_devices, permission_classes=[IsAuthenticated]
+    )
+    device: Device | None = strawberry.field(
+        resolver=resolve_device, permission_classes=[IsAuthenticated]
+    )
+    cooks: list[Cook] = strawberry.field(
+        resolver=resolve_cooks, permission_classes=[IsAuthenticated]
+    )
+    cook: Cook | None = strawberry.field(
+        resolver=resolve_cook, permission_classes=[IsAuthenticated]
+    )
+    readings: list[ProbeSeries] = strawberry.field(
+        resolver=resolve_readings, permission_classes=[IsAuthenticated]
+    )
+    alarms: list[Alarm] = strawberry.field(
+        resolver=resolve_alarms, permission_classes=[IsAuthenticated]
+    )
+    iot_dead_letters: list[IotDeadLetter] = strawberry.field(
+        resolver=resolve_dead_letters, permission_classes=[IsAuthenticated]
+    )
+
+
+# --- mutations ----------------------------------------------------------------------------
+
+
+def _checked_settings(values: ProbeSettingsInput) -> dict[str, Any]:
+    """The given fields, validated: a bad value changes nothing."""
+    given = {k: v for k, v in vars(values).items() if v is not strawberry.UNSET}
+    for key, value in given.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{key} must be a finite number")
+        if isinstance(value, float) and not -100.0 <= value <= 1000.0 and key != "pit_band_c":
+            raise ValueError(f"{key} must be between -100 and 1000 °C")
+    if "name" in given:
+        name = (given["name"] or "").strip()
+        if not 1 <= len(name) <= 200:
+            raise ValueError("name must be 1 to 200 characters")
+        given["name"] = name
+    if "role" in given and given["role"] not in PROBE_ROLES:
+        raise ValueError(f"role must be one of {', '.join(PROBE_ROLES)}")
+    if given.get("calibration_offset_c", 0.0) is None:
+        given["calibration_offset_c"] = 0.0
+    if abs(given.get("calibration_offset_c") or 0.0) > 20.0:
+        raise ValueError("calibrationOffsetC must be within ±20 °C")
+    band = given.get("pit_band_c")
+    if band is not None and not 0.0 < band <= 200.0:
+        raise ValueError("pitBandC must be above 0 and at most 200 °C")
+    return given
+
+
+async def resolve_update_probe(
+    info: Info[Context, Any], device_id: strawberry.ID, probe_id: str, input: ProbeSettingsInput
+) -> Probe:
+    """Change a probe's name, role, calibration, target and thresholds; the next reading is
+    judged against them."""
+    given = _checked_settings(input)
+
+    def work(session: Session) -> Probe:
+        row = session.scalar(
+            select(ProbeRow).where(
+                ProbeRow.device_id == str(device_id), ProbeRow.probe_id == probe_id
+            )
+        )
+        if row is None:
+            raise LookupError(f"device {device_id} has no probe {probe_id!r}")
+        for key, value in given.items():
+            setattr(row, key, value)
+        if row.low_c is not None and row.high_c is not None and row.low_c >= row.high_c:
+            raise ValueError("lowC must be below highC")
+        session.flush()
+        stalled = session.scalar(
+            select(AlarmRow.id).where(
+                AlarmRow.device_id == row.device_id,
+                AlarmRow.probe_id == row.probe_id,
+                AlarmRow.kind == "stall",
+                AlarmRow.cleared_at.is_(None),
+            )
+        )
+        return _probe(row, stalled is not None)
+
+    return await in_session(info.context.settings, work)
+
+
+async def _alarm_action(info: Info[Context, Any], action: Any) -> Alarm:
+    settings = info.context.settings
+
+    def work(session: Session) -> tuple[Alarm, dict[str, Any]]:
+        row = action(session)
+        session.flush()
+        return _alarm(row), alarms_service.alarm_message(row)
+
+    alarm, message = await in_session(settings, work)
+    alarms_service.publish_alarm(settings, message)  # after the commit
+    return alarm
+
+
+async def resolve_acknowledge_alarm(info: Info[Context, Any], id: int) -> Alarm:
+    """Stop notifying; the alarm stays until its condition clears."""
+    return await _alarm_action(info, lambda s: alarms_service.acknowledge(s, id, utcnow()))
+
+
+async def resolve_silence_alarm(info: Info[Context, Any], id: int, minutes: int) -> Alarm:
+    """No notifications for ``minutes`` (0 lifts the silence)."""
+    return await _alarm_action(info, lambda s: alarms_service.silence(s, id, minutes, utcnow()))
+
+
+async def resolve_start_cook(
+    info: Info[Context, Any], device_id: strawberry.ID, name: str | None = None
+) -> Cook:
+    """Start a cook now, ending the one in progress (as FireBoard's "new session")."""
+    if name is not None and len(name) > 200:
+        raise ValueError("name must be at most 200 characters")
+
+    def work(session: Session) -> Cook:
+        if session.get(DeviceRow, str(device_id)) is None:
+            raise LookupError(f"no device {device_id}")
+        row = cooks.start_cook(session, str(device_id), utcnow(), name)
+        session.flush()
+        return _cook(row)
+
+    return await in_session(info.context.settings, work)
+
+
+async def resolve_end_cook(info: Info[Context, Any], device_id: strawberry.ID) -> Cook | None:
+    """End the cook in progress; null if there was none."""
+
+    def work(session: Session) -> Cook | None:
+        ended = cooks.end_cook(session, str(device_id), utcnow())
+        return _cook(ended) if ended is not None else None
+
+    return await in_session(info.context.settings, work)
+
+
+@strawberry.type
+class IotMutation:
+    update_probe: Probe = strawberry.field(
+        resolver=resolve_update_probe, permission_classes=[CanWrite]
+    )
+    acknowledge_alarm: Alarm = strawberry.field(
+        resolver=resolve_acknowledge_alarm, permission_classes=[CanWrite]
+    )
+    silence_alarm: Alarm = strawberry.field(
+        resolver=resolve_silence_alarm, permission_classes=[CanWrite]
+    )
+    start_cook: Cook = strawberry.field(resolver=resolve_start_cook, permission_classes=[CanWrite])
+    end_cook: Cook | None = strawberry.field(
+        resolver=resolve_end_cook, permission_classes=[CanWrite]
+    )
+
+
+# --- subscriptions ------------------------------------------------------------------------
+
+
+async def _relay(settings: Settings, field: str, channel: str) -> AsyncGenerator[dict[str, Any]]:
+    """Messages of one channel, counted in the active-subscriptions gauge while streaming."""
+    _count(field, 1)
+    try:
+        async with aclosing(realtime.subscribe(settings, channel)) as stream:
+            async for message in stream:
+                yield message
+    finally:
+        _count(field, -1)
+
+
+async def subscribe_readings(
+    info: Info[Context, Any], device_id: strawberry.ID
+) -> AsyncGenerator[ReadingUpdate]:
+    """Every stored telemetry message of the device, calibrated, as it is stored."""
+    channel = f"readings:{device_id}"
+    async with aclosing(_relay(info.context.settings, "readings", channel)) as stream:
+        async for message in stream:
+            try:
+                update = _reading_from_message(message)
+            except (KeyError, TypeError, ValueError, AssertionError):
+                continue  # a malformed live message is skipped, never ends the stream
+            yield update
+
+
+async def subscribe_alarms(
+    info: Info[Context, Any], device_id: strawberry.ID | None = None
+) -> AsyncGenerator[Alarm]:
+    """Alarm changes (opened, acknowledged, silenced, cleared) of one device or of all."""
+    channel = f"alarms:{device_id}" if device_id is not None else alarms_service.ALL_ALARMS
+    async with aclosing(_relay(info.context.settings, "alarms", channel)) as stream:
+        async for message in stream:
+            try:
+                alarm = _alarm_from_message(message)
+            except (KeyError, TypeError, ValueError, AssertionError):
+                continue
+            yield alarm
+
+
+@strawberry.type
+class IotSubscription:
+    readings: AsyncGenerator[ReadingUpdate] = strawberry.subscription(
+        resolver=subscribe_readings, permission_classes=[IsAuthenticated]
+    )
+    alarms: AsyncGenerator[Alarm] = strawberry.subscription(
+        resolver=subscribe_alarms, permission_classes=[IsAuthenticated]
+    )

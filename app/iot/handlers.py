@@ -1,0 +1,50 @@
+"""Handlers the thermometer's workflows call (``arn:aws:states:::smokehouse:task:iot.*``).
+
+Handlers get no Settings: they read them from the environment once per process, as the worker
+that runs them was started with.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from typing import Any
+
+from app import realtime
+from app.config import Settings, load_settings
+from app.db import get_database
+from app.handlers import HandlerContext, handler
+from app.iot import discovery
+from app.iot.enrich import StoreResult, parse_messages, store_batch
+from app.iot.settings import IotSettings, iot_settings
+
+log = logging.getLogger("smokehouse.iot.enrich")
+
+
+@cache
+def _settings() -> Settings:
+    return load_settings()
+
+
+def enrich_and_store(settings: Settings, iot: IotSettings, payload: Any) -> StoreResult:
+    """Store one batch (its own transaction), then publish the live updates and announce new
+    probes — after the commit, so a subscriber never sees a reading that is not stored."""
+    messages, skipped = parse_messages(payload)
+    with get_database(settings.sqlalchemy_url).session() as session:
+        result = store_batch(session, iot, messages)
+    result.skipped += skipped
+    realtime.publish_many(settings, ((f"readings:{m['device_id']}", m) for m in result.live))
+    if result.new_probes:
+        with get_database(settings.sqlalchemy_url).session() as session:
+            for device_id, probe_ids in result.new_probes.items():
+                try:
+                    discovery.announce(settings, session, device_id, probe_ids)
+                except Exception:  # the contract says it never raises; a bug must not lose data
+                    log.exception("Home Assistant discovery failed for %s", device_id)
+    return result
+
+
+@handler("iot.enrich_and_store")
+def enrich_and_store_handler(payload: Any, context: HandlerContext) -> Any:
+    result = enrich_and_store(_settings(), iot_settings(), payload)
+    return {"messages": result.messages, "rows": result.rows, "skipped": result.skipped}

@@ -1,0 +1,583 @@
+"""Thermometer ingest end to end: K simulated devices → a private Mosquitto (the project's config)
+→ ``smokehouse ingest`` → the bus → the ``iot-enrich-and-store`` workflow (and ``iot-alarms`` when
+its rule is in the tree) on real Celery workers → PostgreSQL, with live updates over Redis.
+
+Two phases:
+
+1. **throughput** — every device publishes its share of ``--messages`` QoS 1 messages (``--probes``
+   readings each) as fast as MQTT takes them; readings/s = readings stored / (last stored - first
+   published).
+2. **latency** — ``--rate`` readings/s spread over the devices for ``--seconds``; for each message,
+   publish → stored (a poller reads new rows every 50 ms, so add up to 50 ms of granularity) and
+   publish → received on the GraphQL ``readings(deviceId)`` subscription (``graphql-transport-ws``
+   against a ``smokehouse api`` process; ``--live realtime``: ``app.realtime.subscribe``).
+
+Then: ``lost`` = readings published but not stored, ``duplicated`` = messages put on the bus more
+than once (ingest's dedupe) plus live updates received more than once.
+
+    python bench/ingest.py [--devices 20] [--messages 15000] [--probes 4] [--rate 1000]
+                           [--seconds 15] [--workers 2] [--concurrency 2] [--live graphql]
+                           [--batch-wait S] [--no-alarms]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from common import ROOT, emit, fresh_postgres, workers
+
+
+@contextmanager
+def private_redis(tmp: Path) -> Iterator[str]:
+    from tests.services import free_port, tcp_open, wait_for
+
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+        cwd=tmp,
+    )
+    try:
+        wait_for(lambda: tcp_open(f"redis://127.0.0.1:{port}", port), 10, what="redis")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def rfc3339(epoch: float) -> str:
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+class Devices:
+    """K paho MQTT 5 clients, one per simulated device, each with its own seq."""
+
+    def __init__(self, url: str, count: int, probes: int) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from app.iot.connection import MqttEndpoint
+
+        endpoint = MqttEndpoint.from_url(url)
+        self.ids = [f"bench{n:03d}" for n in range(count)]
+        self.probes = probes
+        self.seq = dict.fromkeys(self.ids, 0)
+        self.published: dict[tuple[str, int], float] = {}
+        self.clients = []
+        for device_id in self.ids:
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5
+            )
+            client.max_inflight_messages_set(1000)
+            client.connect(endpoint.host, endpoint.port)
+            client.loop_start()
+            self.clients.append(client)
+
+    def payload(self, device_id: str, seq: int, now: float) -> bytes:
+        probes = [
+            {
+                "id": "pit" if n == 0 else f"meat{n}",
+                "temp_c": 100.0 + (seq % 50) / 10 + n,
+                "status": "ok",
+            }
+            for n in range(self.probes)
+        ]
+        return json.dumps(
+            {"device_id": device_id, "seq": seq, "ts": rfc3339(now), "probes": probes}
+        ).encode()
+
+    def publish(self, index: int) -> Any:
+        device_id = self.ids[index]
+        self.seq[device_id] += 1
+        seq = self.seq[device_id]
+        now = time.time()
+        self.published[(device_id, seq)] = now
+        return self.clients[index].publish(
+            f"smokehouse/{device_id}/telemetry", self.payload(device_id, seq, now), qos=1
+        )
+
+    def burst(self, messages: int) -> None:
+        """Every device publishes its share as fast as it can (one thread per device)."""
+
+        def run(index: int, count: int) -> None:
+            infos = [self.publish(index) for _ in range(count)]
+            for info in infos:
+                info.wait_for_publish(120)
+
+        share, extra = divmod(messages, len(self.ids))
+        threads = [
+            threading.Thread(target=run, args=(i, share + (1 if i < extra else 0)))
+            for i in range(len(self.ids))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def paced(self, messages_per_s: float, seconds: float) -> list[tuple[str, int]]:
+        """Round-robin over the devices at a steady rate; returns the keys published."""
+        keys: list[tuple[str, int]] = []
+        interval = 1.0 / messages_per_s
+        start = time.monotonic()
+        n = 0
+        while (elapsed := time.monotonic() - start) < seconds:
+            due = int(elapsed / interval) + 1
+            while n < due:
+                index = n % len(self.ids)
+                self.publish(index)
+                keys.append((self.ids[index], self.seq[self.ids[index]]))
+                n += 1
+            time.sleep(max(0.0, (n * interval) - (time.monotonic() - start)))
+        return keys
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.disconnect()
+            client.loop_stop()
+
+
+class StoredPoller(threading.Thread):
+    """When each (device, seq) first shows up in iot_readings (its first probe's row)."""
+
+    WINDOW = 20000  # ids: concurrent transactions commit out of id order
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(daemon=True)
+        from sqlalchemy import create_engine
+
+        self.engine = create_engine(database_url)
+        self.seen: dict[tuple[str, int], float] = {}
+        self.stop = threading.Event()
+        self.last_id = 0
+
+    def run(self) -> None:
+        from sqlalchemy import text
+
+        query = text(
+            "SELECT id, device_id, seq FROM iot_readings WHERE id > :floor AND probe_id = 'pit'"
+        )
+        while not self.stop.is_set():
+            with self.engine.connect() as connection:
+                rows = connection.execute(query, {"floor": self.last_id - self.WINDOW}).all()
+            now = time.time()
+            for row in rows:
+                self.seen.setdefault((row.device_id, row.seq), now)
+                self.last_id = max(self.last_id, row.id)
+            self.stop.wait(0.05)
+        self.engine.dispose()
+
+
+class LiveSubscriber(threading.Thread):
+    """``app.realtime.subscribe`` on every device's ``readings:`` channel."""
+
+    def __init__(self, settings: Any, device_ids: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.device_ids = device_ids
+        self.received: dict[tuple[str, int], float] = {}
+        self.duplicates = 0
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self.main())
+
+    async def main(self) -> None:
+        from app import realtime
+
+        async def consume(device_id: str) -> None:
+            async for message in realtime.subscribe(self.settings, f"readings:{device_id}"):
+                key = (message["device_id"], message["seq"])
+                if key in self.received:
+                    self.duplicates += 1
+                else:
+                    self.received[key] = time.time()
+
+        tasks = [asyncio.create_task(consume(d)) for d in self.device_ids]
+        await asyncio.sleep(1.0)
+        self.ready.set()
+        while not self.stop.is_set():
+            await asyncio.sleep(0.1)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class GraphQLSubscriber(LiveSubscriber):
+    """The dashboard's way: GraphQL ``readings(deviceId)`` subscriptions over
+    ``graphql-transport-ws`` against a real ``smokehouse api`` process."""
+
+    def __init__(self, url: str, api_key: str, device_ids: list[str]) -> None:
+        super().__init__(None, device_ids)
+        self.url = url
+        self.api_key = api_key
+
+    async def main(self) -> None:
+        import websockets
+
+        query = "subscription($d: ID!) { readings(deviceId: $d) { deviceId seq } }"
+        async with websockets.connect(
+            self.url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
+        ) as ws:
+            await ws.send(
+                json.dumps({"type": "connection_init", "payload": {"x-api-key": self.api_key}})
+            )
+            ack = json.loads(await ws.recv())
+            if ack.get("type") != "connection_ack":
+                raise SystemExit(f"GraphQL refused the subscription: {ack}")
+            for n, device_id in enumerate(self.device_ids):
+                await ws.send(
+                    json.dumps(
+                        {
+                            "id": str(n),
+                            "type": "subscribe",
+                            "payload": {"query": query, "variables": {"d": device_id}},
+                        }
+                    )
+                )
+            await asyncio.sleep(1.0)
+            self.ready.set()
+            while not self.stop.is_set():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 0.2)
+                except TimeoutError:
+                    continue
+                except websockets.ConnectionClosed:
+                    return
+                now = time.time()
+                message = json.loads(raw)
+                if message.get("type") != "next":
+                    continue
+                reading = message["payload"]["data"]["readings"]
+                key = (reading["deviceId"], reading["seq"])
+                if key in self.received:
+                    self.duplicates += 1
+                else:
+                    self.received[key] = now
+
+
+def cpu_by_process(roots: dict[str, list[int]], database_url: str) -> dict[tuple[str, int], float]:
+    """CPU seconds used so far by each process of the given trees and by PostgreSQL's backends
+    for this database: what a run costs, whatever else the machine is doing."""
+    import psutil
+    from sqlalchemy import create_engine, text
+
+    used: dict[tuple[str, int], float] = {}
+    for role, pids in roots.items():
+        for pid in pids:
+            try:
+                parent = psutil.Process(pid)
+                for process in [parent, *parent.children(recursive=True)]:
+                    times = process.cpu_times()
+                    used[(role, process.pid)] = times.user + times.system
+            except psutil.Error:
+                continue
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        backends = connection.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).scalars()
+        for pid in backends:
+            try:
+                times = psutil.Process(pid).cpu_times()
+                used[("postgres", pid)] = times.user + times.system
+            except psutil.Error:
+                continue
+    engine.dispose()
+    return used
+
+
+def cpu_spent(
+    before: dict[tuple[str, int], float], after: dict[tuple[str, int], float]
+) -> dict[str, float]:
+    spent: dict[str, float] = {}
+    for key, seconds in after.items():
+        spent[key[0]] = spent.get(key[0], 0.0) + seconds - before.get(key, 0.0)
+    return spent
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def wait_until(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument("--messages", type=int, default=15000)
+    parser.add_argument("--probes", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=1000.0, help="readings/s, latency phase")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument(
+        "--live",
+        choices=["graphql", "realtime"],
+        default="graphql",
+        help="measure live updates via the GraphQL subscription (a real API process) or "
+        "app.realtime.subscribe in this process",
+    )
+    parser.add_argument("--batch-wait", type=float, default=None, help="ingest batch wait, s")
+    parser.add_argument("--no-alarms", action="store_true", help="disable the iot-alarms rule")
+    args = parser.parse_args()
+
+    from sqlalchemy import func, select
+
+    from app.bus.definitions import apply_all as apply_rules
+    from app.bus.models import Event, Rule
+    from app.config import load_settings
+    from app.db import get_database, utcnow
+    from app.iot.models import Device, Reading
+    from app.migrate import upgrade
+    from app.workflows.definitions import apply_all as apply_machines
+    from tests.services import mosquitto
+
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ingest-")))
+        database_url = stack.enter_context(fresh_postgres())
+        redis_url = stack.enter_context(private_redis(tmp))
+        mqtt_url = stack.enter_context(mosquitto(tmp))
+        values: dict[str, Any] = {
+            "data_dir": tmp / "data",
+            "database_url": database_url,
+            "broker_url": redis_url,
+            "redis_url": redis_url,
+            "mqtt_url": mqtt_url,
+            "log_level": "WARNING",
+            "log_format": "console",
+        }
+        settings = load_settings(**values)
+        upgrade(settings.sqlalchemy_url)
+        apply_machines(settings)
+        apply_rules(settings)
+        database = get_database(settings.sqlalchemy_url)
+        if args.no_alarms:
+            from app.bus.service import set_rule_state
+
+            with database.session() as session:
+                set_rule_state(session, "default", "iot-alarms", "DISABLED")
+        with database.session() as session:
+            rules = sorted(
+                r.name
+                for r in session.scalars(
+                    select(Rule).where(Rule.name.like("iot-%"), Rule.state == "ENABLED")
+                )
+            )
+        device_ids = [f"bench{n:03d}" for n in range(args.devices)]
+        with database.session() as session:
+            for device_id in device_ids:
+                session.add(
+                    Device(
+                        id=device_id,
+                        name=device_id,
+                        mqtt_username=device_id,
+                        notify_urls=[],
+                        home_assistant_discovery=False,
+                        created_at=utcnow(),
+                    )
+                )
+
+        env = {f"SMOKEHOUSE_{k.upper()}": str(v) for k, v in values.items()}
+        worker_procs = stack.enter_context(
+            workers(
+                env,
+                args.workers,
+                "--queues=workflows,bus,default,iot",
+                f"--concurrency={args.concurrency}",
+            )
+        )
+        ingest_log = tmp / "ingest.log"
+        ingest = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "ingest", "--client-id=bench-ingest"],
+            env={
+                **os.environ,
+                **env,
+                **(
+                    {"SMOKEHOUSE_IOT_BATCH_MAX_WAIT_SECONDS": str(args.batch_wait)}
+                    if args.batch_wait is not None
+                    else {}
+                ),
+                "PYTHONPATH": str(ROOT),
+                "SMOKEHOUSE_LOG_LEVEL": "INFO",
+            },
+            stdout=ingest_log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        stack.callback(lambda: (ingest.terminate(), ingest.wait(15)))
+        if not wait_until(lambda: "ingest connected" in ingest_log.read_text(), 30):
+            raise SystemExit(f"ingest did not connect:\n{ingest_log.read_text()[-2000:]}")
+        time.sleep(0.5)
+
+        poller = StoredPoller(database_url)
+        poller.start()
+        stack.callback(poller.stop.set)
+        if args.live == "graphql":
+            from tests.services import free_port
+
+            http_port = free_port()
+            api = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "api", "--no-migrate"],
+                env={
+                    **os.environ,
+                    **env,
+                    "PYTHONPATH": str(ROOT),
+                    "SMOKEHOUSE_HTTP_PORT": str(http_port),
+                    "SMOKEHOUSE_ACCESS_KEYS": "AKBENCH:bench-secret:viewer",
+                },
+                stdout=(tmp / "api.log").open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            stack.callback(lambda: (api.terminate(), api.wait(15)))
+            import httpx
+
+            def api_up() -> bool:
+                try:
+                    return httpx.get(f"http://127.0.0.1:{http_port}/healthz").status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            if not wait_until(api_up, 60):
+                raise SystemExit(f"api did not start:\n{(tmp / 'api.log').read_text()[-2000:]}")
+            live: LiveSubscriber = GraphQLSubscriber(
+                f"ws://127.0.0.1:{http_port}/graphql", "bench-secret", device_ids
+            )
+        else:
+            live = LiveSubscriber(settings, device_ids)
+        live.start()
+        stack.callback(lambda: (live.stop.set(), live.join(10)))
+        live.ready.wait(15)
+        devices = Devices(mqtt_url, args.devices, args.probes)
+        stack.callback(devices.close)
+
+        # Warm-up: every worker process imports, connects and compiles once.
+        devices.burst(args.devices * 5)
+        warm = args.devices * 5
+        if not wait_until(lambda: len(poller.seen) >= warm, 60):
+            raise SystemExit(f"warm-up not stored ({len(poller.seen)}/{warm})")
+
+        # Phase 1: throughput.
+        roots = {"workers": [p.pid for p in worker_procs], "ingest": [ingest.pid]}
+        cpu_before = cpu_by_process(roots, database_url)
+        before = set(devices.published)
+        started = time.time()
+        devices.burst(args.messages)
+        burst_keys = [k for k in devices.published if k not in before]
+        published_s = time.time() - started
+        wait_until(lambda: all(k in poller.seen for k in burst_keys), 120)
+        stored_at = [poller.seen[k] for k in burst_keys if k in poller.seen]
+        elapsed = (max(stored_at) - started) if stored_at else float("nan")
+        readings_per_s = len(stored_at) * args.probes / elapsed
+        spent = cpu_spent(cpu_before, cpu_by_process(roots, database_url))
+        burst_readings = len(burst_keys) * args.probes
+        cpu_ms = {k: round(v * 1000 / burst_readings * 1000, 1) for k, v in spent.items()}
+        ceiling = (os.cpu_count() or 1) * 1e6 / sum(cpu_ms.values())
+
+        # Phase 2: latency at a steady rate, once the queues are empty again (the alarm
+        # workflows of phase 1 may still be running).
+        import redis
+
+        queues = redis.Redis.from_url(redis_url)
+        drained = wait_until(
+            lambda: sum(int(queues.llen(q)) for q in ("bus", "workflows")) == 0, 120
+        )
+        time.sleep(1.0)
+        keys = devices.paced(args.rate / args.probes, args.seconds)
+        wait_until(lambda: all(k in poller.seen and k in live.received for k in keys), 30)
+        stored_ms = [
+            (poller.seen[k] - devices.published[k]) * 1000 for k in keys if k in poller.seen
+        ]
+        sub_ms = [
+            (live.received[k] - devices.published[k]) * 1000 for k in keys if k in live.received
+        ]
+
+        # Drain, then count.
+        everything = len(devices.published)
+        wait_until(lambda: len(poller.seen) >= everything, 30)
+        with database.session() as session:
+            stored_readings = session.scalar(select(func.count()).select_from(Reading)) or 0
+            put = [
+                (m["device_id"], m["seq"])
+                for envelope in session.scalars(
+                    select(Event.envelope).where(Event.detail_type == "Telemetry Batch")
+                )
+                for m in envelope["detail"]["messages"]
+            ]
+            received = {
+                (row.device_id, row.seq): row.received_at.timestamp()
+                for row in session.execute(
+                    select(Reading.device_id, Reading.seq, Reading.received_at).where(
+                        Reading.probe_id == "pit"
+                    )
+                )
+            }
+        ingest_ms = [(received[k] - devices.published[k]) * 1000 for k in keys if k in received]
+        burst_received = [received[k] for k in burst_keys if k in received]
+        ingest_per_s = len(burst_received) * args.probes / (max(burst_received) - started)
+        lost = everything * args.probes - stored_readings
+        duplicated = (len(put) - len(set(put))) + live.duplicates
+
+    emit(
+        {
+            "bench": "ingest",
+            "devices": args.devices,
+            "probes": args.probes,
+            "messages": args.messages,
+            "publish_readings_per_s": round(args.messages * args.probes / published_s),
+            "readings_per_s": round(readings_per_s),
+            "ingested_readings_per_s": round(ingest_per_s),
+            "cpu_ms_per_1000_readings": cpu_ms,
+            "cpu_ceiling_readings_per_s": round(ceiling),
+            "rate": args.rate,
+            "p50_ms": round(statistics.median(stored_ms), 1) if stored_ms else None,
+            "p99_ms": round(percentile(stored_ms, 0.99), 1),
+            "sub_p50_ms": round(statistics.median(sub_ms), 1) if sub_ms else None,
+            "sub_p99_ms": round(percentile(sub_ms, 0.99), 1),
+            "ingest_p50_ms": round(statistics.median(ingest_ms), 1) if ingest_ms else None,
+            "ingest_p99_ms": round(percentile(ingest_ms, 0.99), 1),
+            "live": args.live,
+            "sub_received": len(sub_ms),
+            "drained_before_latency": drained,
+            "sub_expected": len(keys),
+            "lost": lost,
+            "duplicated": duplicated,
+            "rules": rules,
+            "batch_wait_s": args.batch_wait,
+            "workers": args.workers,
+            "concurrency": args.concurrency,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Alarm tasks: send one alarm notification (Apprise, retried), and the scheduler's sweep for
+devices that went silent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.db import get_database, utcnow
+from app.iot.alarms import notify, service
+from app.iot.alarms.models import Alarm
+from app.iot.alarms.settings import alarm_settings
+from app.iot.models import Device
+from workers.celery_app import celery_app, settings_of
+
+NOTIFY_RETRIES = 8
+
+
+@celery_app.task(
+    name=service.NOTIFY_TASK,
+    bind=True,
+    autoretry_for=(notify.NotifyFailed, OSError),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=NOTIFY_RETRIES,
+)
+def send_notification(self: Any, alarm_id: int, action: str) -> str:
+    """Notify the device's Apprise URLs of one alarm transition; once (the alarm row records
+    it), not at all if acknowledged/silenced meanwhile. Retries with backoff while the
+    notification service fails."""
+    settings = settings_of(celery_app)
+    with get_database(settings.sqlalchemy_url).session() as session:
+        alarm = session.get(Alarm, alarm_id)
+        if alarm is None:
+            return "gone"
+        device = session.get(Device, alarm.device_id)
+        if device is None:
+            return "gone"
+        return notify.notify_alarm(alarm, device, action, utcnow())
+
+
+@celery_app.task(name="iot_alarms.sweep_offline", ignore_result=True)
+def sweep_offline() -> int:
+    """Open ``device_offline`` for devices silent longer than SMOKEHOUSE_IOT_OFFLINE_SECONDS,
+    and send again notifications lost between a commit and its enqueue; returns how many
+    alarms changed."""
+    settings = settings_of(celery_app)
+    now = utcnow()
+    with get_database(settings.sqlalchemy_url).session() as session:
+        changes = service.sweep_offline(session, now, alarm_settings().config())
+        unsent = service.unsent_notifications(session, now)
+    service.announce(settings, changes)
+    service.enqueue_notifications(settings, unsent)  # lost between a commit and its enqueue
+    return len(changes)
