@@ -15,6 +15,8 @@ import app
 from app.bus.cli import events_cli, rules_cli
 from app.cli_support import command_settings, friendly_errors
 from app.config import Settings, load_settings
+from app.iot.cli import ingest as iot_ingest
+from app.iot.device_cli import device_cli
 from app.logs import configure_logging
 from app.scaling.cli import queue_cli, scaling_cli
 
@@ -62,6 +64,7 @@ def run() -> None:
     children += [
         Child("autoscaler", [*me, "scaling", "run"]),
         Child("scheduler", [*me, "scheduler"]),
+        Child("ingest", [*me, "ingest"]),  # MQTT telemetry → the bus
     ]
     supervisor = Supervisor(children)
     started = time.monotonic()
@@ -256,6 +259,8 @@ cli.add_typer(rules_cli)
 cli.add_typer(events_cli)
 cli.add_typer(queue_cli)
 cli.add_typer(scaling_cli)
+cli.add_typer(device_cli)
+cli.command("ingest")(iot_ingest)
 
 
 def main() -> None:

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     )
     region: str = "us-east-1"
     account_id: str = Field(default="000000000000", pattern=r"^\d{12}$")
+    cors_origins: str = Field(
+        default="", description="Comma-separated origins allowed to call the API from a browser."
+    )
 
     @field_validator("database_url", "broker_url", "redis_url", "mqtt_url")
     @classmethod

@@ -59,7 +59,12 @@ class HandlerRegistry:
 handlers = HandlerRegistry()
 handler = handlers.register
 
-BUILTIN_MODULES: tuple[str, ...] = ("app.builtin_handlers",)
+BUILTIN_MODULES: tuple[str, ...] = (
+    "app.builtin_handlers",
+    "app.runners.handlers",
+    "app.iot.handlers",
+    "app.iot.alarms.handlers",
+)
 
 
 def load_handler_modules(modules: Iterable[str] = ()) -> None:

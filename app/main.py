@@ -20,7 +20,9 @@ from app.handlers import load_handler_modules
 from app.health.routes import router as health_router
 from app.middleware import RequestContextMiddleware
 from app.migrate import upgrade
+from app.runners.routes import router as runners_router
 from app.scaling.routes import router as queue_router
+from app.web.routes import install as install_web
 from app.workflows import api as workflows_api
 from app.workflows.definitions import apply_all as apply_state_machines
 
@@ -60,7 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(health_router)
     api.include_router(graphql_router(), prefix="/graphql")
     api.include_router(queue_router)
+    api.include_router(runners_router)
     api.include_router(aws_router(registry, lambda: keyring, account_id=settings.account_id))
+    install_web(api, settings)  # GET / and /ui/…: the dashboard
     return api
 
 

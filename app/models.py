@@ -14,6 +14,7 @@ from app.bus.models import (
     Rule,
     Target,
 )
+from app.iot.alarms.models import Alarm, AlarmEvaluatorState
 from app.iot.models import (
     Cook,
     Device,
@@ -22,6 +23,7 @@ from app.iot.models import (
     Probe,
     Reading,
 )
+from app.runners.models import Runner, RunnerJob, RunnerJobEvent, WebhookReceipt
 from app.scaling.models import QueueMessage, ScalingDecision, ScalingQueue, ScalingWorker
 from app.system.models import Ping
 from app.workflows.models import (
@@ -33,6 +35,8 @@ from app.workflows.models import (
 )
 
 __all__ = [
+    "Alarm",
+    "AlarmEvaluatorState",
     "ApiDestination",
     "Archive",
     "ArchivedEvent",
@@ -55,10 +59,14 @@ __all__ = [
     "Reading",
     "Replay",
     "Rule",
+    "Runner",
+    "RunnerJob",
+    "RunnerJobEvent",
     "ScalingDecision",
     "ScalingQueue",
     "ScalingWorker",
     "StateMachine",
     "StateMachineDefinition",
     "Target",
+    "WebhookReceipt",
 ]

@@ -24,6 +24,9 @@ TASK_MODULES = (
     "workers.tasks.bus",
     "workers.tasks.workflows",
     "workers.tasks.scaling",
+    "workers.tasks.runners",
+    "workers.tasks.iot",
+    "workers.tasks.iot_alarms",
 )
 
 
@@ -52,6 +55,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "system.*": {"queue": "default"},
             "bus.*": {"queue": "bus"},
             "workflows.*": {"queue": "workflows"},
+            "runners.*": {"queue": "runners"},
+            "iot_alarms.*": {"queue": "iot"},
         },
         "timezone": "UTC",
         "enable_utc": True,
@@ -61,6 +66,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "bus-purge-archives": {"task": "bus.purge_archives", "schedule": 3600.0, "args": ()},
             "workflows-sweep": {"task": "workflows.sweep", "schedule": 5.0, "args": ()},
             "scaling-autoscale": {"task": "scaling.autoscale", "schedule": 10.0, "args": ()},
+            "runners-reconcile": {"task": "runners.reconcile", "schedule": 60.0, "args": ()},
+            "iot-close-idle-cooks": {"task": "iot.close_idle_cooks", "schedule": 60.0},
+            "iot-purge": {"task": "iot.purge", "schedule": 3600.0},
+            "iot-alarms-sweep-offline": {"task": "iot_alarms.sweep_offline", "schedule": 15.0},
             "scaling-sweep-messages": {"task": "scaling.sweep_messages", "schedule": 15.0},
         },
     }

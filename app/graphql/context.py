@@ -26,6 +26,7 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from app.graphql.bus import BusLoaders
+    from app.graphql.iot import IotLoaders
     from app.graphql.workflows import WorkflowLoaders
 
 
@@ -35,6 +36,7 @@ class Context(BaseContext):
 
     def __init__(self, settings: Settings, keyring: KeyRing, key: AccessKey | None) -> None:
         from app.graphql.bus import BusLoaders  # the bus module imports this one
+        from app.graphql.iot import IotLoaders
         from app.graphql.workflows import WorkflowLoaders
 
         super().__init__()
@@ -43,6 +45,7 @@ class Context(BaseContext):
         self.key = key
         self.loaders: BusLoaders = BusLoaders(settings)
         self.workflow_loaders: WorkflowLoaders = WorkflowLoaders(settings)
+        self.iot_loaders: IotLoaders = IotLoaders(settings)
 
 
 async def get_context(connection: HTTPConnection) -> Context:

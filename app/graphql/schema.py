@@ -12,17 +12,28 @@ from strawberry.tools import merge_types
 from strawberry.types.unset import UnsetType
 
 from app.auth import credential_from_headers
+from app.graphql import limits
 from app.graphql.bus import BusMutation, BusQuery
 from app.graphql.context import Context, get_context
+from app.graphql.iot import IotMutation, IotQuery, IotSubscription
+from app.graphql.runners import RunnersMutation, RunnersQuery
 from app.graphql.scaling import ScalingMutation, ScalingQuery, ScalingSubscription
 from app.graphql.system import SystemQuery
 from app.graphql.workflows import WorkflowMutation, WorkflowQuery, WorkflowSubscription
 
-Query = merge_types("Query", (SystemQuery, BusQuery, ScalingQuery, WorkflowQuery))
-Mutation = merge_types("Mutation", (BusMutation, ScalingMutation, WorkflowMutation))
-Subscription = merge_types("Subscription", (WorkflowSubscription, ScalingSubscription))
+Query = merge_types(
+    "Query", (SystemQuery, BusQuery, ScalingQuery, WorkflowQuery, IotQuery, RunnersQuery)
+)
+Mutation = merge_types(
+    "Mutation", (BusMutation, ScalingMutation, WorkflowMutation, IotMutation, RunnersMutation)
+)
+Subscription = merge_types(
+    "Subscription", (WorkflowSubscription, ScalingSubscription, IotSubscription)
+)
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
+schema = strawberry.Schema(
+    query=Query, mutation=Mutation, subscription=Subscription, extensions=limits.extensions()
+)
 
 
 class SmokehouseGraphQLRouter(GraphQLRouter[Context, None]):

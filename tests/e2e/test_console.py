@@ -1,0 +1,316 @@
+"""The control-plane console in a real Chromium, against the whole stack (API under uvicorn, a
+real ``smokehouse worker``, embedded SQLite + SQLite broker): log in, browse rules and queues,
+and watch a state machine's execution advance state by state; a viewer key sees everything and
+can change nothing."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.db import get_database, utcnow
+from app.scaling.models import ScalingDecision
+from tests.e2e.conftest import log_in, unlabelled_controls
+from tests.integration.workflows.stack import Stack, stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
+
+ADMIN, VIEWER = "admin-secret", "viewer-secret"
+KEYS = f"AKADMIN:{ADMIN}:admin,AKVIEW:{VIEWER}:viewer"
+WAITS = {
+    "Comment": "Two visible one-second pauses between a Pass and the end.",
+    "StartAt": "Prepare",
+    "States": {
+        "Prepare": {"Type": "Pass", "Result": {"ready": True}, "Next": "Smoke"},
+        "Smoke": {"Type": "Wait", "Seconds": 2, "Next": "Rest"},
+        "Rest": {"Type": "Wait", "Seconds": 2, "Next": "Serve"},
+        "Serve": {"Type": "Succeed"},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("e2e-console")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("SMOKEHOUSE_") and not name.startswith("SMOKEHOUSE_TEST_"):
+                patch.delenv(name)
+        patch.chdir(tmp)
+        with stack("embedded", tmp, {}, access_keys=KEYS) as built:
+            yield built
+
+
+def node(page: Any, state: str) -> Any:
+    return page.locator(f'svg.graph g.node[data-state="{state}"]')
+
+
+def test_login_refuses_a_bad_key_and_opens_the_console(
+    console: Stack, page: Any, screenshot: Callable[[Any, str], Path]
+) -> None:
+    page.goto(console.url + "/")
+    page.get_by_label("API key").fill("not-a-key")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("That API key is not valid.").wait_for()
+    screenshot(page, "refused")
+
+    log_in(page, console.url, ADMIN)
+    page.get_by_role("link", name="Rules").click()
+    page.get_by_role("heading", name="smokehouse-test-events").wait_for()
+    assert page.locator("#role").inner_text() == "admin"
+    page.get_by_role("link", name="Dead letters").click()
+    page.get_by_role("heading", name="Dead letters").wait_for()
+    page.get_by_role("link", name="State machines").click()
+    page.get_by_role("link", name="hello-world").wait_for()
+    screenshot(page, "machines")
+    page.reload()  # the key is kept for the tab's session
+    page.get_by_role("link", name="hello-world").wait_for()
+
+
+def test_an_execution_advances_state_by_state(
+    console: Stack, page: Any, screenshot: Callable[[Any, str], Path]
+) -> None:
+    console.create("e2e-waits", WAITS)
+    log_in(page, console.url, ADMIN)
+    page.goto(console.url + "/#/machines/e2e-waits")
+    page.get_by_text("No executions yet.").wait_for()
+    assert node(page, "Smoke").count() == 1
+    assert node(page, "Serve").count() == 1
+    page.get_by_label("Input (JSON)").fill('{"brisket": 1}')
+    page.get_by_role("button", name="Start execution").click()
+
+    node(page, "Smoke").and_(page.locator(".active")).wait_for()
+    assert "done" in (node(page, "Prepare").get_attribute("class") or "")
+    screenshot(page, "smoke-active")
+    node(page, "Rest").and_(page.locator(".active")).wait_for()
+    assert "done" in (node(page, "Smoke").get_attribute("class") or "")
+    screenshot(page, "rest-active")
+    page.locator('[data-testid="execution-status"]', has_text="SUCCEEDED").wait_for()
+    assert "done" in (node(page, "Rest").get_attribute("class") or "")
+    history = page.get_by_role("table", name="History").inner_text()
+    assert "WaitStateEntered" in history
+    assert "ExecutionSucceeded" in history
+    screenshot(page, "succeeded")
+    executions = page.get_by_role("table", name="Executions")
+    assert "SUCCEEDED" in executions.inner_text()  # the list follows the live execution too
+    assert unlabelled_controls(page) == []
+    page.set_viewport_size({"width": 1280, "height": 900})
+    screenshot(page, "succeeded-desktop")
+
+
+def test_queues_chart_depth_demand_and_decisions(
+    console: Stack, page: Any, screenshot: Callable[[Any, str], Path]
+) -> None:
+    queue = f"e2e-{uuid.uuid4().hex[:6]}"
+    now = utcnow()
+    with get_database(console.settings.sqlalchemy_url).session() as session:
+        for i, (queued, desired) in enumerate([(0, 0), (12, 2), (30, 4), (4, 4), (0, 1)]):
+            session.add(
+                ScalingDecision(
+                    id=str(uuid.uuid4()),
+                    queue=queue,
+                    decided_at=now - timedelta(seconds=60 * (5 - i)),
+                    previous=[0, 0, 2, 4, 4][i],
+                    desired=desired,
+                    recommendation=desired,
+                    queued=queued,
+                    reserved=0,
+                    running=min(queued, desired),
+                    live_workers=desired,
+                    busy_workers=min(queued, desired),
+                    reason=f"queue depth {queued}",
+                    backend="process",
+                    error=None,
+                )
+            )
+    log_in(page, console.url, VIEWER)
+    page.get_by_role("link", name="Queues").click()
+    figure = page.get_by_role("figure", name=f"Queue {queue} over time")
+    figure.locator("canvas").wait_for()
+    assert "queue depth 0" in figure.inner_text()
+    assert page.get_by_role("table", name="Workers").get_by_text("idle").count() >= 1
+    screenshot(page, "queues")
+
+
+def test_a_viewer_sees_everything_and_changes_nothing(
+    console: Stack, page: Any, screenshot: Callable[[Any, str], Path]
+) -> None:
+    log_in(page, console.url, VIEWER)
+    assert page.locator("#role").inner_text() == "viewer (read-only)"
+    page.goto(console.url + "/#/machines/hello-world")
+    node(page, "Pause").wait_for()
+    assert page.get_by_role("button", name="Start execution").count() == 0
+    page.goto(console.url + "/#/rules")
+    page.get_by_role("heading", name="smokehouse-test-events").wait_for()
+    assert page.get_by_role("button", name="Enable").count() == 0
+    refused = page.evaluate(
+        """async (query) => {
+            const r = await fetch("/graphql", {method: "POST",
+              headers: {"content-type": "application/json",
+                        "x-api-key": sessionStorage.getItem("smokehouse.apiKey")},
+              body: JSON.stringify({query})});
+            return (await r.json()).errors[0].message;
+        }""",
+        'mutation { startExecution(stateMachine: "hello-world") { arn } }',
+    )
+    assert "read-only" in refused
+    screenshot(page, "viewer")
+
+
+def test_ci_jobs_show_their_runner_and_timeline(
+    console: Stack, page: Any, screenshot: Callable[[Any, str], Path]
+) -> None:
+    from app.runners.models import Runner, RunnerJob, RunnerJobEvent
+
+    now = utcnow()
+    with get_database(console.settings.sqlalchemy_url).session() as session:
+        job = RunnerJob(
+            gitlab="https://gitlab.example",
+            job_id=4242,
+            project_id=7,
+            project_name="smokehouse/brisket",
+            job_name="build-image",
+            stage="build",
+            ref="main",
+            status="running",
+            phase="running",
+            profile="ec2-small",
+            tags=["docker"],
+            start_attempts=1,
+            created_at=now - timedelta(minutes=3),
+            updated_at=now,
+        )
+        session.add(job)
+        session.flush()
+        for status, minutes in (("pending", 3), ("running", 1)):
+            session.add(
+                RunnerJobEvent(job_pk=job.id, status=status, at=now - timedelta(minutes=minutes))
+            )
+        session.add(
+            Runner(
+                name="sh-runner-4242-1",
+                job_pk=job.id,
+                kind="ec2",
+                profile="ec2-small",
+                state="running",
+                provider_id="i-0123456789abcdef0",
+                instance_type="t3.small",
+                market="spot",
+                created_at=now - timedelta(minutes=2),
+                updated_at=now,
+                started_at=now - timedelta(minutes=2),
+            )
+        )
+    log_in(page, console.url, ADMIN)
+    page.get_by_role("link", name="CI jobs").click()
+    jobs = page.get_by_role("table", name="Jobs")
+    jobs.get_by_text("#4242 build-image").wait_for()
+    assert "sh-runner-4242-1" in jobs.inner_text()
+    assert page.locator(".timeline .tick").count() >= 2
+    runners = page.get_by_role("table", name="Runners")
+    assert "t3.small spot" in runners.inner_text()
+    assert runners.get_by_role("button", name="Terminate").count() == 1
+    screenshot(page, "jobs")
+
+
+def test_a_dead_letter_is_redriven_from_the_console(
+    console: Stack, page: Any, screenshot: Callable[[Any, str], Path]
+) -> None:
+    import boto3
+
+    from tests.integration.workflows.stack import KEY_ID, KEY_SECRET
+
+    events = boto3.client(
+        "events",
+        endpoint_url=console.url,
+        region_name="us-east-1",
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=KEY_SECRET,
+    )
+    events.put_rule(Name="e2e-rejects", EventPattern='{"source": ["e2e.orders"]}')
+    events.put_targets(
+        Rule="e2e-rejects",
+        Targets=[
+            {
+                "Id": "reject",
+                "Arn": "arn:smokehouse:handler:wf-reject",
+                "RetryPolicy": {"MaximumRetryAttempts": 0},
+            }
+        ],
+    )
+    events.put_events(Entries=[{"Source": "e2e.orders", "DetailType": "Order", "Detail": "{}"}])
+
+    log_in(page, console.url, ADMIN)
+    page.goto(console.url + "/#/dead-letters")
+    table = page.get_by_role("table", name="Dead-lettered deliveries")
+    for _ in range(100):  # the worker dead-letters it after its one attempt
+        if table.get_by_text("e2e-rejects").count():
+            break
+        page.wait_for_timeout(200)
+        page.reload()
+    row = table.get_by_role("row").filter(has_text="e2e-rejects")
+    assert "rejected" in row.inner_text()
+    screenshot(page, "dead")
+    row.get_by_role("button", name="Redrive").click()
+    page.get_by_role("status").filter(has_text="redriven").wait_for()
+    page.get_by_label("Show redriven ones too").check()
+    rows = page.get_by_role("table", name="Dead-lettered deliveries").get_by_role("row")
+    for _ in range(100):  # the worker ran it again, and it died again: a second dead letter
+        if rows.filter(has_text="e2e-rejects").count() == 2:
+            break
+        page.wait_for_timeout(200)
+        page.get_by_label("Show redriven ones too").uncheck()
+        page.get_by_label("Show redriven ones too").check()
+    assert rows.filter(has_text="e2e-rejects").count() == 2
+    screenshot(page, "redriven")
+
+
+BRANCHY = {
+    "StartAt": "Check",
+    "States": {
+        "Check": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.hot", "BooleanEquals": True, "Next": "Both"}],
+            "Default": "Skip",
+        },
+        "Both": {
+            "Type": "Parallel",
+            "Branches": [
+                {"StartAt": "Mop", "States": {"Mop": {"Type": "Pass", "End": True}}},
+                {"StartAt": "Spritz", "States": {"Spritz": {"Type": "Pass", "End": True}}},
+            ],
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Oops"}],
+            "Next": "Each",
+        },
+        "Each": {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ItemProcessor": {
+                "StartAt": "Slice",
+                "States": {"Slice": {"Type": "Pass", "End": True}},
+            },
+            "End": True,
+        },
+        "Skip": {"Type": "Succeed"},
+        "Oops": {"Type": "Fail", "Error": "Burnt"},
+    },
+}
+
+
+def test_branching_machines_are_drawn_whole(
+    console: Stack, page: Any, screenshot: Callable[[Any, str], Path]
+) -> None:
+    console.create("e2e-branchy", BRANCHY)
+    log_in(page, console.url, VIEWER)
+    page.goto(console.url + "/#/machines/e2e-branchy")
+    for state in ("Check", "Both", "Mop", "Spritz", "Each", "Slice", "Skip", "Oops"):
+        node(page, state).wait_for()
+    assert page.locator("svg.graph path.edge-catch").count() == 1
+    assert page.locator("svg.graph path.edge-branch").count() >= 3
+    screenshot(page, "graph")
