@@ -41,8 +41,11 @@ def chromium_path() -> str:
     return str(found)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """One browser for the e2e tests only: Playwright's sync API keeps an event loop running on
+    the main thread while it is open, which would break every later test that calls
+    ``asyncio.run`` — so it closes when the last e2e test is done, not at session end."""
     executable = chromium_path()
     from playwright.sync_api import sync_playwright
 

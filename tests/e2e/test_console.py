@@ -260,14 +260,18 @@ def test_a_dead_letter_is_redriven_from_the_console(
     row.get_by_role("button", name="Redrive").click()
     page.get_by_role("status").filter(has_text="redriven").wait_for()
     page.get_by_label("Show redriven ones too").check()
+    from playwright.sync_api import expect
+
     rows = page.get_by_role("table", name="Dead-lettered deliveries").get_by_role("row")
-    for _ in range(100):  # the worker ran it again, and it died again: a second dead letter
-        if rows.filter(has_text="e2e-rejects").count() == 2:
+    rejected = rows.filter(has_text="e2e-rejects")
+    for _ in range(30):  # the worker ran it again, and it died again: a second dead letter
+        try:
+            expect(rejected).to_have_count(2, timeout=1000)  # waits for the re-render
             break
-        page.wait_for_timeout(200)
-        page.get_by_label("Show redriven ones too").uncheck()
-        page.get_by_label("Show redriven ones too").check()
-    assert rows.filter(has_text="e2e-rejects").count() == 2
+        except AssertionError:
+            page.get_by_label("Show redriven ones too").uncheck()
+            page.get_by_label("Show redriven ones too").check()
+    expect(rejected).to_have_count(2, timeout=5000)
     screenshot(page, "redriven")
 
 
