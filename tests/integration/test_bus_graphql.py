@@ -19,6 +19,7 @@ from app.bus.service import create_bus, put_rule, put_targets
 from app.config import Settings
 from app.db import get_database, utcnow
 from app.main import create_app
+from tests.integration.graphql_client import data, gql
 
 pytestmark = pytest.mark.integration
 
@@ -37,20 +38,6 @@ def settings(settings_factory: Callable[..., Settings], database_url: str) -> Se
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
-
-
-def gql(client: TestClient, query: str, key: str = "admin-secret", **variables: Any) -> Any:
-    response = client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers={"x-api-key": key}
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def data(client: TestClient, query: str, key: str = "admin-secret", **variables: Any) -> Any:
-    body = gql(client, query, key, **variables)
-    assert "errors" not in body, body["errors"]
-    return body["data"]
 
 
 def put(settings: Settings, source: str, detail: str = "{}") -> list[str]:

@@ -20,6 +20,7 @@ from app.graphql.subscriptions import active_subscriptions
 from app.main import create_app
 from app.scaling.models import ScalingDecision
 from app.workflows import callbacks, service
+from tests.integration.graphql_client import data, gql
 
 pytestmark = pytest.mark.integration
 
@@ -37,20 +38,6 @@ def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
     assert active_subscriptions() == 0
-
-
-def gql(client: TestClient, query: str, key: str = "admin-secret", **variables: Any) -> Any:
-    response = client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers={"x-api-key": key}
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def data(client: TestClient, query: str, key: str = "admin-secret", **variables: Any) -> Any:
-    body = gql(client, query, key, **variables)
-    assert "errors" not in body, body["errors"]
-    return body["data"]
 
 
 def start(settings: Settings, input_text: str = '{"name": "pit"}') -> str:

@@ -18,6 +18,7 @@ from app.graphql.subscriptions import active_subscriptions
 from app.iot.alarms.models import Alarm
 from app.iot.models import Cook, Device, IngestDeadLetter, Probe, Reading
 from app.main import create_app
+from tests.integration.graphql_client import data, error
 
 pytestmark = pytest.mark.integration
 
@@ -36,26 +37,6 @@ def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
     assert active_subscriptions() == 0
-
-
-def gql(client: TestClient, query: str, key: str = "admin-secret", **variables: Any) -> Any:
-    response = client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers={"x-api-key": key}
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def data(client: TestClient, query: str, key: str = "admin-secret", **variables: Any) -> Any:
-    body = gql(client, query, key, **variables)
-    assert "errors" not in body, body["errors"]
-    return body["data"]
-
-
-def error(client: TestClient, query: str, key: str = "admin-secret", **variables: Any) -> str:
-    body = gql(client, query, key, **variables)
-    assert body.get("errors"), body
-    return str(body["errors"][0]["message"])
 
 
 def seed(settings: Settings) -> int:

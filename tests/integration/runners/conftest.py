@@ -22,7 +22,7 @@ from app.runners.transitions import runner_name
 from tests.integration.runners.fake_gitlab import FakeGitLab
 from tests.integration.runners.payloads import INSTANCE, TOKEN, headers, job_hook
 from tests.integration.workflows.stack import KEY_ID, KEY_SECRET, Stack, stack
-from tests.services import free_port, wait_for
+from tests.services import moto_server, wait_for
 
 WAIT = 60
 VIEWER_SECRET = "viewer-secret"
@@ -145,22 +145,8 @@ class RunnerStack:
 
 @pytest.fixture(scope="session")
 def moto_env() -> Iterator[dict[str, str]]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
+    with moto_server() as env:
         yield env
-    server.stop()
 
 
 @pytest.fixture(scope="session", params=["embedded", "production"])

@@ -25,6 +25,7 @@ from app.scaling.models import QueueMessage
 from app.workflows import api as workflows_api
 from app.workflows import callbacks
 from app.workflows.models import Execution
+from tests.integration.graphql_client import gql
 from tests.integration.scaling.workers import start_worker, stop
 from tests.services import free_port, wait_for
 
@@ -212,14 +213,6 @@ def test_http_producer(settings: Settings, client: TestClient) -> None:
         ).status_code
         == 404
     )
-
-
-def gql(client: TestClient, query: str, key: str = "admin-secret", **variables: Any) -> Any:
-    response = client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers={"x-api-key": key}
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 SEND = """mutation($queue: String!, $handler: String, $payload: JSON, $mode: String!) {

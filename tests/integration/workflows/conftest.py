@@ -10,27 +10,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.workflows.stack import Stack, stack
-from tests.services import free_port
+from tests.services import moto_server
 
 
 @pytest.fixture(scope="session")
 def aws_env() -> Iterator[dict[str, str]]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
+    with moto_server() as env:
         yield env
-    server.stop()
 
 
 @pytest.fixture(scope="session", params=["embedded", "production"])
