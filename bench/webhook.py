@@ -82,7 +82,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def load(url: str, rate: float, seconds: float, threads: int) -> tuple[list[float], int]:
+def load(
+    url: str, rate: float, seconds: float, threads: int, first_job: int = 10_000_000
+) -> tuple[list[float], int]:
     """Open-loop load: request i is due at start + i/rate; latency counts from when it was due."""
     import httpx
 
@@ -101,7 +103,7 @@ def load(url: str, rate: float, seconds: float, threads: int) -> tuple[list[floa
                 if delay > 0:
                     time.sleep(delay)
                 response = client.post(
-                    url, json=job_hook(10_000_000 + i, "running"), headers=headers(token=TOKEN)
+                    url, json=job_hook(first_job + i, "running"), headers=headers(token=TOKEN)
                 )
                 took = time.perf_counter() - due
                 with lock:
@@ -120,6 +122,8 @@ def measured(
     api_pid: int, url: str, args: argparse.Namespace
 ) -> tuple[list[float], int, float, list[float]]:
     """The load phase: latencies, errors, the API's CPU seconds and the load average around it."""
+    if args.warmup > 0:  # a deployed API is warm: first connections, caches, lazy imports
+        load(url, min(args.rate, 50.0), args.warmup, args.threads, first_job=30_000_000)
     before, cpu = os.getloadavg()[0], cpu_of(api_pid)
     latencies, errors = load(url, args.rate, args.seconds, args.threads)
     return (
@@ -198,6 +202,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--jobs", type=int, default=15)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of light load first, not measured"
+    )
     parser.add_argument(
         "--quiet-workers",
         action="store_true",
