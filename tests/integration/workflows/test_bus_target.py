@@ -5,6 +5,7 @@ starting it, a sweeper duplicate) — before or after that execution finished.""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -17,6 +18,8 @@ from app.bus.events import put_events
 from app.bus.models import Delivery
 from app.bus.targets.state_machine import StateMachineTarget, execution_name
 from app.db import get_database, utcnow
+from app.handlers import HandlerContext, handler
+from app.workflows import dispatch
 from tests.integration.workflows.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -91,3 +94,84 @@ def test_a_missing_state_machine_dead_letters(wf: Stack, unique: str, with_targe
             Scope(wf.settings.region, wf.settings.account_id),
         )
     assert deliver(wf.settings, put.delivery_ids[0]) == "failed"
+
+
+INLINE_SEEN: list[Any] = []
+
+
+@handler("wf-inline-probe")
+def inline_probe(payload: Any, context: HandlerContext) -> Any:
+    INLINE_SEEN.append(payload)
+    return payload
+
+
+def express_target(wf: Stack, unique: str, definition: dict[str, Any]) -> str:
+    """Route ``test.<unique>`` events to a new Express machine; the delivery id of one event."""
+    machine = wf.create(unique, definition, "EXPRESS")
+    with get_database(wf.settings.sqlalchemy_url).session() as session:
+        bus.put_rule(session, name=unique, event_pattern={"source": [f"test.{unique}"]})
+        assert bus.put_targets(session, None, unique, [{"Id": "sfn", "Arn": machine}]) == []
+        put = put_events(
+            session,
+            [{"Source": f"test.{unique}", "DetailType": "Reading", "Detail": '{"t": 21}'}],
+            Scope(wf.settings.region, wf.settings.account_id),
+        )
+    [delivery_id] = put.delivery_ids
+    return delivery_id
+
+
+def no_hop(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(settings: Any, payload: Any) -> None:
+        raise AssertionError("sent a workflows.run_express message")
+
+    monkeypatch.setattr(dispatch, "send_express", refuse)
+
+
+def test_a_bounded_express_target_runs_inline(
+    wf: Stack, unique: str, with_target: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_hop(monkeypatch)
+    INLINE_SEEN.clear()
+    definition = {
+        "StartAt": "Probe",
+        "TimeoutSeconds": 10,
+        "States": {
+            "Probe": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::smokehouse:task:wf-inline-probe",
+                "Parameters": {"t.$": "$.detail.t", "unique": unique},
+                "End": True,
+            }
+        },
+    }
+    delivery_id = express_target(wf, unique, definition)
+    assert deliver(wf.settings, delivery_id) == "succeeded"
+    assert [{"t": 21, "unique": unique}] == INLINE_SEEN  # ran before the delivery returned
+
+
+def test_a_failed_inline_express_run_still_delivers(
+    wf: Stack, unique: str, with_target: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_hop(monkeypatch)
+    definition = {
+        "StartAt": "Boom",
+        "TimeoutSeconds": 10,
+        "States": {"Boom": {"Type": "Fail", "Error": "Overheated", "Cause": "too hot"}},
+    }
+    delivery_id = express_target(wf, unique, definition)
+    assert deliver(wf.settings, delivery_id) == "succeeded"
+    with get_database(wf.settings.sqlalchemy_url).session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        assert delivery is not None
+        assert delivery.status == "succeeded"
+
+
+def test_an_unbounded_express_target_goes_to_a_worker(
+    wf: Stack, unique: str, with_target: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[Any] = []
+    monkeypatch.setattr(dispatch, "send_express", lambda settings, payload: sent.append(payload))
+    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
+    delivery_id = express_target(wf, unique, definition)
+    assert deliver(wf.settings, delivery_id) == "succeeded"
+    assert len(sent) == 1  # no TimeoutSeconds: could outlive the delivery claim
