@@ -7,12 +7,13 @@ from typing import Any
 import strawberry
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
+from strawberry.schema.config import StrawberryConfig
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.tools import merge_types
 from strawberry.types.unset import UnsetType
 
 from app.auth import credential_from_headers
-from app.graphql import limits
+from app.graphql import iot, limits
 from app.graphql.bus import BusMutation, BusQuery
 from app.graphql.context import Context, get_context
 from app.graphql.iot import IotMutation, IotQuery, IotSubscription
@@ -32,7 +33,11 @@ Subscription = merge_types(
 )
 
 schema = strawberry.Schema(
-    query=Query, mutation=Mutation, subscription=Subscription, extensions=limits.extensions()
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    extensions=limits.extensions(),
+    config=StrawberryConfig(scalar_map=iot.SCALARS),
 )
 
 

@@ -123,6 +123,24 @@ class Reading(Base):
     rate_c_per_min: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+class ReadingRollup(Base):
+    """Readings of one probe summed per 10 s (epoch-aligned), kept where readings are stored so
+    a long range is downsampled from ~10x fewer rows; ``n``/``sum_c``/``min_c``/``max_c`` cover
+    the non-null temperatures, ``first_ts`` every reading (a bucket of open probes has n = 0)."""
+
+    __tablename__ = "iot_readings_rollup"
+    __table_args__ = (Index("ix_readings_rollup_bucket_start", "bucket_start"),)
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    probe_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+    sum_c: Mapped[float] = mapped_column(Float)
+    min_c: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_c: Mapped[float | None] = mapped_column(Float, nullable=True)
+    first_ts: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class IngestedMessage(Base):
     """(device, seq) pairs ingest has put on the bus: a broker redelivery is dropped here."""
 

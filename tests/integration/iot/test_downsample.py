@@ -1,8 +1,10 @@
 """Downsampled readings: SQL buckets against a reference in Python, and the two GraphQL shapes
-(``points`` objects, ``columns`` arrays) carrying the same buckets — on SQLite and PostgreSQL."""
+(``points`` objects, ``columns`` arrays) carrying the same buckets — on SQLite and PostgreSQL.
+The rollup's own properties (late readings, redelivery, purge) are in test_rollup.py."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +20,7 @@ from app.config import Settings
 from app.db import get_database
 from app.graphql.iot import buckets
 from app.iot import readings
-from app.iot.models import Reading
+from app.iot.models import Reading, ReadingRollup
 from app.main import create_app
 from tests.integration.graphql_client import data
 
@@ -55,18 +57,35 @@ def row(probe: str, seq: int, ts: datetime, temp: float | None) -> dict[str, Any
 def store(settings: Settings, rows: list[dict[str, Any]]) -> None:
     with get_database(settings.sqlalchemy_url).session() as session:
         session.execute(delete(Reading))
+        session.execute(delete(ReadingRollup))
         readings.store(session, rows)
 
 
+def layout(start: datetime, end: datetime, max_points: int) -> tuple[datetime, timedelta]:
+    """The documented bucket rule: equal widths from ``start`` when a bucket is at most 10 s;
+    longer ones a whole multiple of 10 s, starting at ``start`` rounded down to 10 s."""
+    stride = timedelta(
+        microseconds=math.ceil((end - start) / timedelta(microseconds=1) / max_points)
+    )
+    if stride <= timedelta(seconds=10):
+        return start, stride
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    origin = epoch + (start - epoch) // timedelta(seconds=10) * timedelta(seconds=10)
+    tens = math.ceil((end - origin) / timedelta(seconds=10) / max_points)
+    return origin, timedelta(seconds=10 * tens)
+
+
 def reference(
-    rows: list[dict[str, Any]], start: datetime, width_s: int, max_points: int
+    rows: list[dict[str, Any]], start: datetime, end: datetime, max_points: int
 ) -> dict[str, list[tuple[datetime, float | None, float | None, float | None]]]:
-    """The buckets as the docs define them: equal widths from ``start``, empty ones left out."""
+    """The buckets as the docs define them (:func:`layout`), empty ones left out; a row stored
+    twice (same device, seq, probe) counts once."""
+    origin, stride = layout(start, end, max_points)
     grouped: dict[str, dict[int, list[dict[str, Any]]]] = {}
-    end = start + timedelta(seconds=width_s * max_points)
-    for r in rows:
+    unique = {(r["device_id"], r["seq"], r["probe_id"]): r for r in reversed(rows)}
+    for r in unique.values():
         if start <= r["ts"] < end:
-            index = int((r["ts"] - start).total_seconds() // width_s)
+            index = (r["ts"] - origin) // stride
             grouped.setdefault(r["probe_id"], {}).setdefault(index, []).append(r)
     found = {}
     for probe, by_index in grouped.items():
@@ -84,6 +103,16 @@ def reference(
             )
         found[probe] = series
     return found
+
+
+def assert_same(found: dict[str, list[Any]], expected: dict[str, list[Any]], limit: int) -> None:
+    assert sorted(found) == sorted(expected)
+    for probe, series in expected.items():
+        got = [(b.ts, b.avg_c, b.min_c, b.max_c) for b in found[probe]]
+        assert len(got) == len(series) <= limit
+        for (ts, avg, low, high), (ets, eavg, elow, ehigh) in zip(got, series, strict=True):
+            assert (ts, low, high) == (ets, elow, ehigh)
+            assert avg == pytest.approx(eavg)
 
 
 # readings a quarter second past whole seconds, bucket widths whole seconds: no reading sits
@@ -117,14 +146,7 @@ def test_buckets_match_a_python_reference(
     end = T0 + timedelta(seconds=width_s * max_points)
     with get_database(settings.sqlalchemy_url).session() as session:
         found = buckets(session, "pi1", T0, end, max_points)
-    expected = reference(rows, T0, width_s, max_points)
-    assert sorted(found) == sorted(expected)
-    for probe, series in expected.items():
-        got = [(b.ts, b.avg_c, b.min_c, b.max_c) for b in found[probe]]
-        assert len(got) == len(series) <= max_points
-        for (ts, avg, low, high), (ets, eavg, elow, ehigh) in zip(got, series, strict=True):
-            assert (ts, low, high) == (ets, elow, ehigh)
-            assert avg == pytest.approx(eavg)
+    assert_same(found, reference(rows, T0, end, max_points), max_points)
 
 
 def test_a_redelivered_batch_changes_no_bucket(settings: Settings) -> None:

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, select
 
 from app.config import Settings
 from app.db import get_database
 from app.graphql.subscriptions import active_subscriptions
+from app.iot import readings
 from app.iot.alarms.models import Alarm
-from app.iot.models import Cook, Device, IngestDeadLetter, Probe, Reading
+from app.iot.models import Cook, Device, IngestDeadLetter, Probe
 from app.main import create_app
 from tests.integration.graphql_client import data, error
 
@@ -86,11 +87,12 @@ def seed(settings: Settings) -> int:
                 "temp_c": (110.0 + (i % 7) - 3) if probe == "p0" else 3.0 + i / 60,
                 "raw_temp_c": None,
                 "status": "ok",
+                "rate_c_per_min": None,
             }
             for i in range(HOUR)
             for probe in ("p0", "p1")
         ]
-        session.execute(insert(Reading), rows)
+        readings.store(session, rows)  # keeps the 10 s rollup too
         session.add_all(
             [
                 Alarm(
@@ -176,7 +178,7 @@ def test_readings_are_downsampled_in_sql(settings: Settings, client: TestClient)
     assert [s["probeId"] for s in series] == ["p0", "p1"]
     for one in series:
         points = one["points"]
-        assert len(points) == 100  # 36 readings per bucket
+        assert len(points) == 90  # 36 s rounded up to 40 s buckets (the rollup's 10 s grid)
         assert all(p["minC"] <= p["tempC"] <= p["maxC"] for p in points)
         assert datetime.fromisoformat(points[0]["ts"]) == T0
         stamps = [datetime.fromisoformat(p["ts"]) for p in points]
@@ -184,7 +186,7 @@ def test_readings_are_downsampled_in_sql(settings: Settings, client: TestClient)
     pit, food = series
     assert pit["points"][5]["minC"] == 107.0
     assert pit["points"][5]["maxC"] == 113.0
-    assert food["points"][0]["tempC"] == pytest.approx(3.0 + 17.5 / 60)  # mean of 0..35 s
+    assert food["points"][0]["tempC"] == pytest.approx(3.0 + 19.5 / 60)  # mean of 0..39 s
     assert food["points"][-1]["maxC"] == pytest.approx(3.0 + 3599 / 60)
 
     # fewer readings than maxPoints: one point per reading; a probe filter; a window

@@ -16,10 +16,10 @@ const DEVICES = `{ devices { id name availability lastSeenAt
 const DEVICE = `query($id: ID!) { device(id: $id) { id name availability lastSeenAt
   probes { ${PROBE} } currentCook { id name startedAt lastReadingAt } openAlarms { ${ALARM} } } }`;
 const READINGS = `query($id: ID!, $start: DateTime!, $end: DateTime!, $max: Int!) {
-  readings(deviceId: $id, start: $start, end: $end, maxPoints: $max) { probeId points { ts tempC } } }`;
+  readings(deviceId: $id, start: $start, end: $end, maxPoints: $max) { probeId columns { ts tempC } } }`;
 const COOKS = `query($id: ID) { cooks(deviceId: $id, limit: 20) { id name startedAt endedAt lastReadingAt } }`;
 const COOK = `query($id: Int!, $max: Int!) { cook(id: $id) { id deviceId name startedAt endedAt lastReadingAt
-  readings(maxPoints: $max) { probeId points { ts tempC minC maxC } } } }`;
+  readings(maxPoints: $max) { probeId columns { ts tempC minC maxC } } } }`;
 const LIVE_READINGS = `subscription($id: ID!) { readings(deviceId: $id) {
   deviceId seq ts cookId probes { probeId tempC status rateCPerMin } } }`;
 const LIVE_ALARMS = `subscription($id: ID) { alarms(deviceId: $id) { ${ALARM} } }`;
@@ -40,15 +40,21 @@ export const formatTemp = (c, units = getUnits()) => (c === null || c === undefi
 
 // --- series: aligned columns for uPlot ---------------------------------------------------------
 
-/** Merge per-probe point lists into uPlot's aligned form: [xs, ys(probe 1), ys(probe 2)…]. */
+/** A series' `columns` (parallel arrays, as the API sends them) as a list of {ts, tempC}. */
+export const toPoints = ({ ts, tempC }) => ts.map((t, i) => ({ ts: t, tempC: tempC[i] }));
+
+/** Merge per-probe series (`columns` from the API, or `points` kept live) into uPlot's aligned
+ * form: [xs, ys(probe 1), ys(probe 2)…]. */
 export function align(series, probeIds) {
   const rows = new Map(); // epoch seconds → {probeId: °C}
+  const put = (ts, tempC, probeId) => {
+    const x = Date.parse(ts) / 1000;
+    if (!rows.has(x)) rows.set(x, {});
+    rows.get(x)[probeId] = tempC;
+  };
   for (const s of series) {
-    for (const p of s.points) {
-      const x = Date.parse(p.ts) / 1000;
-      if (!rows.has(x)) rows.set(x, {});
-      rows.get(x)[s.probeId] = p.tempC;
-    }
+    if (s.columns) s.columns.ts.forEach((ts, i) => put(ts, s.columns.tempC[i], s.probeId));
+    else for (const p of s.points) put(p.ts, p.tempC, s.probeId);
   }
   const xs = [...rows.keys()].sort((a, b) => a - b);
   return { xs, ys: Object.fromEntries(probeIds.map((id) => [id, xs.map((x) => rows.get(x)[id] ?? null)])) };
@@ -241,7 +247,7 @@ class GrillView {
     const since = this.lastTs || this.windowStart();
     const { readings } = await gql(READINGS, { id: this.device.id, start: since, end: new Date(Date.now() + 60000).toISOString(), max: 1000 });
     const rows = new Map();
-    for (const s of readings) for (const p of s.points) {
+    for (const s of readings) for (const p of toPoints(s.columns)) {
       if (this.lastTs && p.ts <= this.lastTs) continue;
       if (!rows.has(p.ts)) rows.set(p.ts, []);
       rows.get(p.ts).push({ probeId: s.probeId, tempC: p.tempC });
@@ -263,8 +269,9 @@ class GrillView {
     for (const s of readings) {
       const known = this.series.get(s.probeId) || [];
       const have = new Set(known.map((p) => p.ts));
-      this.series.set(s.probeId, [...s.points.filter((p) => !have.has(p.ts)), ...known].sort((a, b) => a.ts.localeCompare(b.ts)));
-      for (const p of s.points) if (!this.lastTs || p.ts > this.lastTs) this.lastTs = p.ts;
+      const points = toPoints(s.columns);
+      this.series.set(s.probeId, [...points.filter((p) => !have.has(p.ts)), ...known].sort((a, b) => a.ts.localeCompare(b.ts)));
+      for (const p of points) if (!this.lastTs || p.ts > this.lastTs) this.lastTs = p.ts;
     }
     this.redrawChart();
   }
