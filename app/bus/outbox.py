@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from functools import cache
-from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.bus.models import Delivery
+from app.celery_client import celery_for
 from app.config import Settings
 from app.db import utcnow
 
@@ -25,13 +24,6 @@ log = logging.getLogger("smokehouse.bus")
 
 DELIVER_TASK = "bus.deliver"
 SWEEP_BATCH = 500
-
-
-@cache
-def _celery(settings: Settings) -> Any:
-    from workers.celery_app import create_celery  # the app layer calls out to workers lazily
-
-    return create_celery(settings)
 
 
 def enqueue_deliveries(
@@ -43,7 +35,7 @@ def enqueue_deliveries(
     if not delivery_ids:
         return sent
     try:
-        celery = _celery(settings)
+        celery = celery_for(settings)
         with celery.producer_or_acquire() as producer:
             for delivery_id in delivery_ids:
                 celery.send_task(
@@ -66,7 +58,7 @@ def enqueue_deliveries(
 
 def start_replay(settings: Settings, name: str) -> None:
     """Send the replay runner task; raises if the broker is down (StartReplay then fails)."""
-    _celery(settings).send_task("bus.replay", args=[name], queue="bus", retry=False)
+    celery_for(settings).send_task("bus.replay", args=[name], queue="bus", retry=False)
 
 
 def due_for_sweep(session: Session, now: datetime, grace: timedelta) -> list[str]:

@@ -17,12 +17,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from app.celery_client import celery_for
 from app.config import Settings
 from app.db import get_database, utcnow
 from app.handlers import HandlerContext, handlers
@@ -107,17 +107,10 @@ def send_message(
     return message
 
 
-@cache
-def _celery(settings: Settings) -> Any:
-    from workers.celery_app import create_celery  # the app layer calls out to workers lazily
-
-    return create_celery(settings)
-
-
 def enqueue(settings: Settings, messages: Sequence[tuple[str, str]]) -> None:
     """Send ``scaling.handle`` for committed ``(message id, queue)`` pairs; the task id is the
     message id. Raises if the broker is down (the rows stay ``queued``)."""
-    celery = _celery(settings)
+    celery = celery_for(settings)
     with celery.producer_or_acquire() as producer:
         for message_id, queue in messages:
             celery.send_task(

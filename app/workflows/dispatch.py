@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 from app.bus.outbox import enqueue_deliveries
+from app.celery_client import celery_for
 from app.config import Settings
 from app.db import utcnow
 from app.workflows.asl import ScheduleTask, StartTimer
@@ -27,13 +27,6 @@ FIRE_TIMER = "workflows.fire_timer"
 RUN_EXPRESS = "workflows.run_express"
 
 
-@cache
-def _celery(settings: Settings) -> Any:
-    from workers.celery_app import create_celery  # the app layer calls out to workers lazily
-
-    return create_celery(settings)
-
-
 def send(
     settings: Settings,
     tasks: Sequence[tuple[int, str]] = (),
@@ -44,7 +37,7 @@ def send(
     if not tasks and not timers:
         return sent
     try:
-        celery = _celery(settings)
+        celery = celery_for(settings)
         with celery.producer_or_acquire() as producer:
             for execution_id, ref in tasks:
                 celery.send_task(
@@ -86,4 +79,4 @@ def after_commit(
 
 def send_express(settings: Settings, payload: dict[str, Any]) -> None:
     """Run an asynchronous Express execution on a worker (at least once, as on AWS)."""
-    _celery(settings).send_task(RUN_EXPRESS, args=[payload], queue=QUEUE, retry=False)
+    celery_for(settings).send_task(RUN_EXPRESS, args=[payload], queue=QUEUE, retry=False)

@@ -10,13 +10,13 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any, Final
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import realtime
+from app.celery_client import celery_for
 from app.config import Settings
 from app.iot.alarms.evaluate import (
     AlarmConfig,
@@ -348,13 +348,6 @@ def sweep_offline(session: Session, now: datetime, config: AlarmConfig) -> list[
 # --- after the commit ---------------------------------------------------------------------
 
 
-@cache
-def _celery(settings: Settings) -> Any:
-    from workers.celery_app import create_celery  # the app layer calls out to workers lazily
-
-    return create_celery(settings)
-
-
 NOTIFY_TASK: Final = "iot_alarms.notify"
 
 
@@ -373,7 +366,7 @@ def enqueue_notifications(settings: Settings, wanted: list[tuple[int, str]]) -> 
     if not wanted:
         return sent
     try:
-        celery = _celery(settings)
+        celery = celery_for(settings)
         with celery.producer_or_acquire() as producer:
             for alarm_id, action in wanted:
                 celery.send_task(
