@@ -52,7 +52,6 @@ def test_scale_from_zero_to_work_and_back(
     autoscaler = Autoscaler(settings, scaling, backend, publish=False)
     stop = threading.Event()
     loop = threading.Thread(target=autoscaler.serve, args=(stop, 0.2), daemon=True)
-    loop.start()
     database = get_database(settings.sqlalchemy_url)
     marker = tmp_path / "marks.txt"
     try:
@@ -63,6 +62,9 @@ def test_scale_from_zero_to_work_and_back(
             celery.send_task(
                 "scaling.handle", args=["scaling-test-mark", payload], queue=queue, task_id=task_id
             )
+        # The loop looks once all six are queued: its first decision sees the whole backlog
+        # (started earlier, it could catch the queue half-filled and decide 1 first).
+        loop.start()
 
         def done() -> bool:
             return marker.exists() and len(marker.read_text().splitlines()) >= len(sent)
@@ -87,7 +89,8 @@ def test_scale_from_zero_to_work_and_back(
         assert desired[-1] == 0
     finally:
         stop.set()
-        loop.join(30)
+        if loop.ident is not None:
+            loop.join(30)
         backend.terminate_all()
 
 
