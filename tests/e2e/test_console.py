@@ -134,7 +134,11 @@ def test_queues_chart_depth_demand_and_decisions(
     figure = page.get_by_role("figure", name=f"Queue {queue} over time")
     figure.locator("canvas").wait_for()
     assert "queue depth 0" in figure.inner_text()
-    assert page.get_by_role("table", name="Workers").get_by_text("idle").count() >= 1
+    from playwright.sync_api import expect
+
+    # The workers table is its own query: wait for it to render (count() would not).
+    idle = page.get_by_role("table", name="Workers").get_by_text("idle")
+    expect(idle.first).to_be_visible(timeout=10_000)
     screenshot(page, "queues")
 
 
