@@ -26,6 +26,8 @@ import docker
 import docker.errors
 import requests
 
+from app.docker_engine import find_container, list_containers
+
 log = logging.getLogger("smokehouse.runners.containers")
 
 MANAGED_LABEL = "smokehouse:managed"
@@ -199,10 +201,7 @@ class ContainerRunners:
 
     def _find(self, ref: str) -> Any | None:
         with _engine(f"look up container {ref}"):
-            try:
-                return self.client.containers.get(ref)
-            except docker.errors.NotFound:
-                return None
+            return find_container(self.client, ref)
 
     def start(self, spec: ContainerSpec) -> RunningContainer:
         """Start a container for one job, detached; the existing one if the name is taken."""
@@ -279,11 +278,7 @@ class ContainerRunners:
     def list_ours(self) -> list[RunningContainer]:
         """Every container labelled ``smokehouse:managed=runner``, any status."""
         with _engine("list containers"):
-            found = self.client.containers.list(
-                all=True,
-                filters={"label": f"{MANAGED_LABEL}={MANAGED_VALUE}"},
-                ignore_removed=True,
-            )
+            found = list_containers(self.client, {"label": f"{MANAGED_LABEL}={MANAGED_VALUE}"})
         return [view(c) for c in found]
 
     def logs(self, ref: str, tail_bytes: int = LOG_TAIL_BYTES) -> str:

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from app.docker_engine import is_gone, list_containers
 from app.scaling.backends.base import ScaleResult, Started, WorkerView, plan
 
 log = logging.getLogger("smokehouse.scaling.docker")
@@ -54,14 +55,17 @@ class DockerBackend:
     def containers(self, queue: str | None = None) -> list[Any]:
         """Our worker containers (optionally of one queue, running or not), found by label."""
         labels = [f"{ROLE}=worker"] + ([f"{QUEUE}={queue}"] if queue else [])
-        found: list[Any] = self.client.containers.list(all=True, filters={"label": labels})
-        return found
+        return list_containers(self.client, {"label": labels})
 
     def remove_exited(self, queue: str) -> int:
         removed = 0
         for container in self.containers(queue):
             if container.status in ("exited", "dead", "stopped"):
-                container.remove(force=True)
+                try:
+                    container.remove(force=True)
+                except Exception as error:  # removed by someone else meanwhile: just as good
+                    if not is_gone(error):
+                        raise
                 removed += 1
         return removed
 
@@ -85,7 +89,7 @@ class DockerBackend:
         return Started(worker_id, str(container.id))
 
     def stop_one(self, worker: WorkerView) -> bool:
-        matches = self.client.containers.list(filters={"label": [f"{WORKER_ID}={worker.id}"]})
+        matches = list_containers(self.client, {"label": [f"{WORKER_ID}={worker.id}"]}, all=False)
         for container in matches:
             container.kill(signal="SIGTERM")  # warm shutdown; we do not wait for the drain
             log.info("asked container %s (%s) to stop", container.short_id, worker.id)
