@@ -20,7 +20,10 @@ def kombu_queue(name: str) -> Queue:
 
 
 def publish(url: str, queue: str, bodies: Sequence[object], priority: int | None = None) -> None:
-    with Connection(url, transport_options=TRANSPORT_OPTIONS) as connection:
+    """Publish and return once the broker has the messages: RabbitMQ routes an unconfirmed
+    publish asynchronously, so its queue counts could lag behind (publisher confirms)."""
+    options = {**TRANSPORT_OPTIONS, "confirm_publish": url.startswith(("amqp", "pyamqp"))}
+    with Connection(url, transport_options=options) as connection:
         producer = connection.Producer()
         for body in bodies:
             producer.publish(
