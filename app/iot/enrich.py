@@ -30,9 +30,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.db import dialect_insert
 from app.iot import cooks, readings
 from app.iot.ingest.telemetry import TelemetryPayload, Timestamp, format_ts
 from app.iot.models import Device, Probe
@@ -139,10 +139,6 @@ def parse_messages(payload: Any) -> tuple[list[StoredMessage], int]:
     return parsed, skipped
 
 
-def _insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 def _lock_devices(session: Session, device_ids: Sequence[str]) -> set[str]:
     """Lock the devices' rows, in id order (PostgreSQL: row locks, so two workers never
     interleave one device's cook and rate bookkeeping; SQLite: the database write lock).
@@ -198,7 +194,7 @@ def _create_probes(
             )
     if rows:
         session.execute(
-            _insert(session)(Probe)
+            dialect_insert(session)(Probe)
             .values(rows)
             .on_conflict_do_nothing(index_elements=["device_id", "probe_id"])
         )

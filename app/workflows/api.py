@@ -190,7 +190,7 @@ def start(config: Settings, machine_arn: Any, name: Any, input_text: Any) -> tup
     def work(session: Session) -> service.Started | dict[str, Any]:
         machine = service.get_machine(session, machine_arn)
         if machine.type == "EXPRESS":
-            return express.payload(config, machine, name, input_text)
+            return express.payload(machine, express.prepare(config, machine, name, input_text))
         return service.start_execution(
             session, config, machine, name=name, input_text=input_text, now=utcnow()
         )

@@ -164,13 +164,15 @@ def new_start(settings: Settings, machine: StateMachine, name: Any, input_text: 
     return Start(data, arn, name, machine.arn, machine.name, machine.role_arn)
 
 
-def payload(
-    settings: Settings, machine: StateMachine, name: Any, input_text: Any
-) -> dict[str, Any]:
-    """What ``workflows.run_express`` needs to run an asynchronous Express execution."""
+def prepare(settings: Settings, machine: StateMachine, name: Any, input_text: Any) -> Start:
+    """StartExecution's checks for an Express machine, and the Start to run."""
     if machine.status == "DELETING":
         raise errors.state_machine_deleting(machine.arn)
-    start = new_start(settings, machine, name, input_text)
+    return new_start(settings, machine, name, input_text)
+
+
+def payload(machine: StateMachine, start: Start) -> dict[str, Any]:
+    """What ``workflows.run_express`` needs to run an asynchronous Express execution."""
     return {"definition_hash": machine.definition_hash, "start": event_to_dict(start)}
 
 

@@ -13,10 +13,9 @@ from collections import OrderedDict
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import dialect_insert, utcnow
 from app.workflows import errors
 from app.workflows.asl import (
     CompiledMachine,
@@ -97,10 +96,8 @@ def diagnostics(definition: str, machine_type: str | None) -> dict[str, Any]:
 def store(session: Session, text: str) -> str:
     """Keep the definition text (once per distinct text); return its hash."""
     digest = definition_hash(text)
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(
-        insert(StateMachineDefinition)
+        dialect_insert(session)(StateMachineDefinition)
         .values(hash=digest, definition=text, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["hash"])
     )

@@ -23,9 +23,9 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, or_, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.db import dialect_insert
 from app.workflows.asl import (
     Advance,
     CancelTask,
@@ -160,9 +160,8 @@ def insert_execution(session: Session, values: dict[str, Any]) -> int | None:
     dialect = connection.dialect.name
     statement = _INSERTS.get(dialect)
     if statement is None:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = _INSERTS[dialect] = (
-            insert(EXECUTIONS)
+            dialect_insert(connection)(EXECUTIONS)
             .on_conflict_do_nothing(index_elements=["state_machine_id", "name"])
             .returning(EXECUTIONS.c.id)
         )

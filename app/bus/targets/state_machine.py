@@ -30,7 +30,8 @@ from app.bus.targets.base import DeliveryContext, TargetFailure
 from app.config import Settings
 from app.db import utcnow
 from app.workflows import dispatch, express, machines, service
-from app.workflows.asl import CompiledMachine, Start, event_from_dict
+from app.workflows.asl import CompiledMachine, Start
+from app.workflows.models import StateMachine
 
 log = logging.getLogger("smokehouse.workflows")
 
@@ -47,8 +48,9 @@ INLINE_CLAIM_SHARE = 0.5
 
 @dataclass(frozen=True, slots=True)
 class _Express:
-    payload: dict[str, Any]
-    machine: CompiledMachine
+    machine: StateMachine
+    start: Start
+    compiled: CompiledMachine
 
 
 def runs_inline(settings: Settings, machine: CompiledMachine) -> bool:
@@ -58,10 +60,9 @@ def runs_inline(settings: Settings, machine: CompiledMachine) -> bool:
 
 
 def _run_inline(settings: Settings, started: _Express) -> None:
-    start = event_from_dict(started.payload["start"])
-    assert isinstance(start, Start)
+    start = started.start
     try:
-        result = express.run(settings, started.machine, start)
+        result = express.run(settings, started.compiled, start)
     except Exception:  # the execution started; its failure is its own, not the delivery's
         log.exception("express execution %s crashed", start.execution_id)
         return
@@ -93,8 +94,8 @@ class StateMachineTarget:
         def start(session: Session) -> service.Started | _Express:
             machine = service.get_machine(session, context.spec["Arn"])
             if machine.type == "EXPRESS":
-                body = express.payload(settings, machine, name, payload)
-                return _Express(body, machines.compiled(session, machine.definition_hash))
+                start = express.prepare(settings, machine, name, payload)
+                return _Express(machine, start, machines.compiled(session, machine.definition_hash))
             return service.start_execution(
                 session, settings, machine, name=name, input_text=payload, now=utcnow()
             )
@@ -108,10 +109,10 @@ class StateMachineTarget:
                 exc.message, retryable=exc.code not in PERMANENT, code=exc.code
             ) from None
         if isinstance(started, _Express):
-            if runs_inline(settings, started.machine):
+            if runs_inline(settings, started.compiled):
                 _run_inline(settings, started)
             else:
-                dispatch.send_express(settings, started.payload)
+                dispatch.send_express(settings, express.payload(started.machine, started.start))
             return None
         written = started.written
         dispatch.after_commit(

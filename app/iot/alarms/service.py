@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from app import realtime
 from app.celery_client import celery_for
 from app.config import Settings
+from app.db import dialect_insert
 from app.iot.alarms.evaluate import (
     AlarmConfig,
     DeviceState,
@@ -124,30 +126,55 @@ def parse_time(value: Any, what: str) -> datetime:
     return parsed
 
 
-def _lock(session: Session, device_id: str) -> None:
-    """A no-op write before any read of the device: SQLite takes its write lock here (a write
-    after a read fails if another writer committed in between); PostgreSQL locks the row."""
-    S = AlarmEvaluatorState  # noqa: N806
-    session.execute(
-        update(S)
-        .where(S.device_id == device_id, S.probe_id == DEVICE_SCOPE)
-        .values(updated_at=S.updated_at)
-        .execution_options(synchronize_session=False)
-    )
+def _locked(
+    session: Session, device_ids: Iterable[str], now: datetime
+) -> tuple[dict[str, Device], dict[str, dict[str, AlarmEvaluatorState]]]:
+    """The devices that exist and their evaluator rows, locked until the commit: two workers
+    judging the same device take turns, so neither loses the other's update.
 
-
-def _states(session: Session, device_id: str, now: datetime) -> dict[str, AlarmEvaluatorState]:
-    """The device's evaluator rows, locked until the commit (PostgreSQL): two workers judging
-    the same device take turns, so neither loses the other's update. The device row is created
-    first so there is always a row to lock."""
+    A few statements for the whole batch, not a handful per device. Locks are taken in id
+    order in each phase (lock what exists, then create the missing device rows), so two
+    workers never deadlock. SQLite has one write lock instead, taken by a no-op write before
+    any read (a write after a read fails if another writer committed in between)."""
     S = AlarmEvaluatorState  # noqa: N806
-    if session.get(S, (device_id, DEVICE_SCOPE)) is None:
-        session.add(S(device_id=device_id, probe_id=DEVICE_SCOPE, state={}, updated_at=now))
-        session.flush()
-    rows = session.scalars(
-        select(S).where(S.device_id == device_id).order_by(S.probe_id).with_for_update()
-    )
-    return {row.probe_id: row for row in rows}
+    ids = sorted(set(device_ids))
+    if not ids:
+        return {}, {}
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(S)
+            .where(S.device_id.in_(ids), S.probe_id == DEVICE_SCOPE)
+            .values(updated_at=S.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+    devices = {d.id: d for d in session.scalars(select(Device).where(Device.id.in_(ids)))}
+    states: dict[str, dict[str, AlarmEvaluatorState]] = {d: {} for d in sorted(devices)}
+
+    def lock(some: list[str]) -> None:
+        rows = session.scalars(
+            select(S)
+            .where(S.device_id.in_(some))
+            .order_by(S.device_id, S.probe_id)
+            .with_for_update()
+        )
+        for row in rows:
+            states[row.device_id][row.probe_id] = row
+
+    lock(list(states))
+    missing = [d for d in states if DEVICE_SCOPE not in states[d]]
+    if missing:  # a device's first judgement: its row is there to lock from now on
+        session.execute(
+            dialect_insert(session)(S)
+            .values(
+                [
+                    {"device_id": d, "probe_id": DEVICE_SCOPE, "state": {}, "updated_at": now}
+                    for d in missing
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["device_id", "probe_id"])
+        )
+        lock(missing)
+    return devices, states
 
 
 def _probe_settings(row: Probe | None, probe_id: str) -> ProbeSettings:
@@ -226,17 +253,14 @@ def process_telemetry(
     for message in messages:
         by_device[str(message["device_id"])].append(message)
     changes: list[AlarmChange] = []
-    for device_id in sorted(by_device):  # a fixed lock order: no deadlock between workers
-        _lock(session, device_id)
-        device = session.get(Device, device_id)
-        if device is None:
-            continue  # deleted since ingest accepted it
+    devices, locked = _locked(session, by_device, now)  # one deleted since ingest is skipped
+    all_probes: dict[str, dict[str, Probe]] = defaultdict(dict)
+    for p in session.scalars(select(Probe).where(Probe.device_id.in_(list(devices)))):
+        all_probes[p.device_id][p.probe_id] = p
+    for device_id, device in sorted(devices.items()):
         batch = by_device[device_id]
-        states = _states(session, device_id, now)
-        probes = {
-            p.probe_id: p
-            for p in session.scalars(select(Probe).where(Probe.device_id == device_id))
-        }
+        states = locked[device_id]
+        probes = all_probes[device_id]
         readings: dict[str, list[Reading]] = defaultdict(list)
         seen_at: datetime | None = None
         for message in batch:
@@ -290,12 +314,11 @@ def process_status(
     """A Device Status event (the retained availability topic / LWT)."""
     if status not in ("online", "offline"):
         raise ValueError(f"status must be online or offline, not {status!r}")
-    _lock(session, device_id)
-    device = session.get(Device, device_id)
+    devices, locked = _locked(session, [device_id], now)
+    device = devices.get(device_id)
     if device is None:
         return []
-    states = _states(session, device_id, now)
-    row = states[DEVICE_SCOPE]
+    row = locked[device_id][DEVICE_SCOPE]
     new, found = evaluate_device(
         DeviceState.from_json(row.state),
         max(now, received_at),
@@ -328,11 +351,11 @@ def sweep_offline(session: Session, now: datetime, config: AlarmConfig) -> list[
         offline = "device_offline" in state.active
         if seen is None or (seen > silent_since and not offline):
             continue
-        _lock(session, device_id)
-        device = session.get(Device, device_id)
+        devices, locked = _locked(session, [device_id], now)
+        device = devices.get(device_id)
         if device is None:
             continue
-        row = _states(session, device_id, now)[DEVICE_SCOPE]
+        row = locked[device_id][DEVICE_SCOPE]
         new, found = evaluate_device(
             DeviceState.from_json(row.state),
             now,

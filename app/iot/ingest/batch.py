@@ -16,13 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.bus.arns import Scope
 from app.bus.envelope import MAX_ENTRIES
 from app.bus.events import put_events
 from app.config import Settings
+from app.db import dialect_insert
 from app.iot.ingest.telemetry import (
     Limits,
     Rejection,
@@ -66,10 +66,6 @@ def limits_of(iot: IotSettings) -> Limits:
         max_temp_c=iot.max_temp_c,
         max_future=timedelta(seconds=iot.max_future_seconds),
     )
-
-
-def _insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def chunk_details(messages: Sequence[dict[str, Any]], max_bytes: int) -> Iterator[str]:
@@ -127,7 +123,7 @@ def _create_devices(session: Session, device_ids: Iterable[str], now: datetime) 
         for device_id in sorted(device_ids)
     ]
     if rows:
-        session.execute(_insert(session)(Device).values(rows).on_conflict_do_nothing())
+        session.execute(dialect_insert(session)(Device).values(rows).on_conflict_do_nothing())
 
 
 _FIRST_SEEN_POSTGRES = text(
@@ -151,7 +147,7 @@ def _first_seen(
         )
         return {(row.device_id, row.seq) for row in found}
     statement = (
-        sqlite.insert(IngestedMessage)
+        dialect_insert(session)(IngestedMessage)
         .values([{"device_id": d, "seq": s, "received_at": now} for d, s in keys])
         .on_conflict_do_nothing(index_elements=["device_id", "seq"])
         .returning(IngestedMessage.device_id, IngestedMessage.seq)

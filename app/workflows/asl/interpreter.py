@@ -25,7 +25,6 @@ true and the state is unchanged.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import re
@@ -1090,7 +1089,7 @@ def advance(
         raise ValueError(f"{type(event).__name__} needs the execution state")
     if state.finished:
         return Advance(state, [], [], ignored=True)
-    run = _Run(machine, copy.deepcopy(state), env)
+    run = _Run(machine, state.fork(), env)
     handlers: dict[type[Any], Callable[[Any], bool]] = {
         TaskStarted: run.on_task_started,
         TaskSucceeded: run.on_task_succeeded,

@@ -19,7 +19,7 @@ import json
 import random as _random
 import uuid as _uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeAlias
 
@@ -132,7 +132,9 @@ _EVENT_TYPES: Final[dict[str, type[Any]]] = {
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
-    return asdict(event)
+    """Shallow: an event's fields are JSON values, never dataclasses, so ``asdict``'s deep copy
+    of the input (a whole telemetry batch) would buy nothing."""
+    return {f.name: getattr(event, f.name) for f in fields(event)}
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:
@@ -297,6 +299,24 @@ class Frame:
     error: str | None = None
     cause: str | None = None
 
+    def fork(self) -> Frame:
+        """See :meth:`ExecutionState.fork`."""
+        children = self.children
+        if children is not None:
+            children = replace(
+                children,
+                inputs=list(children.inputs),
+                running=list(children.running),
+                results=list(children.results),
+            )
+        return replace(
+            self,
+            visits=dict(self.visits),
+            retry_counts=list(self.retry_counts),
+            task=None if self.task is None else replace(self.task),
+            children=children,
+        )
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Frame:
         d = dict(d)
@@ -362,6 +382,18 @@ class ExecutionState:
     @classmethod
     def from_json(cls, text: str) -> ExecutionState:
         return cls.from_dict(json.loads(text))
+
+    def fork(self) -> ExecutionState:
+        """A copy :func:`advance` may change: the bookkeeping is copied, the JSON documents
+        (inputs, outputs, results) are shared. The interpreter never changes a JSON value in
+        place (paths copy the containers they write into), and copying a large input on every
+        event was the dearest step of a short execution."""
+        return replace(
+            self,
+            execution=replace(self.execution),
+            frames={key: frame.fork() for key, frame in self.frames.items()},
+            pending={key: replace(ref) for key, ref in self.pending.items()},
+        )
 
     @property
     def finished(self) -> bool:
