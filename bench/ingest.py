@@ -330,6 +330,46 @@ def wait_until(predicate: Any, timeout: float) -> bool:
     return False
 
 
+def latency_stages(
+    session: Any, keys: set[tuple[str, int]], published: dict[tuple[str, int], float]
+) -> dict[str, list[float]]:
+    """Where the latency phase's time went, per Telemetry Batch event: publish → on the bus
+    (the oldest message; MQTT, the batch wait, the write), on the bus → a worker starts each
+    rule's delivery (enqueue, Celery), and the delivery's run."""
+    from sqlalchemy import select
+
+    from app.bus.models import Delivery, DeliveryAttempt, Event
+
+    spans: dict[str, list[float]] = {}
+    rows = session.execute(
+        select(Event.envelope, Event.received_at, Delivery.rule_name, DeliveryAttempt)
+        .join(Delivery, Delivery.event_id == Event.id)
+        .join(DeliveryAttempt, DeliveryAttempt.delivery_id == Delivery.id)
+        .where(Event.detail_type == "Telemetry Batch", DeliveryAttempt.number == 1)
+    )
+    for envelope, received_at, rule, attempt in rows:
+        sent = [
+            published[k]
+            for m in envelope["detail"]["messages"]
+            if (k := (m["device_id"], m["seq"])) in keys
+        ]
+        if not sent:
+            continue
+        on_bus = received_at.timestamp()
+        if rule == "iot-enrich-and-store":
+            spans.setdefault("to_bus", []).append((on_bus - min(sent)) * 1000)
+        spans.setdefault(f"queued:{rule}", []).append(
+            (attempt.started_at.timestamp() - on_bus) * 1000
+        )
+        spans.setdefault(f"run:{rule}", []).append(
+            (attempt.finished_at - attempt.started_at).total_seconds() * 1000
+        )
+    return {
+        name: [round(statistics.median(v), 1), round(percentile(v, 0.99), 1)]
+        for name, v in sorted(spans.items())
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=20)
@@ -541,6 +581,7 @@ def main() -> None:
                     )
                 )
             }
+            stages = latency_stages(session, set(keys), devices.published)
         ingest_ms = [(received[k] - devices.published[k]) * 1000 for k in keys if k in received]
         burst_received = [received[k] for k in burst_keys if k in received]
         ingest_per_s = len(burst_received) * args.probes / (max(burst_received) - started)
@@ -565,6 +606,7 @@ def main() -> None:
             "sub_p99_ms": round(percentile(sub_ms, 0.99), 1),
             "ingest_p50_ms": round(statistics.median(ingest_ms), 1) if ingest_ms else None,
             "ingest_p99_ms": round(percentile(ingest_ms, 0.99), 1),
+            "stages_p50_p99_ms": stages,
             "live": args.live,
             "sub_received": len(sub_ms),
             "drained_before_latency": drained,

@@ -19,6 +19,7 @@ returned for the caller to publish after commit.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
@@ -29,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from app.db import dialect_insert
@@ -139,19 +140,32 @@ def parse_messages(payload: Any) -> tuple[list[StoredMessage], int]:
     return parsed, skipped
 
 
+_ADVISORY_LOCKS = text(
+    "SELECT pg_advisory_xact_lock(k) FROM "
+    "(SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) AS ordered"
+)
+
+
+def device_lock_key(device_id: str) -> int:
+    """The PostgreSQL advisory lock that stands for one device's bookkeeping (64-bit)."""
+    digest = hashlib.blake2b(f"smokehouse.iot.device:{device_id}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
 def _lock_devices(session: Session, device_ids: Sequence[str]) -> set[str]:
-    """Lock the devices' rows, in id order (PostgreSQL: row locks, so two workers never
-    interleave one device's cook and rate bookkeeping; SQLite: the database write lock).
-    Returns the ids that exist."""
+    """Serialise the devices' cook and rate bookkeeping between workers until the commit;
+    returns the ids that exist.
+
+    PostgreSQL: transaction-scoped advisory locks, taken in key order (no deadlock), not row
+    locks on ``iot_devices``: ingest stamps ``last_seen_at`` on those rows in every batch, and
+    made to wait behind a worker's whole enrich transaction, its tail latency tripled. SQLite:
+    the database write lock, taken by a no-op write before any read."""
     if session.get_bind().dialect.name == "postgresql":
-        return set(
-            session.scalars(
-                select(Device.id)
-                .where(Device.id.in_(device_ids))
-                .order_by(Device.id)
-                .with_for_update()
-            )
-        )
+        present = set(session.scalars(select(Device.id).where(Device.id.in_(device_ids))))
+        keys = sorted({device_lock_key(d) for d in present})
+        if keys:
+            session.execute(_ADVISORY_LOCKS, {"keys": keys})
+        return present
     session.execute(
         update(Device)
         .where(Device.id.in_(device_ids))

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -57,6 +57,7 @@ class Received:
     mid: int
     qos: int
     generation: int
+    arrived: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -139,6 +140,7 @@ class Ingestor:
         self._stopping.set()
 
     def wait_connected(self, timeout: float) -> bool:
+        """Connected and subscribed (the broker acknowledged the subscriptions)."""
         return self._connected.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -202,6 +204,7 @@ class Ingestor:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     # -- paho callbacks (network thread: never block) ---------------------------------------
@@ -237,7 +240,20 @@ class Ingestor:
             "5" if self.v5 else "3.1.1",
             "resumed" if flags.session_present else "new",
         )
-        self._connected.set()
+
+    def _on_subscribe(
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        _mid: int,
+        reasons: list[ReasonCode],
+        _properties: Properties | None,
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("the MQTT broker refused ingest's subscriptions: %s", ", ".join(refused))
+            return
+        self._connected.set()  # only now does a published reading reach us
 
     def _on_disconnect(
         self,
@@ -276,7 +292,9 @@ class Ingestor:
             except queue.Empty:
                 continue
             batch = [first]
-            deadline = time.monotonic() + self.iot.batch_max_wait_seconds
+            # From when the first message arrived, not from when we got to it: one that came in
+            # while the previous batch was being written has waited already.
+            deadline = first.arrived + self.iot.batch_max_wait_seconds
             while len(batch) < self.iot.batch_max_messages:
                 remaining = deadline - time.monotonic()
                 try:
