@@ -18,6 +18,7 @@ from app.credentials import keyring_for
 from app.graphql.schema import graphql_router
 from app.handlers import load_handler_modules
 from app.health.routes import router as health_router
+from app.heap import freeze_startup_heap
 from app.middleware import RequestContextMiddleware
 from app.migrate import upgrade
 from app.runners.routes import router as runners_router
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if report.changed:
             log.info("definitions applied: %s", report.summary())
         log.info("api ready", extra={"mode": settings.mode, "url": settings.http_url})
+        freeze_startup_heap()
         yield
 
     workflows_api.configure(settings)

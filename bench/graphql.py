@@ -2,8 +2,9 @@
 
 1. **Downsampling**: a 12-hour cook, 4 probes at 1 Hz (172,800 readings, COPYed into
    ``iot_readings``, the 10 s rollup rebuilt from them), asked for as 1,000 points per probe
-   (``readings(maxPoints: 1000)``: 864 buckets of 50 s) over HTTP, both as ``points`` objects
-   and as ``columns`` arrays. Target: p50 ≤ 50 ms.
+   (``readings(maxPoints: 1000)``: 864 buckets of 50 s) over HTTP. ``downsample_p50_ms`` is
+   the dashboard's query (``columns``: parallel arrays); ``downsample_points_p50_ms`` the same
+   series as one object per bucket. Target: p50 ≤ 50 ms.
 2. **Fan-out**: 100 WebSocket clients subscribed to ``readings(deviceId)``; messages published
    with ``app.realtime.publish`` (Redis pub/sub), latency from publish to each client's receipt
    (same process, same clock).
@@ -89,8 +90,12 @@ def load_cook(database_url: str, start: datetime) -> int:
             with cursor.copy(f"COPY iot_readings ({columns}) FROM STDIN") as copy:
                 copy.write(buffer.getvalue())
             cursor.execute(ROLLUP_BACKFILL["postgresql"])
-            cursor.execute("ANALYZE iot_readings")
-            cursor.execute("ANALYZE iot_readings_rollup")
+    # Rows written over 12 hours have been vacuumed and analysed by autovacuum along the way;
+    # rows COPYed a second ago have not (no visibility map, no hint bits, no statistics), and
+    # autovacuum would otherwise do it in the middle of the measurement.
+    with psycopg.connect(plain, autocommit=True) as connection:
+        connection.execute("VACUUM (ANALYZE) iot_readings")
+        connection.execute("VACUUM (ANALYZE) iot_readings_rollup")
     return seconds * len(PROBES)
 
 
@@ -296,8 +301,8 @@ def main() -> None:
         try:
             sql = downsample_sql(settings.sqlalchemy_url, start, 10)
             sql_raw = downsample_sql(settings.sqlalchemy_url, start, 10, raw=True)
-            timings, points = downsample(port, start, args.queries)
-            column_timings, _ = downsample(port, start, args.queries, "columns")
+            timings, points = downsample(port, start, args.queries, "columns")
+            point_timings, _ = downsample(port, start, args.queries, "points")
             latencies = asyncio.run(fanout(port, args.subscribers, args.messages, settings))
         finally:
             api.terminate()
@@ -311,8 +316,8 @@ def main() -> None:
             "downsample_queries": len(timings),
             "downsample_p50_ms": round(statistics.median(timings), 1),
             "downsample_p95_ms": round(percentile(timings, 0.95), 1),
-            "downsample_columns_p50_ms": round(statistics.median(column_timings), 1),
-            "downsample_columns_p95_ms": round(percentile(column_timings, 0.95), 1),
+            "downsample_points_p50_ms": round(statistics.median(point_timings), 1),
+            "downsample_points_p95_ms": round(percentile(point_timings, 0.95), 1),
             "downsample_sql_p50_ms": round(statistics.median(sql), 1),
             "downsample_sql_raw_p50_ms": round(statistics.median(sql_raw), 1),
             "load_average_1m": round(os.getloadavg()[0], 2),

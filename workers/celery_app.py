@@ -17,6 +17,7 @@ import workers.broker_sqlite  # registers the smokehouse+sqlite:// broker scheme
 import workers.registry_hooks  # noqa: F401  (worker registry: register, heartbeat, drain)
 from app.config import Settings, load_settings
 from app.handlers import load_handler_modules
+from app.heap import freeze_startup_heap
 from workers.queues import QUEUES as QUEUES  # re-exported: the queues live apart from Celery
 
 TASK_MODULES = (
@@ -91,6 +92,7 @@ def ping_when_the_scheduler_starts(sender: Any, **_: Any) -> None:
 
 
 signals.beat_init.connect(ping_when_the_scheduler_starts, weak=False)
+signals.worker_init.connect(lambda **_: freeze_startup_heap(), weak=False)
 
 
 def settings_of(celery: Celery) -> Settings:

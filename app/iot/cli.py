@@ -26,6 +26,7 @@ def ingest(
     """MQTT ingest: telemetry and device status → validated, deduped events on the bus."""
     from prometheus_client import start_http_server
 
+    from app.heap import freeze_startup_heap
     from app.iot.ingest.subscriber import Ingestor
     from app.iot.settings import load_iot_settings
 
@@ -43,5 +44,6 @@ def ingest(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     ingestor.start()
+    freeze_startup_heap()
     stop.wait()
     ingestor.stop()

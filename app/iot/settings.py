@@ -35,7 +35,7 @@ class IotSettings(BaseSettings):
     )
     batch_max_messages: int = Field(default=500, ge=1, le=5000)
     batch_max_wait_seconds: float = Field(
-        default=0.05,
+        default=0.1,
         ge=0,
         description="How long the first message of a batch waits for more, from its arrival: "
         "longer means fewer, larger batches (fewer workflow runs) but later live updates. Under "
