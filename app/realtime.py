@@ -33,6 +33,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any, Final, Protocol
@@ -43,7 +44,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 
 from app.config import Settings
-from app.iot.connection import MqttEndpoint, make_client
+from app.iot.connection import BackgroundClient, MqttEndpoint, make_client
 
 log = logging.getLogger("smokehouse.realtime")
 
@@ -95,16 +96,9 @@ class _RedisPublisher:
             pipe.execute()
 
 
-class _MqttPublisher:
+class _MqttPublisher(BackgroundClient):
     def __init__(self, url: str) -> None:
-        endpoint = MqttEndpoint.from_url(url)
-        self.client = make_client(endpoint, f"smokehouse-live-pub-{os.getpid()}-{id(self):x}")
-        self.connected = threading.Event()
-        self.client.on_connect = lambda *_: self.connected.set()
-        self.client.on_disconnect = lambda *_: self.connected.clear()
-        self.client.reconnect_delay_set(1, 10)
-        self.client.connect_async(endpoint.host, endpoint.port, keepalive=30)
-        self.client.loop_start()
+        super().__init__(url, f"smokehouse-live-pub-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         self.connected.wait(CONNECT_SECONDS)
 
     def send(self, items: list[tuple[str, str]]) -> None:

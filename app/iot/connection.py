@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 import threading
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -40,6 +42,38 @@ def make_client(endpoint: MqttEndpoint, client_id: str = "", *, v5: bool = False
     if endpoint.tls:
         client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
     return client
+
+
+class BackgroundClient:
+    """A paho client that connects in the background and reconnects by itself (its network
+    loop runs in a thread); ``connected`` says whether it is up right now. The bus's MQTT target
+    and the embedded live fan-out publish through one of these each."""
+
+    def __init__(self, url: str, client_id: str, *, max_reconnect_delay: int = 10) -> None:
+        self.pid = os.getpid()  # a forked child must make its own: the loop thread is not copied
+        self.endpoint = MqttEndpoint.from_url(url)
+        self.where = f"{self.endpoint.host}:{self.endpoint.port}"
+        self.connected = threading.Event()
+        self.client = make_client(self.endpoint, client_id)
+        self.client.max_inflight_messages_set(1000)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=max_reconnect_delay)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.connect_async(self.endpoint.host, self.endpoint.port, keepalive=30)
+        self.client.loop_start()
+
+    def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
+        if not reason.is_failure:
+            self.connected.set()
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: object, _f: object, _reason: object, _p: object
+    ) -> None:
+        self.connected.clear()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 def probe(endpoint: MqttEndpoint, timeout: float = 2.0) -> None:

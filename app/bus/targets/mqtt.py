@@ -18,11 +18,10 @@ import threading
 import uuid
 from typing import Any
 
-import paho.mqtt.client as mqtt
 from sqlalchemy.orm import Session
 
 from app.bus.targets.base import DeliveryContext, TargetFailure
-from app.iot.connection import MqttEndpoint, make_client
+from app.iot.connection import BackgroundClient
 
 PREFIX = "arn:smokehouse:mqtt:"
 TIMEOUT_SECONDS = 5.0
@@ -48,34 +47,14 @@ def mqtt_parameters(spec: dict[str, Any]) -> tuple[int, bool]:
     return int(given.get("Qos", 1)), bool(given.get("Retain", False))
 
 
-class Publisher:
-    """A connected paho client that reconnects by itself (its network loop runs in a thread)."""
+class Publisher(BackgroundClient):
+    """The target's connection to one broker, shared by every delivery in the process."""
 
     def __init__(self, url: str) -> None:
-        self.pid = os.getpid()
-        self.endpoint = MqttEndpoint.from_url(url)
-        self.connected = threading.Event()
-        self.client = make_client(
-            self.endpoint, client_id=f"smokehouse-bus-{uuid.uuid4().hex[:12]}"
-        )
-        self.client.max_inflight_messages_set(1000)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=5)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.connect_async(self.endpoint.host, self.endpoint.port, keepalive=30)
-        self.client.loop_start()
-
-    def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
-        if not reason.is_failure:
-            self.connected.set()
-
-    def _on_disconnect(
-        self, _c: mqtt.Client, _u: object, _f: object, _reason: object, _p: object
-    ) -> None:
-        self.connected.clear()
+        super().__init__(url, f"smokehouse-bus-{uuid.uuid4().hex[:12]}", max_reconnect_delay=5)
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool, timeout: float) -> None:
-        where = f"{self.endpoint.host}:{self.endpoint.port}"
+        where = self.where
         if not self.connected.wait(timeout):
             raise TargetFailure(
                 f"MQTT broker {where} is not reachable", retryable=True, code="MqttUnavailable"
@@ -94,10 +73,6 @@ class Publisher:
                 retryable=True,
                 code="MqttTimeout",
             )
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 _publishers: dict[str, Publisher] = {}
