@@ -6,6 +6,7 @@ can change nothing."""
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -136,9 +137,10 @@ def test_queues_chart_depth_demand_and_decisions(
     assert "queue depth 0" in figure.inner_text()
     from playwright.sync_api import expect
 
-    # The workers table is its own query: wait for it to render (count() would not).
-    idle = page.get_by_role("table", name="Workers").get_by_text("idle")
-    expect(idle.first).to_be_visible(timeout=10_000)
+    # The workers table is its own query: wait for it to render (count() would not). The stack's
+    # worker may be idle or busy (a timer from another test): either is a live worker's state.
+    state = page.get_by_role("table", name="Workers").get_by_text(re.compile(r"^(idle|busy)$"))
+    expect(state.first).to_be_visible(timeout=10_000)
     screenshot(page, "queues")
 
 
