@@ -155,24 +155,38 @@ class Devices:
             client.loop_stop()
 
 
-class DeviceProcess:
-    """:class:`Devices` in a process of its own: 20 paho network threads sharing this
-    process's interpreter with the poller and the live subscriber would delay both the
-    publishes and the timestamps taken here, and the bench would measure itself."""
+class Spawned:
+    """A bench helper in a process of its own, driven over a pipe: the 20 paho network threads
+    of the devices, the poller and the live subscriber sharing one interpreter would delay one
+    another's publishes and timestamps, and the bench would measure itself. The child answers
+    every ``(operation, *args)`` it receives; ``close`` is its last."""
 
-    def __init__(self, url: str, count: int, probes: int) -> None:
+    def __init__(self, serve: Any, *args: Any) -> None:
         context = multiprocessing.get_context("spawn")
         self.connection, child = context.Pipe()
-        self.process = context.Process(
-            target=_serve_devices, args=(child, url, count, probes), daemon=True
-        )
+        self.process = context.Process(target=serve, args=(child, *args), daemon=True)
         self.process.start()
+
+    def call(self, operation: str, *args: Any) -> Any:
+        self.connection.send((operation, *args))
+        return self.connection.recv()
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.call("close")
+        self.process.join(15)
+
+
+class DeviceProcess(Spawned):
+    """:class:`Devices` in a process of its own; publish times come back with each answer."""
+
+    def __init__(self, url: str, count: int, probes: int) -> None:
+        super().__init__(_serve_devices, url, count, probes)
         self.published: dict[tuple[str, int], float] = {}
         self._call("ready")
 
-    def _call(self, *request: Any) -> Any:
-        self.connection.send(request)
-        result, published = self.connection.recv()
+    def _call(self, operation: str, *args: Any) -> Any:
+        result, published = self.call(operation, *args)
         self.published.update(published)
         return result
 
@@ -182,11 +196,6 @@ class DeviceProcess:
     def paced(self, messages_per_s: float, seconds: float) -> list[tuple[str, int]]:
         keys: list[tuple[str, int]] = self._call("paced", messages_per_s, seconds)
         return keys
-
-    def close(self) -> None:
-        if self.process.is_alive():
-            self._call("close")
-        self.process.join(15)
 
 
 def _serve_devices(connection: Any, url: str, count: int, probes: int) -> None:
@@ -332,41 +341,30 @@ class GraphQLSubscriber(LiveSubscriber):
                     self.received[key] = now
 
 
-class SubscriberProcess:
-    """:class:`GraphQLSubscriber` in a process of its own, for the reason of
-    :class:`DeviceProcess`: here, the poller's queries would delay its receipt times."""
+class SubscriberProcess(Spawned):
+    """:class:`GraphQLSubscriber` in a process of its own (see :class:`Spawned`)."""
 
     def __init__(self, url: str, api_key: str, device_ids: list[str]) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.connection, child = context.Pipe()
-        self.process = context.Process(
-            target=_serve_subscriber, args=(child, url, api_key, device_ids), daemon=True
-        )
-        self.process.start()
+        super().__init__(_serve_subscriber, url, api_key, device_ids)
         self.received: dict[tuple[str, int], float] = {}
         self.duplicates = 0
-        self.ready: bool = self.connection.recv()
+        self.ready: bool = self.call("ready")
 
     def snapshot(self) -> dict[tuple[str, int], float]:
-        self.connection.send("snapshot")
-        self.received, self.duplicates = self.connection.recv()
+        self.received, self.duplicates = self.call("snapshot")
         return self.received
-
-    def close(self) -> None:
-        if self.process.is_alive():
-            self.connection.send("stop")
-            self.connection.recv()
-        self.process.join(15)
 
 
 def _serve_subscriber(connection: Any, url: str, api_key: str, device_ids: list[str]) -> None:
     live = GraphQLSubscriber(url, api_key, device_ids)
     live.start()
-    connection.send(live.ready.wait(15))
     while True:
-        operation = connection.recv()
+        operation, *_ = connection.recv()
+        if operation == "ready":
+            connection.send(live.ready.wait(15))
+            continue
         connection.send((dict(live.received), live.duplicates))
-        if operation == "stop":
+        if operation == "close":
             live.close()
             return
 
