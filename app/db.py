@@ -3,13 +3,23 @@
 One ``Database`` per process and URL. SQLite gets WAL, foreign keys and a busy timeout so the API,
 the workers and the scheduler can share one file; PostgreSQL gets a pre-pinged pool. Services take a
 ``Session`` and never commit: the request or task boundary (``Database.session()``) does.
+
+``Database.session()`` is the unit of work. What a service wants done *outside* the database once
+its rows are durable -- enqueue a task, publish a live update -- it registers on the session with
+:func:`after_commit`; the boundary runs it after a successful commit and drops it on rollback, so
+no task ever refers to a row that is not committed (and an outbox sweeper covers a lost send)::
+
+    def put(session: Session, ...) -> None:
+        session.add(row)
+        after_commit(session).batch(DELIVER, send_deliveries, [row.id])
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +98,75 @@ def make_engine(url: str) -> Engine:
     )
 
 
+log = logging.getLogger("smokehouse.db")
+
+_AFTER_COMMIT = "smokehouse.after_commit"
+
+
+class AfterCommit:
+    """Work a unit of work sends out once its transaction has committed.
+
+    ``call`` runs a function once; ``batch`` gathers items under a key and calls its function
+    once with all of them (one broker round trip for every delivery a request created). Work
+    runs in registration order, each piece on its own: one that raises is logged and the rest
+    still run -- a lost send is what the outboxes and sweepers are for, and the request already
+    succeeded. Work that must report a failure handles it itself.
+    """
+
+    __slots__ = ("_work",)
+
+    def __init__(self) -> None:
+        self._work: dict[Hashable, tuple[Callable[..., object], list[Any] | None, tuple[Any, ...]]]
+        self._work = {}
+
+    def call(self, fn: Callable[..., object], *args: Any) -> None:
+        """Run ``fn(*args)`` after the commit."""
+        self._work[object()] = (fn, None, args)
+
+    def batch(self, key: Hashable, fn: Callable[[list[Any]], object], items: Iterable[Any]) -> None:
+        """Add ``items`` to the batch ``key``; after the commit ``fn(all_items)`` runs once."""
+        entry = self._work.get(key)
+        if entry is None:
+            entry = self._work[key] = (fn, [], ())
+        batch = entry[1]
+        assert batch is not None, f"{key!r} is registered as a call, not a batch"
+        batch.extend(items)
+
+    def __bool__(self) -> bool:
+        return bool(self._work)
+
+    def run(self) -> None:
+        work, self._work = self._work, {}
+        for fn, items, args in work.values():
+            if items is not None and not items:
+                continue
+            try:
+                fn(items) if items is not None else fn(*args)
+            except Exception:
+                log.exception("after-commit work %s failed", getattr(fn, "__qualname__", fn))
+
+
+def after_commit(session: Session) -> AfterCommit:
+    """The work ``session``'s unit of work runs after it commits (created on first use)."""
+    work = session.info.get(_AFTER_COMMIT)
+    if work is None:
+        work = session.info[_AFTER_COMMIT] = AfterCommit()
+    return work
+
+
+def run_after_commit(session: Session) -> None:
+    """Run and forget what ``session`` registered: for the few places that commit by hand (the
+    workflow engine's inline chaining); ``Database.session()`` calls it for everyone else."""
+    work = session.info.pop(_AFTER_COMMIT, None)
+    if work:
+        work.run()
+
+
+def discard_after_commit(session: Session) -> None:
+    """Forget registered work: its transaction rolled back, so its rows do not exist."""
+    session.info.pop(_AFTER_COMMIT, None)
+
+
 class Database:
     """An engine plus a session factory; ``session()`` is the unit-of-work boundary."""
 
@@ -98,9 +177,16 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """Commit on success, roll back on error: the only place that commits."""
-        with self.sessions() as session, session.begin():
-            yield session
+        """Commit on success, roll back on error: the only place that commits. Work registered
+        with :func:`after_commit` runs after the commit; on rollback it is dropped."""
+        with self.sessions() as session:
+            try:
+                with session.begin():
+                    yield session
+            except BaseException:
+                discard_after_commit(session)
+                raise
+            run_after_commit(session)
 
     def ping(self) -> None:
         with self.engine.connect() as connection:
