@@ -1,6 +1,7 @@
 """What an MQTT message is: telemetry, a status change, or a refusal with its kind and reason.
 
-Pure: bytes, topic, limits and the clock in; a value out. The contract (DESIGN.md):
+Pure: bytes, topic, limits and the clock in; a value out. The contract
+(device/README.md, "Telemetry contract"):
 topic ``smokehouse/<device_id>/telemetry``, JSON
 ``{"device_id", "seq", "ts" (RFC 3339), "probes": [{"id", "temp_c", "status"}]}``; a probe's
 ``temp_c`` is a number exactly when its ``status`` is ``ok``. Unknown fields are ignored (a newer
