@@ -44,7 +44,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 
 from app.config import Settings
-from app.iot.connection import BackgroundClient, MqttEndpoint, make_client
+from app.mqtt import BackgroundClient, MqttEndpoint, make_client
 
 log = logging.getLogger("smokehouse.realtime")
 

@@ -75,7 +75,7 @@ class Devices:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        from app.iot.connection import MqttEndpoint
+        from app.mqtt import MqttEndpoint
 
         endpoint = MqttEndpoint.from_url(url)
         self.ids = [f"bench{n:03d}" for n in range(count)]

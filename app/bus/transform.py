@@ -34,7 +34,7 @@ from datetime import datetime
 from typing import Any, Final, NamedTuple
 
 from app.bus.envelope import format_time
-from app.workflows.asl.jsonpath import (
+from app.common.jsonpath import (
     MISSING,
     Child,
     Index,

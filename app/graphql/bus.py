@@ -87,11 +87,11 @@ class Delivery:
 
     @strawberry.field  # every try, oldest first
     async def attempt_log(self, info: Info[Context, Any]) -> list[DeliveryAttempt]:
-        return await info.context.loaders.attempts.load(self.id)
+        return await _loaders(info).attempts.load(self.id)
 
     @strawberry.field
     async def event(self, info: Info[Context, Any]) -> Event | None:
-        return await info.context.loaders.event.load(self.event_id)
+        return await _loaders(info).event.load(self.event_id)
 
 
 @strawberry.type
@@ -108,7 +108,7 @@ class Event:
 
     @strawberry.field
     async def deliveries(self, info: Info[Context, Any]) -> list[Delivery]:
-        return await info.context.loaders.event_deliveries.load(self.id)
+        return await _loaders(info).event_deliveries.load(self.id)
 
 
 @strawberry.type
@@ -127,11 +127,11 @@ class Rule:
 
     @strawberry.field
     async def targets(self, info: Info[Context, Any]) -> list[Target]:
-        return await info.context.loaders.targets.load(self.rule_id)
+        return await _loaders(info).targets.load(self.rule_id)
 
     @strawberry.field  # events this rule delivered to its targets, newest first
     async def recent_events(self, info: Info[Context, Any], limit: int = 10) -> list[Event]:
-        return await info.context.loaders.rule_events.load((self.rule_id, _limit(limit)))
+        return await _loaders(info).rule_events.load((self.rule_id, _limit(limit)))
 
 
 @strawberry.type
@@ -150,7 +150,7 @@ class DeadLetter:
 
     @strawberry.field
     async def delivery(self, info: Info[Context, Any]) -> Delivery | None:
-        return await info.context.loaders.delivery.load(self.delivery_id)
+        return await _loaders(info).delivery.load(self.delivery_id)
 
 
 def _bus(row: models.EventBus, rule_count: int) -> Bus:
@@ -319,6 +319,10 @@ class BusLoaders:
             return [by_id.get(i) for i in delivery_ids]
 
         return await in_session(self.settings, work)
+
+
+def _loaders(info: Info[Context, Any]) -> BusLoaders:
+    return info.context.loaders(BusLoaders)
 
 
 def _grouped(keys: Sequence[str], pairs: Any) -> list[Any]:

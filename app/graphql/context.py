@@ -8,7 +8,7 @@ payload (browsers cannot set headers on a WebSocket), checked in ``on_ws_connect
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from fastapi import HTTPException
 from sqlalchemy.orm import Session
@@ -23,29 +23,31 @@ from app.config import Settings
 from app.db import get_database
 
 T = TypeVar("T")
-
-if TYPE_CHECKING:
-    from app.graphql.bus import BusLoaders
-    from app.graphql.iot import IotLoaders
-    from app.graphql.workflows import WorkflowLoaders
+L = TypeVar("L")
 
 
 class Context(BaseContext):
     """Settings, the key ring, the caller's key (``None`` until a WebSocket authenticates) and
-    the per-request dataloaders (a fresh cache for every request: no stale reads across them)."""
+    the per-request dataloaders (a fresh cache for every request: no stale reads across them).
+
+    Each domain's GraphQL module owns its loader class and asks for it with
+    ``context.loaders(BusLoaders)``: made on first use, one per class per context, so this
+    module knows no domain and a request builds only the loaders it uses."""
 
     def __init__(self, settings: Settings, keyring: KeyRing, key: AccessKey | None) -> None:
-        from app.graphql.bus import BusLoaders  # the bus module imports this one
-        from app.graphql.iot import IotLoaders
-        from app.graphql.workflows import WorkflowLoaders
-
         super().__init__()
         self.settings = settings
         self.keyring = keyring
         self.key = key
-        self.loaders: BusLoaders = BusLoaders(settings)
-        self.workflow_loaders: WorkflowLoaders = WorkflowLoaders(settings)
-        self.iot_loaders: IotLoaders = IotLoaders(settings)
+        self._loaders: dict[Callable[[Settings], object], object] = {}
+
+    def loaders(self, kind: Callable[[Settings], L]) -> L:
+        """This context's instance of the loader class ``kind`` (``kind(settings)`` the first
+        time)."""
+        found = self._loaders.get(kind)
+        if found is None:
+            found = self._loaders[kind] = kind(self.settings)
+        return cast(L, found)
 
 
 async def get_context(connection: HTTPConnection) -> Context:

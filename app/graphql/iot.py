@@ -13,7 +13,6 @@ stored by a worker process reaches every API process's subscribers.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -28,18 +27,18 @@ from strawberry.types import Info
 
 from app import realtime
 from app.config import Settings
-from app.db import utcnow
+from app.db import after_commit, utcnow
 from app.graphql.context import CanWrite, Context, IsAuthenticated, in_session
 from app.graphql.subscriptions import _count
-from app.iot import cooks
+from app.iot import cooks, probes
 from app.iot.alarms import service as alarms_service
 from app.iot.alarms.evaluate import eta_seconds
 from app.iot.alarms.models import ALARM_STATES
 from app.iot.alarms.models import Alarm as AlarmRow
 from app.iot.downsample import Bucket, buckets
-from app.iot.models import PROBE_ROLES, IngestDeadLetter
 from app.iot.models import Cook as CookRow
 from app.iot.models import Device as DeviceRow
+from app.iot.models import IngestDeadLetter
 from app.iot.models import Probe as ProbeRow
 
 MAX_LIMIT = 1000
@@ -350,16 +349,7 @@ class IotLoaders:
 
     async def _probes(self, device_ids: list[str]) -> list[list[Probe]]:
         def work(session: Session) -> list[list[Probe]]:
-            stalled = {
-                (device_id, probe_id)
-                for device_id, probe_id in session.execute(
-                    select(AlarmRow.device_id, AlarmRow.probe_id).where(
-                        AlarmRow.device_id.in_(device_ids),
-                        AlarmRow.kind == "stall",
-                        AlarmRow.cleared_at.is_(None),
-                    )
-                )
-            }
+            stalled = probes.stalled(session, device_ids)
             found: dict[str, list[Probe]] = defaultdict(list)
             rows = session.scalars(
                 select(ProbeRow)
@@ -400,8 +390,7 @@ class IotLoaders:
 
 
 def _loaders(info: Info[Context, Any]) -> IotLoaders:
-    loaders: IotLoaders = info.context.iot_loaders
-    return loaders
+    return info.context.loaders(IotLoaders)
 
 
 # --- queries ------------------------------------------------------------------------------
@@ -554,60 +543,17 @@ class IotQuery:
 # --- mutations ----------------------------------------------------------------------------
 
 
-def _checked_settings(values: ProbeSettingsInput) -> dict[str, Any]:
-    """The given fields, validated: a bad value changes nothing."""
-    given = {k: v for k, v in vars(values).items() if v is not strawberry.UNSET}
-    for key, value in given.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{key} must be a finite number")
-        if isinstance(value, float) and not -100.0 <= value <= 1000.0 and key != "pit_band_c":
-            raise ValueError(f"{key} must be between -100 and 1000 °C")
-    if "name" in given:
-        name = (given["name"] or "").strip()
-        if not 1 <= len(name) <= 200:
-            raise ValueError("name must be 1 to 200 characters")
-        given["name"] = name
-    if "role" in given and given["role"] not in PROBE_ROLES:
-        raise ValueError(f"role must be one of {', '.join(PROBE_ROLES)}")
-    if given.get("calibration_offset_c", 0.0) is None:
-        given["calibration_offset_c"] = 0.0
-    if abs(given.get("calibration_offset_c") or 0.0) > 20.0:
-        raise ValueError("calibrationOffsetC must be within ±20 °C")
-    band = given.get("pit_band_c")
-    if band is not None and not 0.0 < band <= 200.0:
-        raise ValueError("pitBandC must be above 0 and at most 200 °C")
-    return given
-
-
 async def resolve_update_probe(
     info: Info[Context, Any], device_id: strawberry.ID, probe_id: str, input: ProbeSettingsInput
 ) -> Probe:
     """Change a probe's name, role, calibration, target and thresholds; the next reading is
     judged against them."""
-    given = _checked_settings(input)
+    changes = {k: v for k, v in vars(input).items() if v is not strawberry.UNSET}
 
     def work(session: Session) -> Probe:
-        row = session.scalar(
-            select(ProbeRow).where(
-                ProbeRow.device_id == str(device_id), ProbeRow.probe_id == probe_id
-            )
-        )
-        if row is None:
-            raise LookupError(f"device {device_id} has no probe {probe_id!r}")
-        for key, value in given.items():
-            setattr(row, key, value)
-        if row.low_c is not None and row.high_c is not None and row.low_c >= row.high_c:
-            raise ValueError("lowC must be below highC")
-        session.flush()
-        stalled = session.scalar(
-            select(AlarmRow.id).where(
-                AlarmRow.device_id == row.device_id,
-                AlarmRow.probe_id == row.probe_id,
-                AlarmRow.kind == "stall",
-                AlarmRow.cleared_at.is_(None),
-            )
-        )
-        return _probe(row, stalled is not None)
+        row = probes.update_settings(session, str(device_id), probe_id, changes)
+        stalled = probes.stalled(session, [row.device_id])
+        return _probe(row, (row.device_id, row.probe_id) in stalled)
 
     return await in_session(info.context.settings, work)
 
@@ -615,14 +561,14 @@ async def resolve_update_probe(
 async def _alarm_action(info: Info[Context, Any], action: Any) -> Alarm:
     settings = info.context.settings
 
-    def work(session: Session) -> tuple[Alarm, dict[str, Any]]:
+    def work(session: Session) -> Alarm:
         row = action(session)
         session.flush()
-        return _alarm(row), alarms_service.alarm_message(row)
+        message = alarms_service.alarm_message(row)
+        after_commit(session).call(alarms_service.publish_alarm, settings, message)
+        return _alarm(row)
 
-    alarm, message = await in_session(settings, work)
-    alarms_service.publish_alarm(settings, message)  # after the commit
-    return alarm
+    return await in_session(settings, work)
 
 
 async def resolve_acknowledge_alarm(info: Info[Context, Any], id: int) -> Alarm:
@@ -639,12 +585,8 @@ async def resolve_start_cook(
     info: Info[Context, Any], device_id: strawberry.ID, name: str | None = None
 ) -> Cook:
     """Start a cook now, ending the one in progress (as FireBoard's "new session")."""
-    if name is not None and len(name) > 200:
-        raise ValueError("name must be at most 200 characters")
 
     def work(session: Session) -> Cook:
-        if session.get(DeviceRow, str(device_id)) is None:
-            raise LookupError(f"no device {device_id}")
         row = cooks.start_cook(session, str(device_id), utcnow(), name)
         session.flush()
         return _cook(row)

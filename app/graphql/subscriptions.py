@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from typing import Final, Protocol, TypeVar
 
 from prometheus_client import Gauge
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
-from app.db import get_database
+from app.graphql.context import in_session
 
 T = TypeVar("T")
 
@@ -52,16 +51,6 @@ def _count(field: str, delta: int) -> None:
     with _lock:
         ACTIVE[field] = ACTIVE.get(field, 0) + delta
     GAUGE.labels(field=field).inc(delta)
-
-
-async def in_session(settings: Settings, work: Callable[[Session], T]) -> T:
-    """Run ``work`` in one short transaction on a worker thread."""
-
-    def run() -> T:
-        with get_database(settings.sqlalchemy_url).session() as session:
-            return work(session)
-
-    return await run_in_threadpool(run)
 
 
 class Poller(Protocol[T]):

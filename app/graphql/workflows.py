@@ -28,8 +28,8 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from app.config import Settings
-from app.graphql.context import CanWrite, Context, IsAuthenticated
-from app.graphql.subscriptions import in_session, watch
+from app.graphql.context import CanWrite, Context, IsAuthenticated, in_session
+from app.graphql.subscriptions import watch
 from app.workflows import api as workflows_api
 from app.workflows import callbacks, errors, service
 from app.workflows import graph as workflow_graph
@@ -137,7 +137,7 @@ class Execution:
         self, info: Info[Context, Any], limit: int = 100, reverse: bool = False
     ) -> list[HistoryEvent]:
         key = (self.execution_id, _limit(limit), reverse)
-        return await info.context.workflow_loaders.history.load(key)
+        return await info.context.loaders(WorkflowLoaders).history.load(key)
 
 
 @strawberry.type

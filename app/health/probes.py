@@ -16,7 +16,7 @@ from kombu.connection import Connection
 
 from app.config import Settings
 from app.db import get_database
-from app.iot.connection import MqttEndpoint, probe
+from app.mqtt import MqttEndpoint, probe
 
 TIMEOUT = 2.0
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.iot.models import Cook
+from app.iot.models import Cook, Device
 
 
 def open_cook(session: Session, device_id: str) -> Cook | None:
@@ -114,7 +114,12 @@ def close_idle(session: Session, now: datetime, idle: timedelta) -> int:
 
 
 def start_cook(session: Session, device_id: str, now: datetime, name: str | None = None) -> Cook:
-    """Start a cook by hand; the open one, if any, ends now."""
+    """Start a cook by hand; the open one, if any, ends now. A name over 200 characters
+    (``ValueError``) or an unknown device (``LookupError``) changes nothing."""
+    if name is not None and len(name) > 200:
+        raise ValueError("name must be at most 200 characters")
+    if session.get(Device, device_id) is None:
+        raise LookupError(f"no device {device_id}")
     current = open_cook(session, device_id)
     if current is not None:
         _close(current, now, "manual")

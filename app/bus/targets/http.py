@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from app.bus.models import ApiDestination, Connection
 from app.bus.targets.base import DeliveryContext, TargetFailure
 from app.bus.transform import path_problem, select
-from app.workflows.asl.jsonpath import MISSING
+from app.common.jsonpath import MISSING
 
 ARN = re.compile(
     r"^arn:aws:events:[a-z0-9-]*:\d{12}:api-destination/([.\-_A-Za-z0-9]{1,64})(?:/([^/]+))?$"

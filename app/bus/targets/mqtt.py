@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.bus.targets.base import DeliveryContext, TargetFailure
-from app.iot.connection import BackgroundClient
+from app.mqtt import BackgroundClient
 
 PREFIX = "arn:smokehouse:mqtt:"
 TIMEOUT_SECONDS = 5.0

@@ -37,11 +37,11 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from app.bus.outbox import enqueue_deliveries
 from app.config import Settings
 from app.db import get_database, utcnow
-from app.iot.connection import MqttEndpoint
 from app.iot.ingest.batch import BatchResult, Incoming, write_batch
 from app.iot.ingest.metrics import BATCH_SECONDS, MESSAGES, REJECTED, RateLimitedLog
 from app.iot.ingest.protocol import speaks_v5
 from app.iot.settings import IotSettings
+from app.mqtt import MqttEndpoint
 
 log = logging.getLogger("smokehouse.iot.ingest")
 

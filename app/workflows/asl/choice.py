@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, TypeAlias
 
+from app.common.jsonpath import MISSING, JsonPath, parse
 from app.workflows.asl import errors
-from app.workflows.asl.jsonpath import MISSING, JsonPath, parse
 
 #: operator -> the kind of operand it takes
 OPERATORS: Final[dict[str, str]] = {

@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from app.common.jsonpath import MISSING, JsonPath, parse
 from app.workflows.asl import errors, paths
 from app.workflows.asl.choice import ChoiceBranch, choose, compile_choices, parse_timestamp
 from app.workflows.asl.errors import InvalidDefinition, StatesError
-from app.workflows.asl.jsonpath import MISSING, JsonPath, parse
 from app.workflows.asl.model import (
     Advance,
     CancelTask,

@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
+from app.common.jsonpath import MISSING, JsonPath, JsonPathError, json_equal, parse
 from app.workflows.asl import errors
-from app.workflows.asl.jsonpath import MISSING, JsonPath, JsonPathError, json_equal, parse
 
 
 class IntrinsicSyntaxError(ValueError):

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
+from app.common.jsonpath import MISSING, Child, Index, JsonPath, JsonPathError, parse
 from app.workflows.asl import errors, intrinsics
-from app.workflows.asl.jsonpath import MISSING, Child, Index, JsonPath, JsonPathError, parse
 
 #: 256 KiB, the Step Functions quota for a state's input/output and an execution's input.
 MAX_PAYLOAD_BYTES: Final = 256 * 1024

@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from app.common.jsonpath import JsonPath, parse
 from app.workflows.asl import errors
-from app.workflows.asl.jsonpath import JsonPath, parse
 
 DEFAULT_INTERVAL_SECONDS: Final = 1
 DEFAULT_MAX_ATTEMPTS: Final = 3

@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Final
 
+from app.common.jsonpath import JsonPathError, parse
 from app.workflows.asl import errors
 from app.workflows.asl.choice import OPERATORS, parse_timestamp
 from app.workflows.asl.errors import Diagnostic, InvalidDefinition
@@ -34,7 +35,6 @@ from app.workflows.asl.intrinsics import (
     looks_like_intrinsic,
     parse_intrinsic,
 )
-from app.workflows.asl.jsonpath import JsonPathError, parse
 from app.workflows.asl.paths import TemplateError, compile_template
 from app.workflows.asl.retry import (
     MAX_ATTEMPTS_LIMIT,

@@ -36,11 +36,11 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings, load_settings
 from app.db import get_database, utcnow
-from app.iot.connection import MqttEndpoint
 from app.iot.ingest.subscriber import Ingestor
 from app.iot.models import Device
 from app.iot.settings import IotSettings, load_iot_settings
 from app.migrate import upgrade
+from app.mqtt import MqttEndpoint
 from tests.integration.cli import cli_env, smokehouse_argv
 from tests.integration.workflows.stack import own_redis
 from tests.services import ROOT, mosquitto, postgres_database, wait_for

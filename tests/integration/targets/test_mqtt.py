@@ -17,7 +17,7 @@ from app.bus.targets import TargetFailure, adapter_for, validate_target
 from app.bus.targets import mqtt as mqtt_target
 from app.config import Settings
 from app.db import Database
-from app.iot.connection import MqttEndpoint, make_client
+from app.mqtt import MqttEndpoint, make_client
 from tests.integration.targets.conftest import EVENT, make_context
 from tests.services import free_port, mosquitto
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.common.jsonpath import parse
 from app.workflows.asl import errors
 from app.workflows.asl.errors import StatesError
-from app.workflows.asl.jsonpath import parse
 from app.workflows.asl.paths import (
     MAX_PAYLOAD_BYTES,
     Scope,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.workflows.asl.jsonpath import (
+from app.common.jsonpath import (
     MISSING,
     JsonPathError,
     is_path,

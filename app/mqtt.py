@@ -1,4 +1,9 @@
-"""Parse ``SMOKEHOUSE_MQTT_URL`` and build paho clients from it, so every MQTT user agrees."""
+"""Parse ``SMOKEHOUSE_MQTT_URL`` and build paho clients from it, so every MQTT user agrees.
+
+Shared plumbing, not IoT: ingest, the live fan-out (:mod:`app.realtime`), the bus's MQTT target
+and the health probes all connect through it, so it sits beside :mod:`app.db` where each can
+import it without importing another domain.
+"""
 
 from __future__ import annotations
 
