@@ -168,7 +168,7 @@ def worker(
     argv = [
         "worker",
         f"--queues={queues or ','.join(QUEUES)}",
-        f"--concurrency={concurrency or settings.worker_concurrency}",
+        f"--concurrency={concurrency or settings.worker.concurrency}",
         f"--loglevel={settings.log_level}",
         "--without-gossip",
         "--without-mingle",

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.config import ConfigError
+from app.config import ConfigError, Settings, load_settings
 
 HandlerFunction = Callable[[Any, "HandlerContext"], Any]
 
@@ -24,6 +24,13 @@ class HandlerContext:
     invocation_id: str
     attempt: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The caller's settings (bus delivery, workflow task, queue message); see ``app_settings``.
+    settings: Settings | None = None
+
+    def app_settings(self) -> Settings:
+        """The caller's settings, else read from the environment (which is what started a
+        worker process; only a caller that passes none pays for the read)."""
+        return self.settings if self.settings is not None else load_settings()
 
 
 class UnknownHandler(LookupError):

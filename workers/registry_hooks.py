@@ -30,7 +30,6 @@ from celery import signals
 
 from app.db import get_database, utcnow
 from app.scaling import registry
-from app.scaling.settings import load_scaling_settings
 
 log = logging.getLogger("smokehouse.scaling.worker")
 
@@ -94,12 +93,9 @@ class WorkerReporter:
 
     def start(self, app: Any, hostname: str, queues: list[str], concurrency: int) -> None:
         settings = app.conf.smokehouse_settings
-        scaling = load_scaling_settings()
-        self.interval = scaling.heartbeat_seconds
+        self.interval = settings.scaling.heartbeat_seconds
         self.database_url = settings.sqlalchemy_url
-        self.info = registry.WorkerInfo(
-            id=registry.new_worker_id(), queues=queues, concurrency=concurrency
-        )
+        self.info = registry.WorkerInfo.of(settings.worker, queues, concurrency)
         with get_database(self.database_url).session() as session:
             registry.register(session, self.info, utcnow())
         log.info("registered worker %s on %s", self.info.id, ",".join(queues))

@@ -20,7 +20,7 @@ from app.graphql.context import CanWrite, Context, IsAuthenticated, in_session
 from app.runners import manual
 from app.runners.models import LIVE_RUNNER_STATES, Runner, RunnerJob, RunnerJobEvent
 from app.runners.profiles import ContainerProfile, Ec2Profile, Profiles, load_profiles
-from app.runners.settings import load_runners_settings, profiles_path
+from app.runners.settings import profiles_path
 
 MAX_LIMIT = 500
 LOG_TAIL = 8192
@@ -238,7 +238,7 @@ async def resolve_ci_runners(
 
 def _profiles(info: Info[Context, Any]) -> Profiles:
     try:
-        return load_profiles(profiles_path(info.context.settings, load_runners_settings()))
+        return load_profiles(profiles_path(info.context.settings))
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
 

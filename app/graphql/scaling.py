@@ -20,7 +20,6 @@ from app.db import utcnow
 from app.graphql.context import CanWrite, Context, IsAuthenticated, in_session
 from app.graphql.subscriptions import watch
 from app.scaling import messages, models
-from app.scaling.settings import load_scaling_settings
 
 T = TypeVar("T")
 MAX_LIMIT = 500
@@ -116,7 +115,7 @@ async def resolve_workers(
     info: Info[Context, Any], queue: str | None = None, include_gone: bool = False
 ) -> list[Worker]:
     """Workers newest first; only live ones unless ``includeGone``."""
-    liveness = timedelta(seconds=load_scaling_settings().liveness_seconds)
+    liveness = timedelta(seconds=info.context.settings.scaling.liveness_seconds)
     now = utcnow()
 
     def work(session: Session) -> list[Worker]:

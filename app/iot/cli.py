@@ -28,10 +28,9 @@ def ingest(
 
     from app.heap import freeze_startup_heap
     from app.iot.ingest.subscriber import Ingestor
-    from app.iot.settings import load_iot_settings
 
     settings = command_settings()
-    iot = load_iot_settings()
+    iot = settings.iot
     if iot.metrics_port:
         start_http_server(iot.metrics_port, addr=settings.http_host)
     ingestor = Ingestor(settings, iot, client_id=client_id or None)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.cli_support import command_settings, fail, friendly_errors
 from app.config import Settings
-from app.iot.provisioning_settings import ProvisioningSettings, load_provisioning_settings
+from app.iot.provisioning_settings import ProvisioningSettings
 
 device_cli = typer.Typer(
     name="device",
@@ -41,7 +41,7 @@ def _settings() -> tuple[Settings, ProvisioningSettings]:
     from app.preflight import check_database
 
     settings = command_settings()
-    prov = load_provisioning_settings()
+    prov = settings.iot.provisioning
     check_database(settings)
     if settings.auto_migrate:
         logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -38,7 +38,7 @@ from app.iot.mosquitto import (
     reload_mosquitto,
     sync,
 )
-from app.iot.provisioning_settings import ProvisioningSettings, load_provisioning_settings
+from app.iot.provisioning_settings import ProvisioningSettings
 
 #: The device's own rule (device/ config): a single MQTT topic level.
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -152,7 +152,7 @@ def sync_auth_files(
     prov: ProvisioningSettings | None = None,
 ) -> SyncResult:
     """Rewrite the password and ACL files for the devices in this session's view of the table."""
-    prov = prov or load_provisioning_settings()
+    prov = prov or settings.iot.provisioning
     session.flush()
     logins = [DeviceLogin(device_id=d.id, username=d.mqtt_username) for d in list_devices(session)]
     try:
@@ -172,13 +172,12 @@ def provisioning_lock(
 ) -> contextlib.AbstractContextManager[None]:
     """Hold it around the whole transaction (read the devices, write the files, commit): two
     provisioning commands at once then never drop each other's user from the files."""
-    prov = prov or load_provisioning_settings()
+    prov = prov or settings.iot.provisioning
     return locked(prov.password_file(settings))
 
 
-def reload_if_configured(prov: ProvisioningSettings | None = None) -> int | None:
+def reload_if_configured(prov: ProvisioningSettings) -> int | None:
     """SIGHUP Mosquitto when ``SMOKEHOUSE_IOT_MOSQUITTO_PID_FILE`` is set; the pid, else None."""
-    prov = prov or load_provisioning_settings()
     if prov.mosquitto_pid_file is None:
         return None
     return reload_mosquitto(prov.mosquitto_pid_file)
@@ -211,7 +210,7 @@ def add_device(
     prov: ProvisioningSettings | None = None,
 ) -> Credentials:
     """Create the device with a fresh password and write it into Mosquitto's files."""
-    prov = prov or load_provisioning_settings()
+    prov = prov or settings.iot.provisioning
     name = " ".join(name.split())
     if not name:
         raise DeviceError("a device needs a name")
@@ -246,7 +245,7 @@ def home_assistant_credentials(
     settings: Settings, session: Session, *, prov: ProvisioningSettings | None = None
 ) -> Credentials:
     """A (new) password for Home Assistant's own MQTT user."""
-    prov = prov or load_provisioning_settings()
+    prov = prov or settings.iot.provisioning
     username = prov.home_assistant_username
     if session.scalar(select(Device.id).where(Device.mqtt_username == username)) is not None:
         raise DeviceError(f"{username!r} is a device's MQTT username")
@@ -263,7 +262,7 @@ def rotate_credentials(
     prov: ProvisioningSettings | None = None,
 ) -> Credentials:
     """A new password for the device; the old one stops working when Mosquitto reloads."""
-    prov = prov or load_provisioning_settings()
+    prov = prov or settings.iot.provisioning
     device = get_device(session, device_id)
     password = generate_password()
     sync_auth_files(settings, session, new_passwords={device.mqtt_username: password}, prov=prov)

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 import app
 from app.config import Settings
 from app.iot.models import Device, Probe
-from app.iot.provisioning_settings import ProvisioningSettings, load_provisioning_settings
+from app.iot.provisioning_settings import ProvisioningSettings
 
 log = logging.getLogger("smokehouse.iot.discovery")
 
@@ -133,7 +133,7 @@ def announce_device(
 ) -> int:
     """Publish the configs of ``probe_ids`` (default: every known probe) if the device opted in;
     how many were published. Raises :class:`DiscoveryError` if the broker didn't take them."""
-    prov = prov or load_provisioning_settings()
+    prov = prov or settings.iot.provisioning
     device = session.get(Device, device_id)
     if device is None or not device.home_assistant_discovery:
         return 0
@@ -153,7 +153,7 @@ def withdraw(
 ) -> int:
     """Empty retained payloads on the probes' config topics: HA deletes the entities and the
     broker forgets the retained configs. Raises :class:`DiscoveryError` like :func:`publish`."""
-    prov = prov or load_provisioning_settings()
+    prov = prov or settings.iot.provisioning
     messages = [(config_topic(device_id, p, prov.discovery_prefix), b"") for p in probe_ids]
     publish(settings, messages, prov.discovery_timeout_seconds)
     return len(messages)

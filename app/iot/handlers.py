@@ -1,29 +1,22 @@
 """Handlers the thermometer's workflows call (``arn:aws:states:::smokehouse:task:iot.*``).
 
-Handlers get no Settings: they read them from the environment once per process, as the worker
-that runs them was started with.
+Handlers read their settings from the context the caller gives them.
 """
 
 from __future__ import annotations
 
 import logging
-from functools import cache
 from typing import Any
 
 from app import realtime
-from app.config import Settings, load_settings
+from app.config import Settings
 from app.db import get_database
 from app.handlers import HandlerContext, handler
 from app.iot import discovery
 from app.iot.enrich import StoreResult, parse_messages, store_batch
-from app.iot.settings import IotSettings, iot_settings
+from app.iot.settings import IotSettings
 
 log = logging.getLogger("smokehouse.iot.enrich")
-
-
-@cache
-def _settings() -> Settings:
-    return load_settings()
 
 
 def enrich_and_store(settings: Settings, iot: IotSettings, payload: Any) -> StoreResult:
@@ -46,5 +39,6 @@ def enrich_and_store(settings: Settings, iot: IotSettings, payload: Any) -> Stor
 
 @handler("iot.enrich_and_store")
 def enrich_and_store_handler(payload: Any, context: HandlerContext) -> Any:
-    result = enrich_and_store(_settings(), iot_settings(), payload)
+    settings = context.app_settings()
+    result = enrich_and_store(settings, settings.iot, payload)
     return {"messages": result.messages, "rows": result.rows, "skipped": result.skipped}

@@ -20,46 +20,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr
 
-from app.config import ConfigError
+from app.config import load_section
+from app.config.runners import GitLabSettings
 
 log = logging.getLogger("smokehouse.runners.gitlab")
 
-PREFIX = "SMOKEHOUSE_GITLAB_"
 RUNNER_TYPES = ("instance_type", "group_type", "project_type")
 
 
-class GitLabSettings(BaseSettings):
-    """Where the GitLab API is and how to authenticate (``SMOKEHOUSE_GITLAB_*``)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=PREFIX, env_file=".env", extra="ignore", frozen=True
-    )
-
-    url: str | None = Field(default=None, description="GitLab base URL, e.g. https://gitlab.com")
-    api_token: SecretStr | None = Field(default=None, description="Sent as PRIVATE-TOKEN.")
-    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        value = value.strip()
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
-
-
 def load_gitlab_settings(**overrides: object) -> GitLabSettings:
-    try:
-        return GitLabSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "settings"
-        raise ConfigError(PREFIX + field.upper(), str(error["msg"])) from None
+    """The ``SMOKEHOUSE_GITLAB_*`` section alone (tests, tools); code with Settings in hand
+    reads ``settings.gitlab``."""
+    return load_section(GitLabSettings, **overrides)
 
 
 class GitLabError(Exception):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from app.config import Settings
 from app.db import get_database, utcnow
 from app.handlers import HandlerContext, handler
 from app.runners import lifecycle
@@ -26,22 +27,20 @@ from app.runners.profiles import (
     render_user_data,
     run_instances_params,
 )
-from app.runners.settings import process_settings, profiles_path
+from app.runners.settings import profiles_path
 from app.runners.transitions import JobFacts, is_terminal, job_facts
 from app.runners.webhook import DEFAULT_INSTANCE
 
 log = logging.getLogger("smokehouse.runners")
 
 
-def _database() -> Any:
-    settings, _ = process_settings()
+def _database(settings: Settings) -> Any:
     return get_database(settings.sqlalchemy_url)
 
 
-def current_profiles() -> Profiles:
+def current_profiles(settings: Settings) -> Profiles:
     """Read on every use, so an edited profiles file applies without a restart."""
-    settings, runners = process_settings()
-    return load_profiles(profiles_path(settings, runners))
+    return load_profiles(profiles_path(settings))
 
 
 def _event(payload: Any) -> tuple[str, JobFacts, dict[str, Any], str | None]:
@@ -56,11 +55,11 @@ def _event(payload: Any) -> tuple[str, JobFacts, dict[str, Any], str | None]:
     return gitlab, facts, detail, event_id
 
 
-def _job_tags(facts: JobFacts, profiles: Profiles) -> tuple[list[str], str]:
+def _job_tags(settings: Settings, facts: JobFacts, profiles: Profiles) -> tuple[list[str], str]:
     """The job's own tags from GitLab, else the configured project/job-name map."""
     from app.runners.gitlab import gitlab_client
 
-    client = gitlab_client()
+    client = gitlab_client(settings.gitlab)
     if client is not None:
         try:
             tags = client.job_tags(facts.project_id, facts.job_id)
@@ -71,11 +70,13 @@ def _job_tags(facts: JobFacts, profiles: Profiles) -> tuple[list[str], str]:
     return profiles.fallback_tags(facts.project_id, facts.project_path, facts.job_name), "map"
 
 
-def _register(profile: Ec2Profile | ContainerProfile, name: str, project_id: int) -> str:
+def _register(
+    settings: Settings, profile: Ec2Profile | ContainerProfile, name: str, project_id: int
+) -> str:
     """Create the ephemeral GitLab runner; returns its token ("" without a GitLab API)."""
     from app.runners.gitlab import gitlab_client
 
-    client = gitlab_client()
+    client = gitlab_client(settings.gitlab)
     if client is None:
         log.warning("SMOKEHOUSE_GITLAB_URL is unset: runner %s gets no runner token", name)
         return ""
@@ -90,27 +91,28 @@ def _register(profile: Ec2Profile | ContainerProfile, name: str, project_id: int
         )
     finally:
         client.close()
-    with _database().session() as session:
+    with _database(settings).session() as session:
         runner = session.get(Runner, name, with_for_update=True)
         previous = runner.gitlab_runner_id if runner is not None else None
         if runner is not None:
             runner.gitlab_runner_id = created.id
     if previous is not None and previous != created.id:
-        _forget_gitlab_runner(previous)  # a retried start: its token is gone with its attempt
+        _forget_gitlab_runner(
+            settings, previous
+        )  # a retried start: its token is gone with its attempt
     return created.token
 
 
-def _gitlab_url() -> str:
-    from app.runners.gitlab import load_gitlab_settings
-
-    return load_gitlab_settings().url or ""
+def _gitlab_url(settings: Settings) -> str:
+    return settings.gitlab.url or ""
 
 
 @handler("runners.record-job")
 def record_job(payload: Any, context: HandlerContext) -> Any:
     """Bus target for every Job Hook: the job's status timeline and who is running it."""
+    settings = context.app_settings()
     gitlab, facts, detail, event_id = _event(payload)
-    with _database().session() as session:
+    with _database(settings).session() as session:
         job = lifecycle.record(session, gitlab, facts, utcnow(), event_id=event_id, payload=detail)
         return {"job": job.job_id, "status": job.status}
 
@@ -121,17 +123,18 @@ def plan_start(payload: Any, context: HandlerContext) -> Any:
 
     Returns ``{"action": "ec2", "runner", "launch", "option"}``, ``{"action": "container",
     "runner", "token"}``, or ``{"action": "skip", "reason"}``."""
+    settings = context.app_settings()
     gitlab, facts, detail, event_id = _event(payload)
-    _, runners = process_settings()
+    runners = settings.runners
     owner = str(context.extra.get("execution_arn") or context.invocation_id)
-    profiles = current_profiles()
-    database = _database()
+    profiles = current_profiles(settings)
+    database = _database(settings)
     with database.session() as session:
         job = lifecycle.record(session, gitlab, facts, utcnow(), event_id=event_id, payload=detail)
         known = (list(job.tags), job.tags_source or "map") if job.tags is not None else None
         if is_terminal(job.status):
             return {"action": "skip", "reason": f"job already {job.status}"}
-    tags, source = known if known is not None else _job_tags(facts, profiles)
+    tags, source = known if known is not None else _job_tags(settings, facts, profiles)
     with database.session() as session:
         locked = lifecycle.lock_job(session, gitlab, facts.job_id)
         assert locked is not None
@@ -154,7 +157,7 @@ def plan_start(payload: Any, context: HandlerContext) -> Any:
         return {"action": "skip", "reason": reservation.reason}
     name, profile = reservation.runner, profiles.profiles[reservation.profile]
     try:
-        token = _register(profile, name, facts.project_id)
+        token = _register(settings, profile, name, facts.project_id)
     except Exception as exc:  # GitLab refused or is down: reported; reconcile retries
         with database.session() as session:
             runner = session.get(Runner, name, with_for_update=True)
@@ -165,7 +168,7 @@ def plan_start(payload: Any, context: HandlerContext) -> Any:
         return {"action": "container", "runner": name, "token": token}
     option = launch_options(profile)[0]
     values = {
-        "gitlab_url": _gitlab_url(),
+        "gitlab_url": _gitlab_url(settings),
         "runner_token": token,
         "runner_name": name,
         "job_id": facts.job_id,
@@ -194,9 +197,10 @@ def plan_start(payload: Any, context: HandlerContext) -> Any:
 @handler("runners.launched")
 def launched(payload: Any, context: HandlerContext) -> Any:
     """RunInstances answered: record the instance; ``terminate`` when its job already ended."""
+    settings = context.app_settings()
     name = str(payload["runner"])
     instance = payload["instance"]
-    with _database().session() as session:
+    with _database(settings).session() as session:
         stop = lifecycle.launched(
             session,
             name,
@@ -214,11 +218,12 @@ def launched(payload: Any, context: HandlerContext) -> Any:
 def launch_failed(payload: Any, context: HandlerContext) -> Any:
     """RunInstances failed: the next instance type / on-demand for capacity errors, else the
     runner is marked failed (reported on the job; reconcile retries while attempts last)."""
+    settings = context.app_settings()
     name = str(payload["runner"])
     error = payload.get("error") or {}
     cause = f"{error.get('Error', '')}: {error.get('Cause', '')}"
-    profiles = current_profiles()
-    with _database().session() as session:
+    profiles = current_profiles(settings)
+    with _database(settings).session() as session:
         runner = session.get(Runner, name, with_for_update=True)
         if runner is None:
             return {"retry": False, "reason": "runner gone"}
@@ -247,16 +252,16 @@ def launch_failed(payload: Any, context: HandlerContext) -> Any:
             }
         lifecycle.fail_start(session, runner, cause[:2000], utcnow())
         gitlab_runner = runner.gitlab_runner_id
-    _forget_gitlab_runner(gitlab_runner)
+    _forget_gitlab_runner(settings, gitlab_runner)
     return {"retry": False, "reason": cause[:2000]}
 
 
-def _forget_gitlab_runner(runner_id: int | None) -> None:
+def _forget_gitlab_runner(settings: Settings, runner_id: int | None) -> None:
     if runner_id is None:
         return
     from app.runners.gitlab import gitlab_client
 
-    client = gitlab_client()
+    client = gitlab_client(settings.gitlab)
     if client is None:
         return
     try:
@@ -270,11 +275,12 @@ def _forget_gitlab_runner(runner_id: int | None) -> None:
 @handler("runners.start-container")
 def start_container(payload: Any, context: HandlerContext) -> Any:
     """Start the job's runner container (idempotent by name) and record it."""
+    settings = context.app_settings()
     from app.runners.containers import ContainerRunners
 
     name, token = str(payload["runner"]), str(payload.get("token") or "")
-    profiles = current_profiles()
-    with _database().session() as session:
+    profiles = current_profiles(settings)
+    with _database(settings).session() as session:
         runner = session.get(Runner, name)
         if runner is None:
             return {"started": False, "reason": "runner gone"}
@@ -284,27 +290,28 @@ def start_container(payload: Any, context: HandlerContext) -> Any:
         job_id, project_id = job.job_id, job.project_id
     if not isinstance(profile, ContainerProfile):
         raise ValueError(f"profile {runner.profile!r} is not a container profile any more")
-    spec = container_spec(profile, name, runner.profile, job_id, project_id, token)
+    spec = container_spec(settings, profile, name, runner.profile, job_id, project_id, token)
     engine = ContainerRunners()
     try:
         try:
             started = engine.start(spec)
         except Exception as exc:
-            with _database().session() as session:
+            with _database(settings).session() as session:
                 row = session.get(Runner, name, with_for_update=True)
                 if row is not None:
                     lifecycle.fail_start(session, row, f"container: {exc}", utcnow())
             raise
-        with _database().session() as session:
+        with _database(settings).session() as session:
             stop = lifecycle.launched(session, name, started.id, utcnow())
         if stop:
-            _stop_container(engine, name)
+            _stop_container(settings, engine, name)
     finally:
         engine.close()
     return {"started": True, "container": started.id, "stopped": stop}
 
 
 def container_spec(
+    settings: Settings,
     profile: ContainerProfile,
     name: str,
     profile_name: str,
@@ -315,7 +322,7 @@ def container_spec(
     from app.runners.containers import ContainerSpec
 
     environment = {
-        "CI_SERVER_URL": _gitlab_url(),
+        "CI_SERVER_URL": _gitlab_url(settings),
         "CI_SERVER_TOKEN": token,
         "RUNNER_NAME": name,
         "RUNNER_EXECUTOR": "shell",
@@ -342,9 +349,9 @@ def container_spec(
     )
 
 
-def _stop_container(engine: Any, name: str) -> None:
+def _stop_container(settings: Settings, engine: Any, name: str) -> None:
     logs = engine.stop(name)
-    with _database().session() as session:
+    with _database(settings).session() as session:
         row = session.get(Runner, name, with_for_update=True)
         if row is not None:
             if logs is not None:
@@ -355,8 +362,9 @@ def _stop_container(engine: Any, name: str) -> None:
 @handler("runners.plan-stop")
 def plan_stop(payload: Any, context: HandlerContext) -> Any:
     """A job finished: record it and say which runners to stop (EC2 instance ids apart)."""
+    settings = context.app_settings()
     gitlab, facts, _, event_id = _event(payload)
-    with _database().session() as session:
+    with _database(settings).session() as session:
         now = utcnow()
         job = lifecycle.record(session, gitlab, facts, now, event_id=event_id)
         return lifecycle.plan_stop(session, job, facts, now).as_dict()
@@ -366,10 +374,11 @@ def plan_stop(payload: Any, context: HandlerContext) -> Any:
 def stopped(payload: Any, context: HandlerContext) -> Any:
     """After TerminateInstances (or for containers, here): stop containers with their logs,
     delete the GitLab runners, mark the runners terminated, then wake jobs waiting for a slot."""
+    settings = context.app_settings()
     names = [str(n) for n in payload.get("runners") or []]
     containers: list[str] = []
     gitlab_runners: list[int] = []
-    with _database().session() as session:
+    with _database(settings).session() as session:
         for name in names:
             runner = session.get(Runner, name)
             if runner is None:
@@ -386,14 +395,13 @@ def stopped(payload: Any, context: HandlerContext) -> Any:
         engine = ContainerRunners()
         try:
             for name in containers:
-                _stop_container(engine, name)
+                _stop_container(settings, engine, name)
                 done.append(name)
         finally:
             engine.close()
     for runner_id in gitlab_runners:
-        _forget_gitlab_runner(runner_id)
+        _forget_gitlab_runner(settings, runner_id)
     from app.runners.reconcile import wake_waiting
 
-    settings, _ = process_settings()
-    woken = wake_waiting(settings, current_profiles())
+    woken = wake_waiting(settings, current_profiles(settings))
     return {"terminated": done, "woken": woken}

@@ -7,21 +7,14 @@ beyond). 200 with the bus event id, or ``{"duplicate": true}`` for a delivery al
 
 from __future__ import annotations
 
-from functools import cache
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.runners.batcher import batcher_for
-from app.runners.settings import RunnersSettings, load_runners_settings, webhook_tokens
+from app.runners.settings import webhook_tokens
 from app.runners.webhook import WebhookRejected, prepare, token_matches
 
 router = APIRouter(tags=["runners"])
-
-
-@cache
-def _runners_settings() -> RunnersSettings:
-    return load_runners_settings()
 
 
 def _refuse(status: int, reason: str) -> JSONResponse:
@@ -52,7 +45,7 @@ async def gitlab_webhook(request: Request) -> JSONResponse:
         return _refuse(503, "no webhook token is configured (SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN)")
     if not token_matches(request.headers.get("x-gitlab-token"), tokens):
         return _refuse(401, "missing or wrong X-Gitlab-Token")
-    limit = _runners_settings().webhook_max_bytes
+    limit = settings.runners.webhook_max_bytes
     body = await _body(request, limit)
     if body is None:
         return _refuse(413, f"the payload is over {limit} bytes")

@@ -42,7 +42,7 @@ from app.scaling.depth import QueueDepth, probe
 from app.scaling.models import ScalingDecision, ScalingQueue, ScalingWorker
 from app.scaling.policy import Decision, Observation, PolicyState, decide
 from app.scaling.recovery import restore
-from app.scaling.settings import ScalingSettings, load_scaling_settings
+from app.scaling.settings import ScalingSettings, policy_config
 
 log = logging.getLogger("smokehouse.scaling")
 
@@ -132,7 +132,7 @@ class Autoscaler:
         self.database = database or get_database(settings.sqlalchemy_url)
         self.probe: Probe = depth_probe or (lambda url, queues: probe(url, queues))
         self.publish = publish
-        self.policy = scaling.policy(settings.worker_concurrency)
+        self.policy = policy_config(scaling, settings.worker.concurrency)
         self.liveness = timedelta(seconds=scaling.liveness_seconds)
 
     @classmethod
@@ -141,7 +141,7 @@ class Autoscaler:
     ) -> Autoscaler:
         from app.scaling.backends import create_backend
 
-        scaling = scaling or load_scaling_settings()
+        scaling = scaling or settings.scaling
         return cls(settings, scaling, create_backend(settings, scaling))
 
     # -- 1. reap ---------------------------------------------------------------------------------
@@ -287,7 +287,7 @@ class Autoscaler:
                     session,
                     started.id,
                     queues=[outcome.queue],
-                    concurrency=self.settings.worker_concurrency,
+                    concurrency=self.settings.worker.concurrency,
                     backend=self.backend.name,
                     backend_ref=started.backend_ref,
                     now=now,

@@ -283,6 +283,7 @@ def run(settings: Settings, message_id: str) -> Any:
             "message_id": claimed.id,
             **({"task_token": claimed.task_token} if claimed.mode == "async" else {}),
         },
+        settings=settings,
     )
     try:
         result = handlers.get(claimed.handler)(claimed.payload, context)

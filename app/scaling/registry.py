@@ -22,17 +22,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.config import WorkerSettings
 from app.scaling.models import ScalingWorker
 
 LIVE_STATES = ("starting", "idle", "busy", "draining")
 
 
-def new_worker_id() -> str:
+def new_worker_id(worker: WorkerSettings) -> str:
     """``<host>-<pid>-<random>``: readable in logs, unique across restarts and machines.
     A backend that starts the worker may choose the id itself (``SMOKEHOUSE_WORKER_ID``)."""
-    chosen = os.environ.get("SMOKEHOUSE_WORKER_ID")
-    if chosen:
-        return chosen
+    if worker.id:
+        return worker.id
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
@@ -69,10 +69,19 @@ class WorkerInfo:
     concurrency: int
     hostname: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
-    backend: str = field(default_factory=lambda: os.environ.get("SMOKEHOUSE_WORKER_BACKEND", ""))
-    backend_ref: str | None = field(
-        default_factory=lambda: os.environ.get("SMOKEHOUSE_WORKER_BACKEND_REF")
-    )
+    backend: str = ""
+    backend_ref: str | None = None
+
+    @classmethod
+    def of(cls, worker: WorkerSettings, queues: Sequence[str], concurrency: int) -> WorkerInfo:
+        """This process, as ``settings.worker`` says its backend started it."""
+        return cls(
+            id=new_worker_id(worker),
+            queues=queues,
+            concurrency=concurrency,
+            backend=worker.backend,
+            backend_ref=worker.backend_ref,
+        )
 
 
 def register(session: Session, info: WorkerInfo, now: datetime) -> ScalingWorker:

@@ -1,71 +1,26 @@
-"""Scaling settings (``SMOKEHOUSE_SCALING_*``), kept beside the domain that reads them.
-
-They live apart from ``app.config.Settings`` so the autoscaler's knobs can grow without touching
-the shared settings; like those, a bad value stops the process with one line naming it.
-"""
+"""Scaling settings: ``settings.scaling`` (:class:`app.config.scaling.ScalingSettings`,
+``SMOKEHOUSE_SCALING_*``), and the policy's :class:`PolicyConfig` made from them."""
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from app.config import ConfigError
+from app.config import load_section
+from app.config.scaling import PREFIX, Backend, ScalingSettings
 from app.scaling.policy import PolicyConfig
 
-PREFIX = "SMOKEHOUSE_SCALING_"
-Backend = Literal["none", "process", "docker", "kubernetes"]
+__all__ = ["PREFIX", "Backend", "ScalingSettings", "load_scaling_settings", "policy_config"]
 
 
-class ScalingSettings(BaseSettings):
-    """Worker registry and autoscaler configuration."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=PREFIX, env_file=".env", extra="ignore", frozen=True
+def policy_config(scaling: ScalingSettings, concurrency: int) -> PolicyConfig:
+    return PolicyConfig(
+        min_workers=scaling.min_workers,
+        max_workers=max(scaling.max_workers, scaling.min_workers, 1),
+        concurrency=concurrency,
+        target_backlog_per_worker=scaling.target_backlog_per_worker,
+        target_latency_seconds=scaling.target_latency_seconds,
+        stabilization_seconds=scaling.stabilization_seconds,
+        idle_cooldown_seconds=scaling.idle_cooldown_seconds,
     )
-
-    liveness_seconds: float = Field(
-        default=30.0, gt=0, description="A worker is alive while its heartbeat is younger."
-    )
-    heartbeat_seconds: float = Field(default=5.0, gt=0, description="Worker heartbeat interval.")
-    interval_seconds: float = Field(default=10.0, gt=0, description="Autoscaler loop period.")
-    backend: Backend = Field(default="none", description="Who starts and stops workers.")
-    queues: str = Field(default="default", description="Comma-separated queues to autoscale.")
-    min_workers: int = Field(default=0, ge=0)
-    max_workers: int = Field(default=4, ge=1)
-    target_backlog_per_worker: float | None = Field(default=None, gt=0)
-    target_latency_seconds: float | None = Field(default=None, gt=0)
-    stabilization_seconds: float = Field(default=300.0, ge=0)
-    idle_cooldown_seconds: float = Field(default=300.0, ge=0)
-    message_sweep_grace_seconds: float = Field(
-        default=60.0, gt=0, description="A queued message not picked up this long is re-sent."
-    )
-    docker_image: str = Field(default="smokehouse:latest")
-    docker_network: str | None = None
-    kubernetes_namespace: str = "default"
-    kubernetes_deployment: str = "smokehouse-worker"
-
-    @property
-    def queue_list(self) -> list[str]:
-        return [q.strip() for q in self.queues.split(",") if q.strip()]
-
-    def policy(self, concurrency: int) -> PolicyConfig:
-        return PolicyConfig(
-            min_workers=self.min_workers,
-            max_workers=max(self.max_workers, self.min_workers, 1),
-            concurrency=concurrency,
-            target_backlog_per_worker=self.target_backlog_per_worker,
-            target_latency_seconds=self.target_latency_seconds,
-            stabilization_seconds=self.stabilization_seconds,
-            idle_cooldown_seconds=self.idle_cooldown_seconds,
-        )
 
 
 def load_scaling_settings(**overrides: object) -> ScalingSettings:
-    try:
-        return ScalingSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "settings"
-        raise ConfigError(PREFIX + field.upper(), str(error["msg"])) from None
+    return load_section(ScalingSettings, **overrides)

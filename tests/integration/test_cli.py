@@ -43,6 +43,16 @@ def test_bad_url_scheme(tmp_path: Path) -> None:
     assert_one_line_error(result, "SMOKEHOUSE_BROKER_URL")
 
 
+@pytest.mark.parametrize("command", ["run", "config", "worker", "scheduler", "api", "migrate"])
+def test_a_bad_section_value_stops_every_command_at_once(tmp_path: Path, command: str) -> None:
+    """The whole settings tree is read at start: a bad scaling value does not wait for the
+    autoscaler to fail; nothing is started (no data dir, no database)."""
+    result = run_cli(command, cwd=tmp_path, timeout=30, scaling_max_workers="abc")
+    line = assert_one_line_error(result, "SMOKEHOUSE_SCALING_MAX_WORKERS")
+    assert line.endswith("Input should be a valid integer, unable to parse string as an integer")
+    assert not (tmp_path / ".smokehouse").exists()
+
+
 def test_unreachable_database(tmp_path: Path) -> None:
     result = run_cli(
         "migrate", cwd=tmp_path, database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/x"

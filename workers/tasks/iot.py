@@ -10,7 +10,6 @@ from celery import shared_task
 
 from app.db import get_database, utcnow
 from app.iot import cooks, readings
-from app.iot.settings import iot_settings
 from workers.celery_app import settings_of
 
 log = logging.getLogger("smokehouse.iot")
@@ -22,7 +21,7 @@ MAX_PURGE_ROUNDS = 50
 @shared_task(name="iot.close_idle_cooks", bind=True)
 def close_idle_cooks(self: Any) -> int:
     settings = settings_of(self.app)
-    idle = timedelta(seconds=iot_settings().cook_idle_seconds)
+    idle = timedelta(seconds=settings.iot.cook_idle_seconds)
     with get_database(settings.sqlalchemy_url).session() as session:
         closed = cooks.close_idle(session, utcnow(), idle)
     if closed:
@@ -33,7 +32,7 @@ def close_idle_cooks(self: Any) -> int:
 @shared_task(name="iot.purge", bind=True)
 def purge(self: Any) -> dict[str, int]:
     settings = settings_of(self.app)
-    iot = iot_settings()
+    iot = settings.iot
     database = get_database(settings.sqlalchemy_url)
     total: dict[str, int] = {}
     for _ in range(MAX_PURGE_ROUNDS):

@@ -8,7 +8,7 @@ from typing import Any
 from app.db import get_database, utcnow
 from app.iot.alarms import notify, service
 from app.iot.alarms.models import Alarm
-from app.iot.alarms.settings import alarm_settings
+from app.iot.alarms.settings import alarm_config
 from app.iot.models import Device
 from workers.celery_app import celery_app, settings_of
 
@@ -47,7 +47,7 @@ def sweep_offline() -> int:
     settings = settings_of(celery_app)
     now = utcnow()
     with get_database(settings.sqlalchemy_url).session() as session:
-        changes = service.sweep_offline(session, now, alarm_settings().config())
+        changes = service.sweep_offline(session, now, alarm_config(settings.iot.alarms))
         unsent = service.unsent_notifications(session, now)
     service.announce(settings, changes)
     service.enqueue_notifications(settings, unsent)  # lost between a commit and its enqueue

@@ -16,7 +16,7 @@ def reconcile(self: Any) -> dict[str, Any]:
 
     from app.runners.handlers import current_profiles
     from app.runners.reconcile import reconcile as reconcile_once
-    from app.runners.settings import load_runners_settings
 
-    report = reconcile_once(settings_of(self.app), load_runners_settings(), current_profiles())
+    settings = settings_of(self.app)
+    report = reconcile_once(settings, settings.runners, current_profiles(settings))
     return asdict(report)

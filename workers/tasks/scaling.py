@@ -29,6 +29,7 @@ def handle(
         invocation_id=str(self.request.id),
         attempt=int(self.request.retries or 0) + 1,
         extra={"queue": (self.request.delivery_info or {}).get("routing_key")},
+        settings=settings_of(celery_app),
     )
     return handlers.get(handler_name)(payload, context)
 
@@ -40,19 +41,17 @@ def autoscale() -> int:
     Skipped with the ``process`` backend: local workers must be children of the long-lived
     ``smokehouse scaling run`` loop, not of whichever worker ran this task."""
     from app.scaling.autoscaler import Autoscaler
-    from app.scaling.settings import load_scaling_settings
 
-    scaling = load_scaling_settings()
-    if scaling.backend == "process":
+    settings = settings_of(celery_app)
+    if settings.scaling.backend == "process":
         return 0
-    return len(Autoscaler.from_settings(settings_of(celery_app), scaling).run_once())
+    return len(Autoscaler.from_settings(settings).run_once())
 
 
 @celery_app.task(name="scaling.sweep_messages", ignore_result=True)
 def sweep_messages() -> int:
     """Enqueue again the work-queue messages the broker never delivered; returns how many."""
     from app.scaling import messages
-    from app.scaling.settings import load_scaling_settings
 
-    grace = load_scaling_settings().message_sweep_grace_seconds
-    return messages.sweep(settings_of(celery_app), grace)
+    settings = settings_of(celery_app)
+    return messages.sweep(settings, settings.scaling.message_sweep_grace_seconds)

@@ -31,7 +31,9 @@ class HandlerTarget:
             function = handlers.get(name)
         except UnknownHandler as exc:
             raise TargetFailure(str(exc), retryable=False, code="UnknownHandler") from None
-        invocation = HandlerContext(name, context.delivery_id, context.attempt)
+        invocation = HandlerContext(
+            name, context.delivery_id, context.attempt, settings=context.settings
+        )
         try:
             argument: Any = json.loads(payload)
         except ValueError:  # a plain-text InputTemplate ("<instance> is in state <status>")

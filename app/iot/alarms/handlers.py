@@ -7,26 +7,12 @@ changes nothing (the evaluator skips readings it has seen).
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
-from app.config import Settings, load_settings
 from app.db import get_database, utcnow
 from app.handlers import HandlerContext, handler
 from app.iot.alarms import service
-from app.iot.alarms.settings import alarm_settings
-
-
-@cache
-def _process_settings() -> Settings:
-    return load_settings()
-
-
-def _settings(context: HandlerContext) -> Settings:
-    """The caller's settings when the runner passes them, else the process's (a worker's
-    settings come from the same environment)."""
-    given = context.extra.get("settings")
-    return given if isinstance(given, Settings) else _process_settings()
+from app.iot.alarms.settings import alarm_config
 
 
 def _summary(changes: list[service.AlarmChange]) -> dict[str, int]:
@@ -41,10 +27,10 @@ def telemetry(payload: Any, context: HandlerContext) -> dict[str, int]:
     """``{"messages": [...]}`` of a Telemetry Batch event's detail."""
     if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
         raise ValueError('expected {"messages": [...]} (a Telemetry Batch detail)')
-    settings = _settings(context)
+    settings = context.app_settings()
     with get_database(settings.sqlalchemy_url).session() as session:
         changes = service.process_telemetry(
-            session, payload["messages"], utcnow(), alarm_settings().config()
+            session, payload["messages"], utcnow(), alarm_config(settings.iot.alarms)
         )
     service.announce(settings, changes)
     return _summary(changes)
@@ -55,7 +41,7 @@ def device_status(payload: Any, context: HandlerContext) -> dict[str, int]:
     """``{"device_id", "status", "received_at"}`` of a Device Status event's detail."""
     if not isinstance(payload, dict) or not {"device_id", "status"} <= payload.keys():
         raise ValueError('expected {"device_id", "status", "received_at"}')
-    settings = _settings(context)
+    settings = context.app_settings()
     now = utcnow()
     received_at = service.parse_time(payload.get("received_at") or now.isoformat(), "received_at")
     with get_database(settings.sqlalchemy_url).session() as session:
@@ -65,7 +51,7 @@ def device_status(payload: Any, context: HandlerContext) -> dict[str, int]:
             str(payload["status"]),
             received_at,
             now,
-            alarm_settings().config(),
+            alarm_config(settings.iot.alarms),
         )
     service.announce(settings, changes)
     return _summary(changes)

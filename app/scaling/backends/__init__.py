@@ -13,7 +13,7 @@ def create_backend(settings: Settings, scaling: ScalingSettings) -> Backend:
         from app.scaling.backends.process import ProcessBackend
 
         return ProcessBackend(
-            concurrency=settings.worker_concurrency, log_dir=settings.data_dir / "workers"
+            concurrency=settings.worker.concurrency, log_dir=settings.data_dir / "workers"
         )
     if scaling.backend == "docker":
         from app.scaling.backends.docker import DockerBackend
@@ -28,7 +28,7 @@ def create_backend(settings: Settings, scaling: ScalingSettings) -> Backend:
         options = {"network": scaling.docker_network} if scaling.docker_network else {}
         return DockerBackend(
             image=scaling.docker_image,
-            concurrency=settings.worker_concurrency,
+            concurrency=settings.worker.concurrency,
             environment=environment,
             run_options=options,
         )

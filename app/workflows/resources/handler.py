@@ -54,6 +54,7 @@ class HandlerResource:
                 "state_name": call.state_name,
                 "task_token": call.token,
             },
+            settings=call.settings,
         )
         try:
             result = function(call.parameters, context)

@@ -173,9 +173,6 @@ def runners(
         }
         for name, value in worker_env.items():  # the API and reconcile in this process too
             patch.setenv(name, value)
-        from app.runners.settings import process_settings
-
-        process_settings.cache_clear()
         with stack(
             request.param,
             tmp,
@@ -184,7 +181,6 @@ def runners(
             access_keys=f"{KEY_ID}:{KEY_SECRET}:admin,AKVIEWER:{VIEWER_SECRET}:viewer",
         ) as built:
             yield RunnerStack(built, gitlab, boto3.client("ec2"))
-        process_settings.cache_clear()
 
 
 @pytest.fixture

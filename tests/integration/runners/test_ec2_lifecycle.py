@@ -127,7 +127,8 @@ def test_reconcile_terminates_the_instance_of_a_lost_finish_event(
     runners: RunnerStack, job_id: int
 ) -> None:
     instance = runners.start(job_id)
-    settings, profiles = runners.stack.settings, current_profiles()
+    settings = runners.stack.settings
+    profiles = current_profiles(settings)
     # The job's success webhook never arrives: nothing changes until the profile's max lifetime.
     report = reconcile(settings, load_runners_settings(), profiles, ec2=runners.ec2)
     assert instance["InstanceId"] not in report.terminated
@@ -154,7 +155,8 @@ def test_stolen_job_terminates_the_instance_that_ran_it_and_reclaims_the_idle_on
     wait_for(lambda: runners.instances(other) == [], WAIT, what="the thief's instance to end")
     runners.settle()
     assert [i["InstanceId"] for i in runners.instances(job_id)] == [mine["InstanceId"]]
-    settings, profiles = runners.stack.settings, current_profiles()
+    settings = runners.stack.settings
+    profiles = current_profiles(settings)
     idle_later = utcnow() + timedelta(minutes=11)
     report = reconcile(settings, load_runners_settings(), profiles, now=idle_later, ec2=runners.ec2)
     assert "idle" in report.terminated[mine["InstanceId"]]
@@ -198,7 +200,9 @@ def test_a_start_that_failed_is_reported_then_retried_by_reconcile(
     assert runners.instances(job_id) == []
     runners.gitlab.fail_with = None
     settings = runners.stack.settings
-    report = reconcile(settings, load_runners_settings(), current_profiles(), ec2=runners.ec2)
+    report = reconcile(
+        settings, load_runners_settings(), current_profiles(settings), ec2=runners.ec2
+    )
     assert report.started >= 1
     wait_for(lambda: runners.instances(job_id), WAIT, what="the retried start")
     runners.settle()

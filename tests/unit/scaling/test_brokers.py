@@ -12,7 +12,7 @@ from app.scaling.brokers import (
     redis_queue_keys,
     sqlite_path_url,
 )
-from app.scaling.settings import load_scaling_settings
+from app.scaling.settings import load_scaling_settings, policy_config
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_settings_defaults_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_scaling_settings(queues=" a, b ,,")
     assert settings.queue_list == ["a", "b"]
     assert settings.liveness_seconds == 30
-    assert settings.policy(concurrency=2).concurrency == 2
+    assert policy_config(settings, concurrency=2).concurrency == 2
     monkeypatch.setenv("SMOKEHOUSE_SCALING_BACKEND", "ec2")
     with pytest.raises(ConfigError, match="SMOKEHOUSE_SCALING_BACKEND"):
         load_scaling_settings()

@@ -6,17 +6,17 @@ import pytest
 
 from app.config import ConfigError
 from app.iot.alarms.evaluate import AlarmConfig
-from app.iot.alarms.settings import load_alarm_settings
+from app.iot.alarms.settings import alarm_config, load_alarm_settings
 
 
 def test_defaults_are_the_evaluators() -> None:
-    assert load_alarm_settings().config() == AlarmConfig()
+    assert alarm_config(load_alarm_settings()) == AlarmConfig()
 
 
 def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMOKEHOUSE_IOT_OFFLINE_SECONDS", "30")
     monkeypatch.setenv("SMOKEHOUSE_IOT_ALARM_HYSTERESIS_C", "2.5")
-    config = load_alarm_settings().config()
+    config = alarm_config(load_alarm_settings())
     assert (config.offline_seconds, config.hysteresis_c) == (30.0, 2.5)
 
 

@@ -1,4 +1,9 @@
-"""One validated Settings object, read from ``SMOKEHOUSE_*`` environment variables (and ``.env``).
+"""One validated settings tree, read from ``SMOKEHOUSE_*`` environment variables (and ``.env``).
+
+The root owns the shared names (``SMOKEHOUSE_DATABASE_URL``...); each domain's prefix has one
+section hanging off it (``settings.iot``, ``settings.scaling``, ``settings.runners``,
+``settings.gitlab``, ``settings.worker``), read by the same ``Settings()`` call, so a bad value
+anywhere stops a command at start with one line naming the variable.
 
 Every URL is checked for a scheme we can actually use, so a typo fails at start with the
 setting's name instead of deep inside a driver. Unset service URLs mean *embedded*: SQLite and a
@@ -9,13 +14,31 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.auth import AccessKey, parse_access_keys
+from app.config.iot import AlarmSettings, IotSettings, ProvisioningSettings
+from app.config.runners import GitLabSettings, RunnersSettings
+from app.config.scaling import ScalingSettings
+from app.config.worker import WorkerSettings
+
+__all__ = [
+    "AlarmSettings",
+    "ConfigError",
+    "GitLabSettings",
+    "IotSettings",
+    "ProvisioningSettings",
+    "RunnersSettings",
+    "ScalingSettings",
+    "Settings",
+    "WorkerSettings",
+    "load_section",
+    "load_settings",
+]
 
 ENV_PREFIX = "SMOKEHOUSE_"
 
@@ -57,7 +80,8 @@ def _check_scheme(value: str | None, schemes: tuple[str, ...]) -> str | None:
 
 
 class Settings(BaseSettings):
-    """smokehouse's configuration; every field maps to ``SMOKEHOUSE_<NAME>``."""
+    """smokehouse's configuration: fields map to ``SMOKEHOUSE_<NAME>``, sections to their own
+    prefix (see each section's module)."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
@@ -72,10 +96,8 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     access_keys: SecretStr = Field(default=SecretStr(""), description="id:secret:role,...")
-    gitlab_webhook_token: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
-    worker_concurrency: int = Field(default=2, ge=1, le=64)
     auto_migrate: bool = Field(default=True, description="Apply migrations when the API starts.")
     definitions_dir: Path | None = Field(
         default=None, description="Your own rules (YAML) and state machines, applied at start."
@@ -107,6 +129,12 @@ class Settings(BaseSettings):
         default="", description="Comma-separated origins allowed to call the API from a browser."
     )
 
+    iot: IotSettings = Field(default_factory=IotSettings)
+    scaling: ScalingSettings = Field(default_factory=ScalingSettings)
+    runners: RunnersSettings = Field(default_factory=RunnersSettings)
+    gitlab: GitLabSettings = Field(default_factory=GitLabSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+
     @field_validator("database_url", "broker_url", "redis_url", "mqtt_url")
     @classmethod
     def _check_url(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -117,6 +145,16 @@ class Settings(BaseSettings):
     def _check_keys(cls, value: SecretStr) -> SecretStr:
         parse_access_keys(value.get_secret_value())
         return value
+
+    @property
+    def worker_concurrency(self) -> int:
+        """``SMOKEHOUSE_WORKER_CONCURRENCY`` (owned by the worker section)."""
+        return self.worker.concurrency
+
+    @property
+    def gitlab_webhook_token(self) -> SecretStr | None:
+        """``SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN`` (owned by the gitlab section)."""
+        return self.gitlab.webhook_token
 
     @property
     def handler_module_list(self) -> list[str]:
@@ -158,7 +196,8 @@ class Settings(BaseSettings):
         return parse_access_keys(self.access_keys.get_secret_value())
 
     def masked(self) -> dict[str, Any]:
-        """The effective configuration, secrets and URL passwords hidden (``smokehouse config``)."""
+        """The effective configuration, every section, secrets and URL passwords hidden
+        (``smokehouse config``)."""
         shown: dict[str, Any] = {
             "mode": self.mode,
             "data_dir": str(self.data_dir.resolve()),
@@ -169,13 +208,28 @@ class Settings(BaseSettings):
             "embedded_mqtt": self.embedded_mqtt,
             "http_url": self.http_url,
             "access_keys": [f"{k.id}:****:{k.role}" for k in self.configured_keys],
-            "gitlab_webhook_token": "****" if self.gitlab_webhook_token else None,
         }
-        for name in type(self).model_fields:
-            if name not in shown and name not in ("access_keys", "gitlab_webhook_token"):
-                value = getattr(self, name)
-                shown[name] = str(value) if isinstance(value, Path) else value
+        for name, value in _shown(self).items():
+            shown.setdefault(name, value)
         return shown
+
+
+def _shown(model: BaseModel) -> dict[str, Any]:
+    """A model's fields for display: sections nested, secrets as ``****``, URL passwords hidden."""
+    shown: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            shown[name] = _shown(value)
+        elif isinstance(value, SecretStr):
+            shown[name] = "****" if value.get_secret_value() else None
+        elif isinstance(value, Path):
+            shown[name] = str(value)
+        elif isinstance(value, str) and "://" in value:
+            shown[name] = _mask_url(value)
+        else:
+            shown[name] = value
+    return shown
 
 
 def _mask_url(url: str) -> str:
@@ -186,12 +240,76 @@ def _mask_url(url: str) -> str:
     return url
 
 
+#: Root keyword arguments kept from before the tree, and the section field each now sets.
+_MOVED = {
+    "worker_concurrency": ("worker", "concurrency"),
+    "gitlab_webhook_token": ("gitlab", "webhook_token"),
+}
+
+Section = TypeVar("Section", bound=BaseSettings)
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build Settings, turning pydantic's report into a one-line ``ConfigError``."""
+    """Build the whole tree, turning pydantic's report on any section into a one-line
+    ``ConfigError`` naming the environment variable.
+
+    Overrides are root fields, or a section by name (a section instance, or a dict of its
+    fields: the rest of that section is still read from the environment)."""
     try:
+        for old, (section, name) in _MOVED.items():
+            if old in overrides:
+                given = overrides.setdefault(section, {})
+                if isinstance(given, dict):
+                    given[name] = overrides.pop(old)
+        for name, field in Settings.model_fields.items():
+            kind = field.annotation
+            given = overrides.get(name)
+            if (
+                isinstance(given, dict)
+                and isinstance(kind, type)
+                and issubclass(kind, BaseSettings)
+            ):
+                overrides[name] = kind(**given)
         return Settings(**overrides)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "settings"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        raise ConfigError(ENV_PREFIX + field.upper(), message) from None
+        raise _one_line(exc) from None
+
+
+def load_section(kind: type[Section], **overrides: Any) -> Section:
+    """One section alone (tests, tools), with the same one-line errors."""
+    try:
+        return kind(**overrides)
+    except ValidationError as exc:
+        raise _one_line(exc) from None
+
+
+def _sections() -> dict[str, type[BaseSettings]]:
+    found: dict[str, type[BaseSettings]] = {}
+    pending: list[type[BaseSettings]] = [Settings]
+    while pending:
+        kind = pending.pop()
+        found[kind.__name__] = kind
+        for field in kind.model_fields.values():
+            sub = field.annotation
+            if isinstance(sub, type) and issubclass(sub, BaseSettings):
+                pending.append(sub)
+    return found
+
+
+def _one_line(exc: ValidationError) -> ConfigError:
+    """``SMOKEHOUSE_SCALING_MAX_WORKERS: Input should be ...``: the first error, named by the
+    variable a user sets (a section's own prefix, followed down nested sections)."""
+    error = exc.errors()[0]
+    kind = _sections().get(exc.title, Settings)
+    name = "settings"
+    for part in error["loc"]:
+        field = kind.model_fields.get(str(part))
+        sub = field.annotation if field is not None else None
+        if isinstance(sub, type) and issubclass(sub, BaseSettings):
+            kind = sub
+            continue
+        name = str(part)
+        break
+    prefix = str(kind.model_config.get("env_prefix", ENV_PREFIX))
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return ConfigError(prefix + name.upper(), message)

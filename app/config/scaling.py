@@ -1,0 +1,44 @@
+"""Worker registry and autoscaler settings (``SMOKEHOUSE_SCALING_*``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+from app.config.section import section_config
+
+PREFIX = "SMOKEHOUSE_SCALING_"
+Backend = Literal["none", "process", "docker", "kubernetes"]
+
+
+class ScalingSettings(BaseSettings):
+    """Worker registry and autoscaler configuration."""
+
+    model_config = section_config(PREFIX)
+
+    liveness_seconds: float = Field(
+        default=30.0, gt=0, description="A worker is alive while its heartbeat is younger."
+    )
+    heartbeat_seconds: float = Field(default=5.0, gt=0, description="Worker heartbeat interval.")
+    interval_seconds: float = Field(default=10.0, gt=0, description="Autoscaler loop period.")
+    backend: Backend = Field(default="none", description="Who starts and stops workers.")
+    queues: str = Field(default="default", description="Comma-separated queues to autoscale.")
+    min_workers: int = Field(default=0, ge=0)
+    max_workers: int = Field(default=4, ge=1)
+    target_backlog_per_worker: float | None = Field(default=None, gt=0)
+    target_latency_seconds: float | None = Field(default=None, gt=0)
+    stabilization_seconds: float = Field(default=300.0, ge=0)
+    idle_cooldown_seconds: float = Field(default=300.0, ge=0)
+    message_sweep_grace_seconds: float = Field(
+        default=60.0, gt=0, description="A queued message not picked up this long is re-sent."
+    )
+    docker_image: str = Field(default="smokehouse:latest")
+    docker_network: str | None = None
+    kubernetes_namespace: str = "default"
+    kubernetes_deployment: str = "smokehouse-worker"
+
+    @property
+    def queue_list(self) -> list[str]:
+        return [q.strip() for q in self.queues.split(",") if q.strip()]
