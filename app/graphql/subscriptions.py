@@ -5,9 +5,9 @@ Why poll: the rows subscriptions report on (execution history, scaling decisions
 by Celery workers and the autoscaler in *other processes*, even in embedded mode, so an
 in-process pub/sub in the API would never see them. Polling a cursor (a history event id, a
 decision time) needs nothing but the database every process already shares, and misses
-nothing that commits. Redis pub/sub fan-out (workers publish after commit, each API process
-relays) is planned with the thermometer work; the pollers' cursors would then only cover
-reconnects.
+nothing that commits. The thermometer's readings and alarms are the exception: they arrive many
+times a second, so they are pushed through :mod:`app.realtime` (Redis pub/sub, or the MQTT broker
+when embedded) instead of being polled.
 
 Every subscription counts itself in :data:`ACTIVE` (and the ``smokehouse_graphql_active_
 subscriptions`` gauge) once its cursor is set, and leaves in ``finally``: a client that

@@ -1,7 +1,7 @@
 """The reconcile loop: make EC2 and the container engine agree with the jobs, whatever was lost.
 
 Webhooks get lost, workflows fail half-way and instances outlive their jobs; one pass
-(``reconcile``, run by the scheduler every ``SMOKEHOUSE_RUNNERS_RECONCILE_SECONDS``):
+(``reconcile``, run by the scheduler every 60 s: ``runners-reconcile`` in the beat schedule):
 
 * terminates instances/containers tagged ``smokehouse:job-id`` that we have no runner for, whose
   runner is no longer live, whose job finished (a lost or failed finish), that are older than
