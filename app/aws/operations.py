@@ -14,7 +14,8 @@ about HTTP, signatures or error rendering::
 The operation's name is botocore's: before the handler runs, its parameters are checked against
 botocore's model of the operation (:mod:`app.aws.validate`), so a handler sees members of the
 right types within the model's lengths, patterns, enums and ranges. ``enums`` overrides the order
-an enum's values are listed in the error (AWS's servers list some in their own order).
+an enum's values are listed in the error (AWS's servers list some in their own order);
+``shallow`` leaves a member's contents to the handler, which words its own errors.
 
 The call carries the app's :class:`~app.config.Settings` (given to ``aws_router`` by
 ``create_app``) and opens the unit of work: nothing here is process-global but the registry.
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Final
@@ -88,6 +89,7 @@ class Operation:
     write: bool
     enums: tuple[tuple[str, tuple[str, ...]], ...] = ()
     validated: bool = True
+    shallow: frozenset[str] = frozenset()
 
     @property
     def target(self) -> str:
@@ -101,15 +103,18 @@ class Operation:
     def validate(self, params: Mapping[str, Any]) -> None:
         """Check ``params`` against botocore's model of this operation (see module doc)."""
         if self.validated:
-            _validator(self.prefix, self.name, self.enums)(params)
+            _validator(self.prefix, self.name, self.enums, self.shallow)(params)
 
 
 @functools.cache
 def _validator(
-    prefix: str, name: str, enums: tuple[tuple[str, tuple[str, ...]], ...]
+    prefix: str,
+    name: str,
+    enums: tuple[tuple[str, tuple[str, ...]], ...],
+    shallow: frozenset[str],
 ) -> RequestValidator:
     """Built on first use: loading a service model costs ~0.1 s, not worth paying at import."""
-    return RequestValidator.for_operation(MODELS[prefix], name, enums=dict(enums))
+    return RequestValidator.for_operation(MODELS[prefix], name, enums=dict(enums), shallow=shallow)
 
 
 class AwsOperations:
@@ -130,8 +135,12 @@ class AwsOperations:
         *,
         write: bool,
         enums: Mapping[str, Sequence[str]] | None = None,
+        shallow: Collection[str] = (),
     ) -> Callable[[Handler], Handler]:
-        """Decorator: register the handler as ``<prefix>.<name>`` and return it unchanged."""
+        """Decorator: register the handler as ``<prefix>.<name>`` and return it unchanged.
+
+        ``enums`` and ``shallow`` tune the model check (see
+        :class:`~app.aws.validate.RequestValidator`)."""
         if prefix not in TARGET_PREFIXES:
             raise ValueError(
                 f"unknown target prefix {prefix!r}; expected one of {sorted(TARGET_PREFIXES)}"
@@ -141,7 +150,9 @@ class AwsOperations:
 
         def register(handler: Handler) -> Handler:
             order = tuple((shape, tuple(values)) for shape, values in (enums or {}).items())
-            self.add(Operation(prefix, name, handler, write, order, self._validate))
+            self.add(
+                Operation(prefix, name, handler, write, order, self._validate, frozenset(shallow))
+            )
             return handler
 
         return register

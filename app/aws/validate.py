@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -138,7 +138,13 @@ class _Walk:
             f"Value{quoted} at '{path}' failed to satisfy constraint: Member must {constraint}"
         )
 
-    def structure(self, shape: StructureShape, value: Mapping[str, Any], prefix: str) -> None:
+    def structure(
+        self,
+        shape: StructureShape,
+        value: Mapping[str, Any],
+        prefix: str,
+        shallow: Collection[str] = (),
+    ) -> None:
         required = set(shape.required_members)
         for name, member in shape.members.items():
             path = prefix + member_path(name)
@@ -147,11 +153,17 @@ class _Walk:
                 if name in required:
                     self.problems.append(not_null(path))
                 continue
-            self.value(member, item, path)
+            if name in shallow:
+                self.typed(member, item, path)
+            else:
+                self.value(member, item, path)
 
-    def value(self, shape: Shape, value: Any, path: str) -> None:
+    def typed(self, shape: Shape, value: Any, path: str) -> None:
         if not _is_type(shape, value):
             raise errors.serialization(f"Value at '{path}' must be {_WHAT[shape.type_name][0]}.")
+
+    def value(self, shape: Shape, value: Any, path: str) -> None:
+        self.typed(shape, value, path)
         kind = shape.type_name
         if kind in ("string", "blob", "list", "map"):
             self.bounds(shape, value, path, len(value), "have length")
@@ -198,16 +210,29 @@ class RequestValidator:
     """Checks one operation's requests; build it once (the model walk is per request)."""
 
     def __init__(
-        self, model: OperationModel, *, enums: Mapping[str, Sequence[str]] | None = None
+        self,
+        model: OperationModel,
+        *,
+        enums: Mapping[str, Sequence[str]] | None = None,
+        shallow: Collection[str] = (),
     ) -> None:
+        """``enums`` lists an enum shape's values in the order the server's message uses;
+        ``shallow`` names top-level members whose contents the handler checks itself, in its
+        own words (only their type is checked here)."""
         self.model = model
         self.enums = dict(enums or {})
+        self.shallow = frozenset(shallow)
 
     @classmethod
     def for_operation(
-        cls, service: str, operation: str, *, enums: Mapping[str, Sequence[str]] | None = None
+        cls,
+        service: str,
+        operation: str,
+        *,
+        enums: Mapping[str, Sequence[str]] | None = None,
+        shallow: Collection[str] = (),
     ) -> RequestValidator:
-        return cls(service_model(service).operation_model(operation), enums=enums)
+        return cls(service_model(service).operation_model(operation), enums=enums, shallow=shallow)
 
     def __call__(self, params: Mapping[str, Any]) -> None:
         """Raise ``SerializationException`` or one ``ValidationException`` naming every
@@ -216,6 +241,6 @@ class RequestValidator:
         if shape is None:
             return
         walk = _Walk(self.enums)
-        walk.structure(shape, params, "")
+        walk.structure(shape, params, "", self.shallow)
         if walk.problems:
             raise validation_error(walk.problems)

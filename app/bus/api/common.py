@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -18,11 +18,15 @@ Answer = dict[str, Any]
 
 
 def operation(
-    name: str, *, write: bool, enums: Mapping[str, Sequence[str]] | None = None
+    name: str,
+    *,
+    write: bool,
+    enums: Mapping[str, Sequence[str]] | None = None,
+    shallow: Collection[str] = (),
 ) -> Callable[[Handler], Handler]:
     """Register ``AWSEvents.<name>``; its parameters are checked against botocore's model of the
     operation before the handler runs."""
-    return registry.operation("AWSEvents", name, write=write, enums=enums)
+    return registry.operation("AWSEvents", name, write=write, enums=enums, shallow=shallow)
 
 
 def scope(call: AwsCall) -> Scope:

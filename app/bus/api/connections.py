@@ -40,7 +40,11 @@ def _refuse_private(params: Params) -> None:
         )
 
 
-@operation("CreateConnection", write=True)
+#: ``app.bus.connections`` checks AuthParameters against the AuthorizationType, in its own words.
+AUTH = ("AuthParameters",)
+
+
+@operation("CreateConnection", write=True, shallow=AUTH)
 def create_connection_op(params: Params, call: AwsCall) -> Answer:
     """Credentials for API destinations: API_KEY or BASIC (OAuth is refused for now)."""
     _refuse_private(params)
@@ -90,7 +94,7 @@ def list_connections_op(params: Params, call: AwsCall) -> Answer:
         return page(found, "Connections", lambda c: _summary(where, c))
 
 
-@operation("UpdateConnection", write=True)
+@operation("UpdateConnection", write=True, shallow=AUTH)
 def update_connection_op(params: Params, call: AwsCall) -> Answer:
     """Given parameters are merged into the stored ones; the rest keep their values."""
     _refuse_private(params)
