@@ -6,11 +6,17 @@ import re
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
 from app.aws.errors import AwsError
+from app.aws.operations import AwsCall, AwsOperations
+from app.aws.protocol import aws_router
 from app.aws.validate import RequestValidator, member_path, service_model
+from tests.unit.aws.signing import KEYS
+from tests.unit.aws.test_limits import signed_headers
 
 NAME = r"[\.\-_A-Za-z0-9]+"
 
@@ -242,3 +248,29 @@ def test_limits_agree_with_the_range(limit: int) -> None:
     assert (text is None) == (1 <= limit <= 100)
     if text is not None:
         assert text.startswith(f"1 validation error detected: Value '{limit}' at 'limit'")
+
+
+def test_the_endpoint_checks_before_the_handler_runs() -> None:
+    """Through the router: a bad request is answered from the model, the handler never runs."""
+    seen: list[dict[str, Any]] = []
+    operations = AwsOperations()
+
+    @operations.operation("AWSEvents", "ListRules", write=False)
+    def list_rules(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+        seen.append(params)
+        return {"Rules": []}
+
+    app = FastAPI()
+    app.include_router(aws_router(operations, lambda: KEYS))
+    with TestClient(app) as client:
+        bad = b'{"Limit": 101}'
+        response = client.post("/", content=bad, headers=signed_headers(bad))
+        assert response.status_code == 400
+        assert response.json() == {
+            "__type": "ValidationException",
+            "message": "1 validation error detected: Value '101' at 'limit' failed to satisfy "
+            "constraint: Member must have value less than or equal to 100",
+        }
+        good = b'{"Limit": 5}'
+        assert client.post("/", content=good, headers=signed_headers(good)).status_code == 200
+    assert seen == [{"Limit": 5}]
