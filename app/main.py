@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import app
+import app.bus.api  # registers the AWSEvents operations
+import app.workflows.api  # registers the AWSStepFunctions operations
 from app.aws import aws_router, registry
-from app.bus import api as bus_api
 from app.bus.definitions import apply_all
-from app.bus.outbox import enqueue_deliveries, start_replay
 from app.config import Settings, load_settings
 from app.credentials import keyring_for
 from app.graphql.schema import graphql_router
@@ -24,7 +24,6 @@ from app.migrate import upgrade
 from app.runners.routes import router as runners_router
 from app.scaling.routes import router as queue_router
 from app.web.routes import install as install_web
-from app.workflows import api as workflows_api
 from app.workflows.definitions import apply_all as apply_state_machines
 
 log = logging.getLogger("smokehouse")
@@ -50,13 +49,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         freeze_startup_heap()
         yield
 
-    workflows_api.configure(settings)
-    bus_api.configure(
-        settings,
-        enqueue=lambda ids: enqueue_deliveries(settings, ids),
-        start_replay=lambda name: start_replay(settings, name),
-    )
-
     api = FastAPI(title="smokehouse", version=app.__version__, lifespan=lifespan)
     api.state.settings = settings
     api.state.keyring = keyring
@@ -65,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(graphql_router(), prefix="/graphql")
     api.include_router(queue_router)
     api.include_router(runners_router)
-    api.include_router(aws_router(registry, lambda: keyring, account_id=settings.account_id))
+    api.include_router(aws_router(registry, lambda: keyring, settings=settings))
     install_web(api, settings)  # GET / and /ui/…: the dashboard
     return api
 

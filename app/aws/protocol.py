@@ -11,7 +11,9 @@ same error AWS would give it first):
 4. SigV4 over the raw path, query, headers and body, scoped to that prefix's signing name,
 5. ``write`` operations need an ``admin`` key (``AccessDeniedException`` 400),
 6. the body must be a JSON object (``SerializationException`` 400),
-7. the handler runs in a thread pool; its dict is serialised with datetimes as epoch seconds.
+7. its members must fit botocore's model of the operation (``SerializationException`` for a wrong
+   type, else one ``ValidationException`` naming every violation; :mod:`app.aws.validate`),
+8. the handler runs in a thread pool; its dict is serialised with datetimes as epoch seconds.
 
 Nothing escapes: an :class:`AwsError` becomes its JSON error, anything else is logged with the
 request id and answered ``InternalException``/``InternalFailure`` 500 without details.
@@ -38,6 +40,7 @@ from app.auth import KeyRing
 from app.aws import errors, sigv4
 from app.aws.errors import JSON_1_0, JSON_1_1, AwsError
 from app.aws.operations import DEFAULT_ACCOUNT_ID, AwsCall, AwsOperations, Operation
+from app.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -55,18 +58,23 @@ def aws_router(
     registry: AwsOperations,
     keyring_provider: Callable[[], KeyRing],
     *,
-    account_id: str = DEFAULT_ACCOUNT_ID,
+    settings: Settings | None = None,
+    account_id: str | None = None,
     clock: Callable[[], datetime] = _utcnow,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> APIRouter:
     """An ``APIRouter`` with ``POST /`` serving ``registry``.
 
-    ``keyring_provider`` is called per request, so keys can change without a restart; ``clock``
-    (timezone-aware) is what signatures are checked against.
+    ``settings`` travel on every :class:`AwsCall` (the domain handlers open their unit of work
+    from them; the account id defaults to theirs). ``keyring_provider`` is called per request, so
+    keys can change without a restart; ``clock`` (timezone-aware) is what signatures are checked
+    against.
     """
+    if account_id is None:
+        account_id = settings.account_id if settings is not None else DEFAULT_ACCOUNT_ID
     if not (len(account_id) == 12 and account_id.isdigit()):
         raise ValueError(f"account id must be 12 digits, got {account_id!r}")
-    endpoint = _Endpoint(registry, keyring_provider, account_id, clock, max_body_bytes)
+    endpoint = _Endpoint(registry, keyring_provider, settings, account_id, clock, max_body_bytes)
     router = APIRouter()
     router.add_api_route(
         "/",
@@ -83,12 +91,14 @@ class _Endpoint:
         self,
         registry: AwsOperations,
         keyring_provider: Callable[[], KeyRing],
+        settings: Settings | None,
         account_id: str,
         clock: Callable[[], datetime],
         max_body_bytes: int,
     ) -> None:
         self.registry = registry
         self.keyring_provider = keyring_provider
+        self.settings = settings
         self.account_id = account_id
         self.clock = clock
         self.max_body_bytes = max_body_bytes
@@ -105,6 +115,7 @@ class _Endpoint:
                 raise errors.unknown_operation()
             call = self._authenticate(request, body, operation, request_id)
             params = _parse_params(body)
+            operation.validate(params)
             result = await run_in_threadpool(operation.handler, params, call)
             if not isinstance(result, dict):
                 raise TypeError(f"{target} returned {type(result).__name__}, not a dict")
@@ -146,6 +157,7 @@ class _Endpoint:
             account_id=self.account_id,
             request_id=request_id,
             operation=operation.target,
+            settings=self.settings,
         )
 
 

@@ -30,7 +30,6 @@ from strawberry.types import Info
 from app.config import Settings
 from app.graphql.context import CanWrite, Context, IsAuthenticated, in_session
 from app.graphql.subscriptions import watch
-from app.workflows import api as workflows_api
 from app.workflows import callbacks, errors, service
 from app.workflows import graph as workflow_graph
 from app.workflows import models as m
@@ -355,7 +354,7 @@ async def resolve_start_execution(
 
     arn = await in_session(settings, machine_arn)
     text = json.dumps(input if input is not None else {})
-    started, _ = await run_in_threadpool(workflows_api.start, settings, arn, name, text)
+    started, _ = await run_in_threadpool(service.start, settings, arn, name, text)
     found = await in_session(settings, lambda s: _execution_by_arn(s, started))
     assert found is not None  # committed by start()
     return found

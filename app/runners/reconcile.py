@@ -281,7 +281,7 @@ def _waiting(session: Session, profiles: Profiles) -> list[tuple[int, str, dict[
 def start_again(settings: Settings, jobs: Iterable[tuple[int, str, dict[str, Any]]]) -> int:
     """Start the start workflow for each job (its last pending payload); duplicates are
     harmless, since only one execution can reserve a job's runner."""
-    from app.workflows import api as workflows_api
+    from app.workflows import service as workflows_service
     from app.workflows.service import scope
 
     arn = scope(settings).state_machine(START_MACHINE)
@@ -295,7 +295,7 @@ def start_again(settings: Settings, jobs: Iterable[tuple[int, str, dict[str, Any
             "detail": payload,
         }
         try:
-            workflows_api.start(settings, arn, name, json.dumps(event))
+            workflows_service.start(settings, arn, name, json.dumps(event))
             started += 1
         except Exception as exc:
             log.warning("could not start %s again for job %s: %s", START_MACHINE, job_pk, exc)

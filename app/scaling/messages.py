@@ -300,10 +300,10 @@ def run(settings: Settings, message_id: str) -> Any:
 
 
 def _start_execution(settings: Settings, claimed: Claimed) -> Any:
-    from app.workflows import api as workflows_api
+    from app.workflows import service as workflows_service
 
     try:
-        arn, _ = workflows_api.start(
+        arn, _ = workflows_service.start(
             settings,
             claimed.state_machine,
             f"queue-message-{claimed.id}",

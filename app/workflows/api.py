@@ -1,9 +1,12 @@
 """``AWSStepFunctions.*`` on the AWS JSON endpoint, so boto3's ``stepfunctions`` client works.
 
-Importing this module registers the operations; :func:`configure` gives them the Settings (the
-app calls it in ``create_app``). Each operation is one unit of work: a transaction that commits,
-then whatever the step asked to send. Errors are Step Functions' own (``StateMachineDoesNotExist``,
-``ExecutionAlreadyExists``, ``InvalidDefinition``, ``TaskTimedOut``, ...).
+Importing this module registers the operations. This module only translates the protocol: the
+kit has checked the parameters against botocore's model (required members, lengths, enums,
+ranges), the Settings arrive on the :class:`AwsCall`, and the work is the workflows services'
+(``service.start`` starts an execution for every entry point). Each operation is one unit of
+work: a transaction that commits, then whatever the step asked to send. Errors are Step
+Functions' own (``StateMachineDoesNotExist``, ``ExecutionAlreadyExists``, ``InvalidDefinition``,
+``TaskTimedOut``, ...).
 """
 
 from __future__ import annotations
@@ -15,47 +18,24 @@ from typing import Any, Final, TypeVar
 
 from sqlalchemy.orm import Session
 
-from app.aws.errors import AwsError
-from app.aws.operations import AwsCall, registry
-from app.config import Settings
+from app.aws.operations import AwsCall, Handler, registry
+from app.aws.validate import not_null, validation_error
 from app.db import utcnow
-from app.workflows import callbacks, dispatch, errors, express, machines, service
+from app.workflows import callbacks, errors, express, machines, service
 from app.workflows.models import StateMachine
 from app.workflows.store import dump
 
 PREFIX: Final = "AWSStepFunctions"
 T = TypeVar("T")
 
-_settings: Settings | None = None
+
+def _unit(call: AwsCall, work: Callable[[Session], T]) -> T:
+    return service.unit_of_work(call.require_settings(), work)
 
 
-def configure(settings: Settings) -> None:
-    """Bind the operations to this process's Settings (called by ``create_app``)."""
-    global _settings
-    _settings = settings
-
-
-def settings() -> Settings:
-    if _settings is None:
-        raise AwsError("InternalFailure", "Step Functions is not configured.", 500)
-    return _settings
-
-
-def _unit(work: Callable[[Session], T]) -> T:
-    return service.unit_of_work(settings(), work)
-
-
-def _op(name: str, *, write: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _op(name: str, *, write: bool) -> Callable[[Handler], Handler]:
+    """Register ``AWSStepFunctions.<name>``; botocore's model checks its parameters first."""
     return registry.operation(PREFIX, name, write=write)
-
-
-def _required(params: dict[str, Any], *names: str) -> None:
-    for name in names:
-        if params.get(name) is None:
-            raise errors.validation(
-                f"1 validation error detected: Value null at '{name}' failed to satisfy "
-                "constraint: Member must not be null"
-            )
 
 
 def _machine_view(machine: StateMachine, definition: str) -> dict[str, Any]:
@@ -81,12 +61,10 @@ def _machine_view(machine: StateMachine, definition: str) -> dict[str, Any]:
 
 @_op("CreateStateMachine", write=True)
 def create_state_machine(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
-    _required(params, "name", "definition", "roleArn")
-
     def work(session: Session) -> dict[str, Any]:
         machine, _ = service.create_machine(
             session,
-            settings(),
+            call.require_settings(),
             name=params["name"],
             definition=params["definition"],
             role_arn=params["roleArn"],
@@ -97,22 +75,22 @@ def create_state_machine(params: dict[str, Any], call: AwsCall) -> dict[str, Any
         )
         return {"stateMachineArn": machine.arn, "creationDate": machine.created_at}
 
-    return _unit(work)
+    return _unit(call, work)
 
 
 @_op("DescribeStateMachine", write=False)
 def describe_state_machine(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
-        machine = service.get_machine(session, params.get("stateMachineArn"))
+        machine = service.get_machine(session, params["stateMachineArn"])
         return _machine_view(machine, service.definition_of(session, machine.definition_hash))
 
-    return _unit(work)
+    return _unit(call, work)
 
 
 @_op("UpdateStateMachine", write=True)
 def update_state_machine(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
-        machine = service.get_machine(session, params.get("stateMachineArn"))
+        machine = service.get_machine(session, params["stateMachineArn"])
         service.update_machine(
             session,
             machine,
@@ -123,7 +101,7 @@ def update_state_machine(params: dict[str, Any], call: AwsCall) -> dict[str, Any
         )
         return {"updateDate": machine.updated_at, "revisionId": machine.revision_id}
 
-    return _unit(work)
+    return _unit(call, work)
 
 
 @_op("ListStateMachines", write=False)
@@ -145,22 +123,18 @@ def list_state_machines(params: dict[str, Any], call: AwsCall) -> dict[str, Any]
             out["nextToken"] = page.next_token
         return out
 
-    return _unit(work)
+    return _unit(call, work)
 
 
 @_op("DeleteStateMachine", write=True)
 def delete_state_machine(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
-    _unit(lambda session: service.delete_machine(session, params.get("stateMachineArn")))
+    _unit(call, lambda session: service.delete_machine(session, params["stateMachineArn"]))
     return {}
 
 
 @_op("ValidateStateMachineDefinition", write=False)
 def validate_state_machine_definition(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
-    _required(params, "definition")
-    definition = params["definition"]
-    if not isinstance(definition, str):
-        raise errors.validation("The definition must be a string of JSON.")
-    result = machines.diagnostics(definition, params.get("type"))
+    result = machines.diagnostics(params["definition"], params.get("type"))
     if params.get("severity") == "ERROR":
         result["diagnostics"] = [d for d in result["diagnostics"] if d["severity"] == "ERROR"]
     limit = params.get("maxResults")
@@ -175,35 +149,10 @@ def validate_state_machine_definition(params: dict[str, Any], call: AwsCall) -> 
 
 @_op("StartExecution", write=True)
 def start_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
-    _required(params, "stateMachineArn")
-    arn, start_date = start(
-        settings(), params["stateMachineArn"], params.get("name"), params.get("input")
+    arn, start_date = service.start(
+        call.require_settings(), params["stateMachineArn"], params.get("name"), params.get("input")
     )
     return {"executionArn": arn, "startDate": start_date}
-
-
-def start(config: Settings, machine_arn: Any, name: Any, input_text: Any) -> tuple[str, datetime]:
-    """StartExecution as one unit of work: commit the first step, then send what it asked for
-    (an Express execution goes to a worker whole). Returns the execution ARN and start date.
-    Shared by the AWS API and GraphQL's ``startExecution``."""
-
-    def work(session: Session) -> service.Started | dict[str, Any]:
-        machine = service.get_machine(session, machine_arn)
-        if machine.type == "EXPRESS":
-            return express.payload(machine, express.prepare(config, machine, name, input_text))
-        return service.start_execution(
-            session, config, machine, name=name, input_text=input_text, now=utcnow()
-        )
-
-    started = service.unit_of_work(config, work)
-    if isinstance(started, dict):
-        dispatch.send_express(config, started)
-        return started["start"]["execution_id"], utcnow()
-    written = started.written
-    dispatch.after_commit(
-        config, started.execution_id, written.tasks, written.timers, written.deliveries
-    )
-    return started.arn, started.start_date
 
 
 def _billed(start: datetime, stop: datetime) -> dict[str, int]:
@@ -216,8 +165,6 @@ def _billed(start: datetime, stop: datetime) -> dict[str, int]:
 
 @_op("StartSyncExecution", write=True)
 def start_sync_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
-    _required(params, "stateMachineArn")
-
     def work(session: Session) -> tuple[StateMachine, Any]:
         machine = service.get_machine(session, params["stateMachineArn"])
         if machine.type != "EXPRESS":
@@ -228,10 +175,11 @@ def start_sync_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any
             raise errors.state_machine_deleting(machine.arn)
         return machine, machines.compiled(session, machine.definition_hash)
 
-    machine, compiled = _unit(work)
+    machine, compiled = _unit(call, work)
     input_text, _ = service.parse_input(params.get("input"))
-    start = express.new_start(settings(), machine, params.get("name"), input_text)
-    result = express.run(settings(), compiled, start)
+    settings = call.require_settings()
+    start = express.new_start(settings, machine, params.get("name"), input_text)
+    result = express.run(settings, compiled, start)
     out: dict[str, Any] = {
         "executionArn": start.execution_id,
         "stateMachineArn": machine.arn,
@@ -253,9 +201,8 @@ def start_sync_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any
 
 @_op("StopExecution", write=True)
 def stop_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
-    _required(params, "executionArn")
     stopped = callbacks.stop(
-        settings(), params["executionArn"], params.get("error"), params.get("cause")
+        call.require_settings(), params["executionArn"], params.get("error"), params.get("cause")
     )
     return {"stopDate": stopped}
 
@@ -263,7 +210,7 @@ def stop_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
 @_op("DescribeExecution", write=False)
 def describe_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
-        view = service.get_execution(session, params.get("executionArn"))
+        view = service.get_execution(session, params["executionArn"])
         e = view.execution
         out: dict[str, Any] = {
             "executionArn": e.arn,
@@ -287,13 +234,13 @@ def describe_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
             out["cause"] = e.cause
         return out
 
-    return _unit(work)
+    return _unit(call, work)
 
 
 @_op("DescribeStateMachineForExecution", write=False)
 def describe_state_machine_for_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
-        view = service.get_execution(session, params.get("executionArn"))
+        view = service.get_execution(session, params["executionArn"])
         machine = service.get_machine(session, view.state_machine_arn)
         definition = service.definition_of(session, view.execution.definition_hash)
         return {
@@ -307,12 +254,15 @@ def describe_state_machine_for_execution(params: dict[str, Any], call: AwsCall) 
             "revisionId": machine.revision_id,
         }
 
-    return _unit(work)
+    return _unit(call, work)
 
 
 @_op("ListExecutions", write=False)
 def list_executions(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
-    _required(params, "stateMachineArn")
+    """By state machine only: the model also allows ``mapRunArn`` (Distributed Map), which
+    smokehouse does not run, so ``stateMachineArn`` is required here."""
+    if params.get("stateMachineArn") is None:
+        raise validation_error([not_null("stateMachineArn")])
 
     def work(session: Session) -> dict[str, Any]:
         machine = service.get_machine(session, params["stateMachineArn"])
@@ -340,13 +290,11 @@ def list_executions(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
             out["nextToken"] = page.next_token
         return out
 
-    return _unit(work)
+    return _unit(call, work)
 
 
 @_op("GetExecutionHistory", write=False)
 def get_execution_history(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
-    _required(params, "executionArn")
-
     def work(session: Session) -> dict[str, Any]:
         view = service.get_execution(session, params["executionArn"])
         page = service.history(
@@ -362,7 +310,7 @@ def get_execution_history(params: dict[str, Any], call: AwsCall) -> dict[str, An
             out["nextToken"] = page.next_token
         return out
 
-    return _unit(work)
+    return _unit(call, work)
 
 
 # --- callbacks ------------------------------------------------------------------------------
@@ -370,22 +318,19 @@ def get_execution_history(params: dict[str, Any], call: AwsCall) -> dict[str, An
 
 @_op("SendTaskSuccess", write=True)
 def send_task_success(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
-    _required(params, "taskToken", "output")
-    callbacks.send_success(settings(), params["taskToken"], params["output"])
+    callbacks.send_success(call.require_settings(), params["taskToken"], params["output"])
     return {}
 
 
 @_op("SendTaskFailure", write=True)
 def send_task_failure(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
-    _required(params, "taskToken")
     callbacks.send_failure(
-        settings(), params["taskToken"], params.get("error"), params.get("cause")
+        call.require_settings(), params["taskToken"], params.get("error"), params.get("cause")
     )
     return {}
 
 
 @_op("SendTaskHeartbeat", write=True)
 def send_task_heartbeat(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
-    _required(params, "taskToken")
-    callbacks.send_heartbeat(settings(), params["taskToken"])
+    callbacks.send_heartbeat(call.require_settings(), params["taskToken"])
     return {}

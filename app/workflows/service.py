@@ -2,7 +2,9 @@
 
 Services take a Session and never commit; what must happen after the commit (sending tasks,
 timers and bus deliveries) is returned as :class:`~app.workflows.store.Written` for the caller to
-hand to :func:`~app.workflows.dispatch.after_commit`.
+hand to :func:`~app.workflows.dispatch.after_commit`. :func:`start` is the exception that proves
+the rule: it is its own unit of work, shared by every entry point that starts an execution (the
+AWS API, GraphQL, runners' reconcile, work-queue messages).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import get_database
-from app.workflows import arns, errors, machines, store
+from app.db import after_commit, get_database, utcnow
+from app.workflows import arns, dispatch, errors, machines, store
 from app.workflows.asl import Env, Start, advance
 from app.workflows.models import Execution, ExecutionEvent, StateMachine, StateMachineDefinition
 from app.workflows.status import StatusChange, from_state, publish
@@ -365,3 +367,32 @@ def history(
             item.update(details)
         events.append(item)
     return Page(events, page.next_token)
+
+
+def start(settings: Settings, machine_arn: Any, name: Any, input_text: Any) -> tuple[str, datetime]:
+    """StartExecution as one unit of work: commit the first step, then (registered on the
+    session) send what it asked for; an Express execution goes to a worker whole. Returns the
+    execution ARN and start date."""
+    from app.workflows import express  # express builds on this module (parse_input)
+
+    def work(session: Session) -> tuple[str, datetime]:
+        machine = get_machine(session, machine_arn)
+        if machine.type == "EXPRESS":
+            payload = express.payload(machine, express.prepare(settings, machine, name, input_text))
+            after_commit(session).call(dispatch.send_express, settings, payload)
+            return payload["start"]["execution_id"], utcnow()
+        started = start_execution(
+            session, settings, machine, name=name, input_text=input_text, now=utcnow()
+        )
+        written = started.written
+        after_commit(session).call(
+            dispatch.after_commit,
+            settings,
+            started.execution_id,
+            written.tasks,
+            written.timers,
+            written.deliveries,
+        )
+        return started.arn, started.start_date
+
+    return unit_of_work(settings, work)

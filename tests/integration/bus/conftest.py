@@ -5,9 +5,9 @@ One server per database for the whole session: starting uvicorn and migrating a 
 for every test would cost more than the tests. Tests therefore share the database and keep to
 their own names (the ``uid`` fixture); list assertions filter by those names.
 
-``enqueue`` and ``start_replay`` are recorders: they check, at the moment they are called, that
-what they were handed is already committed (visible from another connection), which is the
-"commit, then enqueue" rule the API must keep.
+``enqueue`` and ``start_replay`` are recorders standing in for ``app.bus.outbox``'s broker calls:
+they check, at the moment they are called, that what they were handed is already committed
+(visible from another connection), which is the "commit, then enqueue" rule the API must keep.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import uvicorn
 from botocore.config import Config
 from sqlalchemy import func, select
 
-from app.bus import api as bus_api
+from app.bus import outbox
 from app.bus.models import Delivery, Replay
 from app.config import Settings, load_settings
 from app.db import get_database
@@ -145,15 +145,19 @@ def live(bus_database_url: str, tmp_path_factory: Any) -> Iterator[Live]:
 
 
 @pytest.fixture(autouse=True)
-def _wired(request: pytest.FixtureRequest) -> None:
-    """(Re)point the API at this session's server before every test: the wiring is
-    process-wide and other tests may have created apps of their own in between."""
+def _wired(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand the recorder in for the broker (``app.bus.outbox``) for this test."""
     if "live" not in request.fixturenames:
         return
     live: Live = request.getfixturevalue("live")
     live.recorder.fail_replay_start = False
-    bus_api.configure(
-        live.settings, enqueue=live.recorder.enqueue, start_replay=live.recorder.start_replay
+    monkeypatch.setattr(
+        outbox,
+        "enqueue_deliveries",
+        lambda settings, ids, countdown=None: live.recorder.enqueue(ids),
+    )
+    monkeypatch.setattr(
+        outbox, "start_replay", lambda settings, name: live.recorder.start_replay(name)
     )
 
 

@@ -129,19 +129,21 @@ def test_nothing_is_enqueued_when_nothing_matched(events: Any, live: Live, uid: 
     assert len(live.recorder.enqueued) == before
 
 
-def test_a_failing_enqueue_does_not_fail_the_request(events: Any, live: Live, uid: str) -> None:
+def test_a_failing_enqueue_does_not_fail_the_request(
+    events: Any, live: Live, uid: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The deliveries are committed: the outbox sweeper sends them later."""
     bus = f"broker-down-{uid}"
     events.create_event_bus(Name=bus)
     events.put_rule(Name="all", EventBusName=bus, EventPattern='{"source": ["shop"]}')
     events.put_targets(Rule="all", EventBusName=bus, Targets=[{"Id": "t", "Arn": LOG}])
 
-    def broken(delivery_ids: list[str]) -> None:
+    def broken(settings: Any, delivery_ids: list[str], countdown: Any = None) -> None:
         raise ConnectionError("broker unreachable")
 
-    from app.bus import api as bus_api
+    from app.bus import outbox
 
-    bus_api.configure(live.settings, enqueue=broken, start_replay=live.recorder.start_replay)
+    monkeypatch.setattr(outbox, "enqueue_deliveries", broken)
     answer = events.put_events(Entries=[entry(EventBusName=bus)])
     assert answer["FailedEntryCount"] == 0
     with live.session() as session:

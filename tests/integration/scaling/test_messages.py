@@ -9,13 +9,15 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 import tests.integration.scaling.handlers  # noqa: F401  (registers the test handlers)
+from app.auth import AccessKey
 from app.aws.errors import AwsError
+from app.aws.operations import AwsCall
 from app.config import Settings
 from app.db import get_database
 from app.main import create_app
@@ -32,6 +34,7 @@ from tests.services import free_port, wait_for
 pytestmark = pytest.mark.integration
 
 KEYS = "AKADMIN:admin-secret:admin,AKVIEW:viewer-secret:viewer"
+ADMIN = AccessKey("AKADMIN", "admin-secret", "admin")
 
 
 @pytest.fixture
@@ -91,7 +94,6 @@ def test_failure_is_stored(settings: Settings) -> None:
 
 
 def test_async_waits_for_the_task_token(settings: Settings, tmp_path: Path) -> None:
-    workflows_api.configure(settings)
     token_file = tmp_path / "token"
     message_id = store(
         settings, handler="scaling-test-async", mode="async", payload={"path": str(token_file)}
@@ -103,7 +105,8 @@ def test_async_waits_for_the_task_token(settings: Settings, tmp_path: Path) -> N
 
     callbacks.send_heartbeat(settings, token)  # accepted while waiting
     workflows_api.send_task_success(
-        {"taskToken": token, "output": json.dumps({"done": True})}, cast(Any, None)
+        {"taskToken": token, "output": json.dumps({"done": True})},
+        AwsCall(ADMIN, settings.region, settings.account_id, "test", "SendTaskSuccess", settings),
     )
     row = load(settings, message_id)
     assert (row.status, row.result) == ("succeeded", {"done": True})

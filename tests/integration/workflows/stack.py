@@ -24,7 +24,6 @@ from botocore.config import Config
 from app.config import Settings, load_settings
 from app.main import create_app
 from app.migrate import upgrade
-from app.workflows import api as workflows_api
 from tests.integration.cli import cli_env, smokehouse_argv
 from tests.services import free_port, postgres_database, tcp_open, unavailable, wait_for
 
@@ -142,7 +141,6 @@ class Stack:
 
 def _serve(settings: Settings) -> Iterator[str]:
     app = create_app(settings)
-    workflows_api.configure(settings)  # until create_app does it
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
