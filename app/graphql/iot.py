@@ -615,14 +615,14 @@ async def resolve_update_probe(
 async def _alarm_action(info: Info[Context, Any], action: Any) -> Alarm:
     settings = info.context.settings
 
-    def work(session: Session) -> tuple[Alarm, dict[str, Any]]:
+    def work(session: Session) -> Alarm:
         row = action(session)
         session.flush()
-        return _alarm(row), alarms_service.alarm_message(row)
+        message = alarms_service.alarm_message(row)
+        alarms_service.publish_alarm_after_commit(session, settings, message)
+        return _alarm(row)
 
-    alarm, message = await in_session(settings, work)
-    alarms_service.publish_alarm(settings, message)  # after the commit
-    return alarm
+    return await in_session(settings, work)
 
 
 async def resolve_acknowledge_alarm(info: Info[Context, Any], id: int) -> Alarm:

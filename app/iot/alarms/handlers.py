@@ -46,7 +46,7 @@ def telemetry(payload: Any, context: HandlerContext) -> dict[str, int]:
         changes = service.process_telemetry(
             session, payload["messages"], utcnow(), alarm_settings().config()
         )
-    service.announce(settings, changes)
+        service.announce_after_commit(session, settings, changes)
     return _summary(changes)
 
 
@@ -67,5 +67,5 @@ def device_status(payload: Any, context: HandlerContext) -> dict[str, int]:
             now,
             alarm_settings().config(),
         )
-    service.announce(settings, changes)
+        service.announce_after_commit(session, settings, changes)
     return _summary(changes)
