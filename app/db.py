@@ -132,6 +132,15 @@ class AfterCommit:
         assert batch is not None, f"{key!r} is registered as a call, not a batch"
         batch.extend(items)
 
+    def extend(self, other: AfterCommit) -> None:
+        """Take over ``other``'s work after this one's (batches under one key merge)."""
+        for key, (fn, items, args) in other._work.items():
+            if items is None:
+                self._work[key] = (fn, None, args)
+            else:
+                self.batch(key, fn, items)
+        other._work = {}
+
     def __bool__(self) -> bool:
         return bool(self._work)
 
@@ -160,6 +169,14 @@ def run_after_commit(session: Session) -> None:
     work = session.info.pop(_AFTER_COMMIT, None)
     if work:
         work.run()
+
+
+def detach_after_commit(session: Session) -> AfterCommit:
+    """Take ``session``'s registered work out of it, for a caller that sends it later than the
+    commit on purpose (the webhook batcher answers its requests first). Call it last inside the
+    ``with database.session()`` block and run the result only if the block exits normally: a
+    failed commit raises, so the work is never run for rows that do not exist."""
+    return session.info.pop(_AFTER_COMMIT, None) or AfterCommit()
 
 
 def discard_after_commit(session: Session) -> None:

@@ -177,11 +177,8 @@ def events_put(
     if resource:
         entry["Resources"] = list(resource)
     with get_database(settings.sqlalchemy_url).session() as session:
-        result = put_events(session, [entry], Scope(settings.region, settings.account_id))
-    if result.delivery_ids:
-        from app.bus.outbox import enqueue_deliveries  # after the commit; never raises
-
-        enqueue_deliveries(settings, result.delivery_ids)
+        scope = Scope(settings.region, settings.account_id)
+        result = put_events(session, [entry], scope, settings=settings)  # enqueued after commit
     failed = False
     for item in result.entries:
         if "ErrorCode" in item:

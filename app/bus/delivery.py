@@ -23,7 +23,7 @@ from sqlalchemy import or_, select, update
 
 from app.bus.arns import Scope
 from app.bus.models import DeadLetter, Delivery, DeliveryAttempt, Event
-from app.bus.outbox import enqueue_deliveries
+from app.bus.outbox import deliver_after_commit, enqueue_deliveries
 from app.bus.targets import DeliveryContext, TargetFailure, adapter_for
 from app.bus.transform import render_input
 from app.config import Settings
@@ -191,14 +191,7 @@ def deliver(settings: Settings, delivery_id: str, rng: random.Random | None = No
             policy=RetryPolicy.of(claimed.spec),
             rng=rng,
         )
-    outcome = _record(
-        settings, delivery_id, claimed, started, finished, status_code, failure, verdict
-    )
-    if verdict is not None and verdict.retry_at is not None:
-        delay = (verdict.retry_at - finished).total_seconds()
-        if delay <= COUNTDOWN_LIMIT_SECONDS:
-            enqueue_deliveries(settings, [delivery_id], countdown=max(delay, 0.0))
-    return outcome
+    return _record(settings, delivery_id, claimed, started, finished, status_code, failure, verdict)
 
 
 def _record(
@@ -213,6 +206,7 @@ def _record(
 ) -> str:
     database = get_database(settings.sqlalchemy_url)
     changes: dict[str, Any] = {"claimed_until": None}
+    countdown: float | None = None  # a retry soon enough to ride a countdown
     error = None if failure is None else f"{failure.code}: {failure.message}"
     if failure is None:
         outcome = "succeeded"
@@ -220,6 +214,8 @@ def _record(
     elif verdict is not None and verdict.retry_at is not None:
         outcome = "retry"
         long_wait = verdict.retry_at - finished > timedelta(seconds=COUNTDOWN_LIMIT_SECONDS)
+        if not long_wait:
+            countdown = max((verdict.retry_at - finished).total_seconds(), 0.0)
         # A long wait is the sweeper's job: no task is holding it in the broker.
         changes.update(
             last_error=error,
@@ -231,6 +227,8 @@ def _record(
         changes.update(status="dead", completed_at=finished, last_error=error)
     with database.session() as session:
         session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**changes))
+        if countdown is not None:
+            deliver_after_commit(session, settings, [delivery_id], countdown=countdown)
         session.add(
             DeliveryAttempt(
                 delivery_id=delivery_id,

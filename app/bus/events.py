@@ -1,8 +1,9 @@
 """PutEvents: validate entries, match every enabled rule at once, persist events and deliveries.
 
 Events, archive copies and one delivery row per matched target are written in the caller's
-transaction; nothing is enqueued here. The caller commits, then hands ``PutResult.delivery_ids``
-to :func:`app.bus.outbox.enqueue_deliveries` (commit, then enqueue).
+transaction. Given ``settings``, the deliveries are registered on the session's unit of work
+(:func:`app.bus.outbox.deliver_after_commit`): enqueued once the caller's transaction commits,
+never if it rolls back. ``PutResult.delivery_ids`` still says which deliveries were created.
 
 Each process keeps one compiled matcher per bus and rebuilds it when the bus's ``revision`` moved,
 so matching cost does not grow with the number of rules and a rule change is seen at once.
@@ -25,7 +26,9 @@ from app.bus.arns import Scope, bus_name_from
 from app.bus.envelope import MAX_ENTRIES, MAX_REQUEST_BYTES, EntryError, build_envelope, entry_size
 from app.bus.errors import Validation
 from app.bus.models import Archive, ArchivedEvent, Delivery, Event, EventBus, Rule
+from app.bus.outbox import deliver_after_commit
 from app.bus.patterns import Pattern, RuleMatcher, matches, parse_pattern
+from app.config import Settings
 from app.db import utcnow
 
 
@@ -136,8 +139,10 @@ def put_events(
     new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     replay_name: str | None = None,
     only_rules: set[str] | None = None,
+    settings: Settings | None = None,
 ) -> PutResult:
-    """Persist and route ``entries``; per-entry errors leave the other entries unaffected."""
+    """Persist and route ``entries``; per-entry errors leave the other entries unaffected. With
+    ``settings`` the deliveries are enqueued after the session commits."""
     check_request(entries)
     now = now or utcnow()
     result = PutResult()
@@ -169,6 +174,8 @@ def put_events(
     store(session, routed)
     for item in routed:
         result.delivery_ids.extend(item.delivery_ids)
+    if settings is not None:
+        deliver_after_commit(session, settings, result.delivery_ids)
     return result
 
 
@@ -180,10 +187,14 @@ def route(
     now: datetime,
     new_id: Callable[[], str],
     only_rules: set[str] | None = None,
+    settings: Settings | None = None,
 ) -> list[str]:
-    """Store one envelope, its archive copies and a delivery per matched target."""
+    """Store one envelope, its archive copies and a delivery per matched target (enqueued after
+    the session commits when ``settings`` is given)."""
     routed = plan(session, bus, envelope, now=now, new_id=new_id, only_rules=only_rules)
     store(session, [routed])
+    if settings is not None:
+        deliver_after_commit(session, settings, routed.delivery_ids)
     return routed.delivery_ids
 
 
@@ -260,7 +271,7 @@ def plan(
                     attempts=0,
                     created_at=now,
                     next_attempt_at=now,
-                    enqueued_at=now,  # the caller enqueues right after commit
+                    enqueued_at=now,  # enqueued right after the commit
                 )
             )
     return Routed(event, children)

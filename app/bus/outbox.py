@@ -1,16 +1,19 @@
 """Commit, then enqueue — and find what was committed but never enqueued.
 
-``enqueue_deliveries`` is called after the transaction that created the delivery rows committed.
-If the broker is down at that moment the rows are still there: the sweeper (``sweep``), run by the
-scheduler, re-enqueues every pending delivery that is due and that no worker picked up within the
-grace period. A delivery enqueued twice is harmless: the delivery task claims the row first.
+Whoever creates delivery rows registers them with :func:`deliver_after_commit` on its session;
+the unit of work (:mod:`app.db`) hands them to ``enqueue_deliveries`` once the transaction
+committed, every delivery of one unit of work in one producer round trip. If the broker is down
+at that moment the rows are still there: the sweeper (``sweep``), run by the scheduler,
+re-enqueues every pending delivery that is due and that no worker picked up within the grace
+period. A delivery enqueued twice is harmless: the delivery task claims the row first.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -18,7 +21,7 @@ from sqlalchemy.orm import Session
 from app.bus.models import Delivery
 from app.celery_client import celery_for
 from app.config import Settings
-from app.db import utcnow
+from app.db import after_commit, utcnow
 
 log = logging.getLogger("smokehouse.bus")
 
@@ -54,6 +57,26 @@ def enqueue_deliveries(
             exc,
         )
     return sent
+
+
+def deliver_after_commit(
+    session: Session,
+    settings: Settings,
+    delivery_ids: Iterable[str],
+    countdown: float | None = None,
+) -> None:
+    """Enqueue ``delivery_ids`` once ``session`` commits (nothing if it rolls back); every
+    delivery registered in one unit of work goes out in one batch per countdown."""
+    after_commit(session).batch(
+        (DELIVER_TASK, settings, countdown), partial(_send, settings, countdown), delivery_ids
+    )
+
+
+def _send(settings: Settings, countdown: float | None, delivery_ids: list[str]) -> int:
+    # ``enqueue_deliveries`` is looked up when the batch runs (tests replace it).
+    if countdown is None:
+        return enqueue_deliveries(settings, delivery_ids)
+    return enqueue_deliveries(settings, delivery_ids, countdown=countdown)
 
 
 def start_replay(settings: Settings, name: str) -> None:

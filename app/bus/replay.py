@@ -18,7 +18,6 @@ from sqlalchemy import select
 from app.bus.arns import Scope
 from app.bus.events import route
 from app.bus.models import ArchivedEvent, Event, EventBus, Replay
-from app.bus.outbox import enqueue_deliveries
 from app.config import Settings
 from app.db import get_database, utcnow
 
@@ -73,7 +72,6 @@ def run_replay(settings: Settings, name: str) -> str:
                     | ((ArchivedEvent.time == cursor[0]) & (ArchivedEvent.event_id > cursor[1]))
                 )
             rows = session.execute(statement).all()
-            delivery_ids: list[str] = []
             now = utcnow()
             only = _rule_names(replay)
             for archived, event in rows:
@@ -82,19 +80,19 @@ def run_replay(settings: Settings, name: str) -> str:
                     envelope = copy.deepcopy(event.envelope)
                     envelope["id"] = new_id
                     envelope["replay-name"] = name
-                    delivery_ids += route(
+                    route(
                         session,
                         bus,
                         envelope,
                         now=now,
                         new_id=lambda: str(uuid.uuid4()),
                         only_rules=only,
+                        settings=settings,  # the batch's deliveries go out after its commit
                     )
                 cursor = (archived.time, archived.event_id)
                 replay.last_replayed_time = archived.time
             if len(rows) < BATCH:
                 replay.state, replay.replay_end_time = "COMPLETED", utcnow()
-        enqueue_deliveries(settings, delivery_ids)
         if len(rows) < BATCH:
             log.info("replay %s completed", name, extra={"arn": scope.replay_arn(name)})
             return "COMPLETED"

@@ -19,7 +19,6 @@ from typing import Annotated, Any, TypeVar
 import strawberry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, raiseload
-from starlette.concurrency import run_in_threadpool
 from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 from strawberry.types import Info
@@ -27,6 +26,7 @@ from strawberry.types import Info
 from app.bus import models
 from app.bus.arns import DEFAULT_BUS
 from app.bus.dead_letters import list_dead_letters, redrive
+from app.bus.outbox import deliver_after_commit
 from app.bus.service import get_bus, set_rule_state
 from app.config import Settings
 from app.graphql.context import CanWrite, Context, IsAuthenticated, in_session
@@ -490,11 +490,13 @@ async def resolve_disable_rule(info: Info[Context, Any], name: str, bus: str = D
 
 async def resolve_redrive_dead_letter(info: Info[Context, Any], id: int) -> Delivery:
     settings = info.context.settings
-    delivery = await in_session(settings, lambda session: _delivery(redrive(session, id)))
-    from app.bus.outbox import enqueue_deliveries  # after the commit above; never raises
 
-    await run_in_threadpool(enqueue_deliveries, settings, [delivery.id])
-    return delivery
+    def work(session: Session) -> Delivery:
+        delivery = redrive(session, id)
+        deliver_after_commit(session, settings, [delivery.id])  # enqueued after the commit
+        return _delivery(delivery)
+
+    return await in_session(settings, work)
 
 
 @strawberry.type

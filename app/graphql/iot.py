@@ -27,7 +27,7 @@ from strawberry.types import Info
 
 from app import realtime
 from app.config import Settings
-from app.db import after_commit, utcnow
+from app.db import utcnow
 from app.graphql.context import CanWrite, Context, IsAuthenticated, in_session
 from app.graphql.subscriptions import _count
 from app.iot import cooks, probes
@@ -565,7 +565,7 @@ async def _alarm_action(info: Info[Context, Any], action: Any) -> Alarm:
         row = action(session)
         session.flush()
         message = alarms_service.alarm_message(row)
-        after_commit(session).call(alarms_service.publish_alarm, settings, message)
+        alarms_service.publish_alarm_after_commit(session, settings, message)
         return _alarm(row)
 
     return await in_session(settings, work)

@@ -10,7 +10,7 @@ from typing import Any
 
 from app import realtime
 from app.config import Settings
-from app.db import get_database
+from app.db import after_commit, get_database
 from app.handlers import HandlerContext, handler
 from app.iot import discovery
 from app.iot.enrich import StoreResult, parse_messages, store_batch
@@ -25,8 +25,9 @@ def enrich_and_store(settings: Settings, iot: IotSettings, payload: Any) -> Stor
     messages, skipped = parse_messages(payload)
     with get_database(settings.sqlalchemy_url).session() as session:
         result = store_batch(session, iot, messages)
+        live = [(f"readings:{m['device_id']}", m) for m in result.live]
+        after_commit(session).call(realtime.publish_many, settings, live)
     result.skipped += skipped
-    realtime.publish_many(settings, ((f"readings:{m['device_id']}", m) for m in result.live))
     if result.new_probes:
         with get_database(settings.sqlalchemy_url).session() as session:
             for device_id, probe_ids in result.new_probes.items():

@@ -14,7 +14,6 @@ import logging
 
 from starlette.concurrency import run_in_threadpool
 
-from app.bus.outbox import enqueue_deliveries
 from app.config import Settings
 from app.runners.webhook import Outcome, Prepared, store_many
 
@@ -33,7 +32,7 @@ class Batcher:
         self.max_group = max_group
         self.queue: asyncio.Queue[Waiting] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
-        self.enqueuing: set[asyncio.Task[int]] = set()
+        self.enqueuing: set[asyncio.Task[None]] = set()
 
     async def submit(self, prepared: Prepared) -> Outcome:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
@@ -48,7 +47,7 @@ class Batcher:
             while len(group) < self.max_group and not self.queue.empty():
                 group.append(self.queue.get_nowait())
             try:
-                outcomes, deliveries = await run_in_threadpool(
+                outcomes, later = await run_in_threadpool(
                     store_many, self.settings, [prepared for prepared, _ in group]
                 )
             except Exception as exc:  # the database is down: every waiting request is told
@@ -60,10 +59,8 @@ class Batcher:
             for (_, future), outcome in zip(group, outcomes, strict=True):
                 if not future.done():
                     future.set_result(outcome)
-            if deliveries:
-                task = asyncio.create_task(
-                    run_in_threadpool(enqueue_deliveries, self.settings, deliveries)
-                )
+            if later:  # the group's after-commit work, deliberately after the answers
+                task = asyncio.create_task(run_in_threadpool(later.run))
                 self.enqueuing.add(task)  # keep a reference until it is done
                 task.add_done_callback(self.enqueuing.discard)
 

@@ -26,9 +26,8 @@ from sqlalchemy.exc import IntegrityError
 from app.bus.arns import Scope
 from app.bus.envelope import MAX_REQUEST_BYTES, entry_size
 from app.bus.events import put_events
-from app.bus.outbox import enqueue_deliveries
 from app.config import Settings
-from app.db import get_database, utcnow
+from app.db import AfterCommit, detach_after_commit, get_database, utcnow
 from app.runners.models import WebhookReceipt
 
 SOURCE = "gitlab"
@@ -116,12 +115,11 @@ def prepare(body: bytes, headers: Mapping[str, str]) -> Prepared:
 Outcome = Accepted | WebhookRejected
 
 
-def _store(settings: Settings, items: Sequence[Prepared]) -> tuple[list[Outcome], list[str]]:
+def _store(settings: Settings, items: Sequence[Prepared]) -> tuple[list[Outcome], AfterCommit]:
     """One transaction for ``items``: skip keys already received (in the database or earlier in
     this batch), put the rest on the bus, record their receipts. Raises IntegrityError when
     another process recorded one of the keys meanwhile."""
     outcomes: list[Outcome | None] = [None] * len(items)
-    deliveries: list[str] = []
     scope = Scope(settings.region, settings.account_id)
     with get_database(settings.sqlalchemy_url).session() as session:
         keys = {item.key for item in items if item.key is not None}
@@ -141,8 +139,8 @@ def _store(settings: Settings, items: Sequence[Prepared]) -> tuple[list[Outcome]
         now = utcnow()
         for start in range(0, len(fresh), PUT_CHUNK):
             chunk = fresh[start : start + PUT_CHUNK]
-            result = put_events(session, [items[i].entry for i in chunk], scope, now=now)
-            deliveries.extend(result.delivery_ids)
+            entries = [items[i].entry for i in chunk]
+            result = put_events(session, entries, scope, now=now, settings=settings)
             for index, answer in zip(chunk, result.entries, strict=True):
                 if "ErrorCode" in answer:
                     outcomes[index] = WebhookRejected(400, str(answer.get("ErrorMessage")))
@@ -154,33 +152,35 @@ def _store(settings: Settings, items: Sequence[Prepared]) -> tuple[list[Outcome]
                         WebhookReceipt(key=key, event_id=answer["EventId"], received_at=now)
                     )
         session.flush()
-    return [o if o is not None else Accepted(None, True) for o in outcomes], deliveries
+        later = detach_after_commit(session)  # the caller runs it once this block committed
+    return [o if o is not None else Accepted(None, True) for o in outcomes], later
 
 
-def store_many(settings: Settings, items: Sequence[Prepared]) -> tuple[list[Outcome], list[str]]:
+def store_many(settings: Settings, items: Sequence[Prepared]) -> tuple[list[Outcome], AfterCommit]:
     """Store a group of checked webhooks in one transaction and commit; returns the outcomes
-    and the deliveries to enqueue. A key taken concurrently by another process makes the group
-    go one by one."""
+    and the committed group's after-commit work (enqueue its deliveries), for the caller to
+    run when it suits it. A key taken concurrently by another process makes the group go one
+    by one."""
     if not items:
-        return [], []
+        return [], AfterCommit()
     try:
         return _store(settings, items)
     except IntegrityError:
-        if len(items) == 1:
-            return [Accepted(None, True)], []  # the same delivery, concurrently: the other took it
+        if len(items) == 1:  # the same delivery, concurrently: the other took it
+            return [Accepted(None, True)], AfterCommit()
         outcomes: list[Outcome] = []
-        deliveries: list[str] = []
+        later = AfterCommit()
         for item in items:
-            one, sent = store_many(settings, [item])
+            one, work = store_many(settings, [item])
             outcomes.extend(one)
-            deliveries.extend(sent)
-        return outcomes, deliveries
+            later.extend(work)
+        return outcomes, later
 
 
 def accept_many(settings: Settings, items: Sequence[Prepared]) -> list[Outcome]:
     """:func:`store_many`, then enqueue the deliveries (commit, then enqueue)."""
-    outcomes, deliveries = store_many(settings, items)
-    enqueue_deliveries(settings, deliveries)
+    outcomes, later = store_many(settings, items)
+    later.run()
     return outcomes
 
 

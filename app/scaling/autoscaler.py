@@ -181,7 +181,6 @@ class Autoscaler:
         return [self.pass_queue(queue, depths[queue], now) for queue in queues]
 
     def pass_queue(self, queue: str, depth: QueueDepth, now: datetime) -> QueuePass:
-        delivery_ids: list[str] = []
         with self.database.session() as session:
             workers = registry.live_workers(session, now, self.liveness, queue)
             views = [view(w) for w in workers]
@@ -199,11 +198,7 @@ class Autoscaler:
             if decision.desired != previous:
                 recorded = self.record(session, queue, observed, decision, previous, now)
                 if self.publish:
-                    delivery_ids = self.publish_event(session, recorded)
-        if delivery_ids:
-            from app.bus.outbox import enqueue_deliveries
-
-            enqueue_deliveries(self.settings, delivery_ids)
+                    self.publish_event(session, recorded)
         outcome = QueuePass(queue, observed, decision, previous, recorded, None)
         self.act(outcome, views, now)
         return outcome
@@ -236,7 +231,8 @@ class Autoscaler:
         log.info("queue %s: %d -> %d workers (%s)", queue, previous, row.desired, row.reason)
         return row
 
-    def publish_event(self, session: Session, row: ScalingDecision) -> list[str]:
+    def publish_event(self, session: Session, row: ScalingDecision) -> None:
+        """Put the decision on the bus; its deliveries are enqueued after the pass commits."""
         from app.bus.arns import Scope
         from app.bus.events import put_events
 
@@ -261,10 +257,9 @@ class Autoscaler:
             "Resources": [f"arn:smokehouse:celery:{row.queue}"],
         }
         scope = Scope(self.settings.region, self.settings.account_id)
-        result = put_events(session, [entry], scope, now=row.decided_at)
+        result = put_events(session, [entry], scope, now=row.decided_at, settings=self.settings)
         if result.failed_count:
             log.warning("scaling event not accepted: %s", result.entries)
-        return result.delivery_ids
 
     def act(self, outcome: QueuePass, views: list[WorkerView], now: datetime) -> None:
         try:

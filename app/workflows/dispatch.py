@@ -1,5 +1,9 @@
 """Commit, then enqueue: send what a committed step asked for to the broker.
 
+A step registers its sends on its session with :func:`send_after_commit` (the unit of work in
+:mod:`app.db` runs them once the step committed, never if it rolled back);
+:func:`after_commit` sends at once, for callers that already committed.
+
 Tasks go to ``workflows.run_task``; timers due within :data:`~app.workflows.store.COUNTDOWN_LIMIT`
 go to ``workflows.fire_timer`` with a countdown (a Wait or a retry backoff never holds a worker);
 later timers stay in the table until the sweeper sends them. Nothing here raises: if the broker
@@ -13,9 +17,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from app.bus.outbox import enqueue_deliveries
+from sqlalchemy.orm import Session
+
+from app.bus.outbox import deliver_after_commit, enqueue_deliveries
 from app.celery_client import celery_for
 from app.config import Settings
+from app.db import after_commit as unit_of_work
 from app.db import utcnow
 from app.workflows.asl import ScheduleTask, StartTimer
 
@@ -75,6 +82,38 @@ def after_commit(
     )
     if deliveries:
         enqueue_deliveries(settings, list(deliveries))
+
+
+def send_after_commit(
+    session: Session,
+    settings: Settings,
+    execution_id: int,
+    tasks: Sequence[ScheduleTask],
+    timers: Sequence[StartTimer],
+    deliveries: Sequence[str] = (),
+    now: datetime | None = None,
+) -> None:
+    """Register :func:`after_commit`'s sends on ``session``: they leave once it commits."""
+    if tasks or timers:
+        unit_of_work(session).call(
+            _send_step, settings, execution_id, list(tasks), list(timers), now
+        )
+    deliver_after_commit(session, settings, deliveries)
+
+
+def _send_step(
+    settings: Settings,
+    execution_id: int,
+    tasks: list[ScheduleTask],
+    timers: list[StartTimer],
+    now: datetime | None,
+) -> None:
+    now = now or utcnow()
+    send(
+        settings,
+        [(execution_id, t.ref) for t in tasks],
+        [(execution_id, t.ref, (t.fire_at_datetime - now).total_seconds()) for t in timers],
+    )
 
 
 def send_express(settings: Settings, payload: dict[str, Any]) -> None:

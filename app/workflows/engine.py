@@ -4,7 +4,9 @@ step, safe under at-least-once delivery and worker crashes.
 A step is: read the execution (or reuse the state this process just wrote), apply one or more
 events with :func:`~app.workflows.asl.advance`, and write the new state, the history, the new
 task/timer rows and any status-change event in ONE transaction guarded by the execution's
-``version`` (compare-and-set). Only after commit are the commands sent to the broker. So:
+``version`` (compare-and-set). The step registers its commands on the transaction's unit of work
+(:func:`~app.workflows.dispatch.send_after_commit`): they are sent to the broker once it
+committed -- before the worker chains on inline -- and dropped if it rolled back. So:
 
 * a duplicate message re-applies an event whose ref the execution no longer waits on: the
   interpreter ignores it and nothing is written;
@@ -38,7 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import get_database, utcnow
+from app.db import discard_after_commit, get_database, run_after_commit, utcnow
 from app.workflows import dispatch, machines, store
 from app.workflows.asl import (
     Advance,
@@ -147,13 +149,19 @@ def apply(
                     if step.state.finished:
                         written.deliveries.extend(_finished(session, settings, step.state, now))
                     applied = True
+                dispatch.send_after_commit(
+                    session,
+                    settings,
+                    execution_id,
+                    written.tasks,
+                    written.timers,
+                    written.deliveries,
+                    now,
+                )
         except store.Conflict:
             if attempt > 3:
                 time.sleep(random.uniform(0, min(0.05 * attempt, 0.5)))
             continue
-        dispatch.after_commit(
-            settings, execution_id, written.tasks, written.timers, written.deliveries, now
-        )
         if not applied:
             return Step(False, loaded.status, written=written)
         assert step is not None
@@ -167,13 +175,20 @@ def apply(
 
 @contextmanager
 def _transaction(settings: Settings, session: Session | None) -> Iterator[Session]:
-    """One transaction: on the caller's session if it has one, else on a fresh one."""
+    """One unit of work: on the caller's session if it has one, else on a fresh one. Either way
+    what the step registered is sent right after its commit (the caller may then run the next
+    task inline, which must find its siblings already on the broker) and dropped on rollback."""
     if session is None:
         with get_database(settings.sqlalchemy_url).session() as fresh:
             yield fresh
         return
-    with session.begin():
-        yield session
+    try:
+        with session.begin():
+            yield session
+    except BaseException:
+        discard_after_commit(session)
+        raise
+    run_after_commit(session)
     session.expunge_all()  # ORM objects a step added (bus events) are not needed again
 
 
@@ -256,9 +271,9 @@ def execute(
         def in_transaction(session: Session, loaded: store.Loaded) -> tuple[list[Timed], list[str]]:
             if claim.ref not in loaded.state.pending:  # cancelled or answered meanwhile
                 return [], []
-            call = _call(settings, claim, session)
+            call = _call(settings, claim, session)  # it registers its sends on the session
             events, rows[claim.ref] = _outcome(claim, resource, call)
-            return events, call.deliveries
+            return events, []
 
         return apply(
             settings,

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from app.bus.outbox import enqueue_deliveries
 from app.config import Settings
 from app.db import get_database
 from app.workflows import arns, errors
@@ -100,10 +99,9 @@ class _Run:
                 raise TaskError("States.Runtime", f"unsupported resource {command.resource}")
             if resource.transactional:
                 database = get_database(self.settings.sqlalchemy_url)
-                with database.session() as session:
+                with database.session() as session:  # sends what it registered on commit
                     call.session = session
                     output = resource.run(call)
-                enqueue_deliveries(self.settings, call.deliveries)
             else:
                 output = resource.run(call)
         except TaskError as exc:

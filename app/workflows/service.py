@@ -385,8 +385,8 @@ def start(settings: Settings, machine_arn: Any, name: Any, input_text: Any) -> t
             session, settings, machine, name=name, input_text=input_text, now=utcnow()
         )
         written = started.written
-        after_commit(session).call(
-            dispatch.after_commit,
+        dispatch.send_after_commit(
+            session,
             settings,
             started.execution_id,
             written.tasks,

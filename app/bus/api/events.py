@@ -3,37 +3,26 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 
 from app.aws.operations import AwsCall
-from app.bus import outbox
 from app.bus.api.common import Answer, Params, operation, scope
 from app.bus.errors import InvalidEventPatternError, Validation
 from app.bus.events import put_events
 from app.bus.patterns import InvalidEventPattern, test_event_pattern
-from app.config import Settings
-from app.db import after_commit
 
 #: TestEventPattern's Event must carry these (``resources`` is documented as required too, but
 #: EventBridge accepts events without it: LocalStack records that against AWS).
 EVENT_FIELDS = ("id", "account", "source", "time", "region", "detail-type")
-#: One after-commit batch per request: every delivery it created goes out in one hand-off.
-DELIVERIES = "bus.api.deliveries"
-
-
-def _enqueue(settings: Settings, delivery_ids: list[str]) -> None:
-    # Looked up at call time so a test can stand in for the broker (app.bus.outbox is the seam).
-    outbox.enqueue_deliveries(settings, delivery_ids)
 
 
 @operation("PutEvents", write=True)
 def put_events_op(params: Params, call: AwsCall) -> Answer:
     """Store, archive and route up to 10 entries; each bad entry gets its own error. The new
     deliveries are enqueued after the commit (a failed enqueue is the sweeper's to retry)."""
-    settings = call.require_settings()
     with call.session() as session:
-        result = put_events(session, params["Entries"], scope(call))
-        after_commit(session).batch(DELIVERIES, partial(_enqueue, settings), result.delivery_ids)
+        result = put_events(
+            session, params["Entries"], scope(call), settings=call.require_settings()
+        )
     return result.response()
 
 

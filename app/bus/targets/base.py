@@ -40,8 +40,8 @@ class DeliveryContext:
 
     ``delivery_id`` is stable across attempts: adapters that write somewhere idempotently (another
     bus, a Celery task id) derive their keys from it, so a retried attempt changes nothing twice.
-    ``enqueue_deliveries`` is for adapters that create deliveries (the bus target): call it after
-    your own transaction committed.
+    ``enqueue_deliveries`` is for adapters that create deliveries (the bus target): register it
+    on your own session's unit of work (:func:`app.db.after_commit`), so it runs after the commit.
     """
 
     delivery_id: str

@@ -30,8 +30,9 @@ from app.bus.arns import DEFAULT_BUS
 from app.bus.envelope import EntryError, build_envelope
 from app.bus.events import route
 from app.bus.models import Event, EventBus
+from app.bus.outbox import DELIVER_TASK
 from app.bus.targets.base import DeliveryContext, TargetFailure
-from app.db import utcnow
+from app.db import after_commit, utcnow
 
 BUS_ARN = re.compile(r"^arn:aws:events:[a-z0-9-]*:\d{12}:event-bus/([/.\-_A-Za-z0-9]{1,256})$")
 RULE_ARN = re.compile(r"^arn:aws:events:[^:]*:\d{12}:rule/(?:(.+)/)?([^/]+)$")
@@ -123,7 +124,6 @@ class EventBusTarget:
             "Resources": event.get("resources") or [],
             "Time": event.get("time"),
         }
-        delivery_ids: list[str] = []
         try:
             with context.database.session() as session:
                 if session.get(Event, event_id) is not None:
@@ -146,6 +146,7 @@ class EventBusTarget:
                 delivery_ids = route(
                     session, bus, envelope, now=now, new_id=lambda: str(uuid.uuid4())
                 )
+                after_commit(session).batch(DELIVER_TASK, context.enqueue_deliveries, delivery_ids)
         except IntegrityError as exc:
             with context.database.session() as session:
                 if session.get(Event, event_id) is not None:
@@ -153,5 +154,4 @@ class EventBusTarget:
             raise TargetFailure(
                 f"could not store the forwarded event: {exc.orig}", retryable=True, code="Conflict"
             ) from exc
-        context.enqueue_deliveries(delivery_ids)
         return None

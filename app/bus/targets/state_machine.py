@@ -96,9 +96,19 @@ class StateMachineTarget:
             if machine.type == "EXPRESS":
                 start = express.prepare(settings, machine, name, payload)
                 return _Express(machine, start, machines.compiled(session, machine.definition_hash))
-            return service.start_execution(
+            started = service.start_execution(
                 session, settings, machine, name=name, input_text=payload, now=utcnow()
             )
+            written = started.written
+            dispatch.send_after_commit(
+                session,
+                settings,
+                started.execution_id,
+                written.tasks,
+                written.timers,
+                written.deliveries,
+            )
+            return started
 
         try:
             started = service.unit_of_work(settings, start)
@@ -111,11 +121,6 @@ class StateMachineTarget:
         if isinstance(started, _Express):
             if runs_inline(settings, started.compiled):
                 _run_inline(settings, started)
-            else:
+            else:  # nothing was committed: a failed send fails (and retries) the delivery
                 dispatch.send_express(settings, express.payload(started.machine, started.start))
-            return None
-        written = started.written
-        dispatch.after_commit(
-            settings, started.execution_id, written.tasks, written.timers, written.deliveries
-        )
         return None

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from app import realtime
 from app.celery_client import celery_for
 from app.config import Settings
-from app.db import dialect_insert
+from app.db import after_commit, dialect_insert
 from app.iot.alarms.evaluate import (
     AlarmConfig,
     DeviceState,
@@ -93,6 +93,13 @@ def alarm_message(alarm: Alarm) -> dict[str, Any]:
 
 #: Every device's alarm changes (the ``alarms`` subscription without a device).
 ALL_ALARMS: Final = "alarms"
+
+
+def publish_alarm_after_commit(
+    session: Session, settings: Settings, message: dict[str, Any]
+) -> None:
+    """:func:`publish_alarm` once ``session`` commits (never if it rolls back)."""
+    after_commit(session).call(publish_alarm, settings, message)
 
 
 def publish_alarm(settings: Settings, message: dict[str, Any]) -> None:
@@ -372,6 +379,12 @@ def sweep_offline(session: Session, now: datetime, config: AlarmConfig) -> list[
 
 
 NOTIFY_TASK: Final = "iot_alarms.notify"
+
+
+def announce_after_commit(session: Session, settings: Settings, changes: list[AlarmChange]) -> None:
+    """:func:`announce` the changes once ``session`` commits (never if it rolls back)."""
+    if changes:
+        after_commit(session).call(announce, settings, changes)
 
 
 def announce(settings: Settings, changes: list[AlarmChange]) -> None:

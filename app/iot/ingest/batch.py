@@ -1,8 +1,9 @@
 """Write one batch of MQTT messages: refusals dead-lettered, (device, seq) deduped, accepted
 telemetry and status changes put on the bus, devices' last-seen and availability updated.
 
-All of it happens in the caller's transaction; the caller commits, then enqueues
-``BatchResult.delivery_ids`` and only then acknowledges the messages to the broker. A message the
+All of it happens in the caller's transaction; the bus deliveries are registered on its unit of
+work, so they are enqueued when the caller commits, and the caller acknowledges the messages to
+the broker only after that. A message the
 broker redelivers after a crash finds its (device, seq) in ``iot_ingested_messages`` and is
 acknowledged without a second event.
 """
@@ -56,7 +57,6 @@ class BatchResult:
     duplicates: int = 0
     statuses: int = 0
     rejected: list[tuple[Rejection, str]] = field(default_factory=list)  # (refusal, topic)
-    delivery_ids: list[str] = field(default_factory=list)
 
 
 def limits_of(iot: IotSettings) -> Limits:
@@ -241,10 +241,9 @@ def write_batch(
 
     scope = Scope(settings.region, settings.account_id)
     for request in requests_of(entries):
-        put = put_events(session, request, scope, now=now)
+        put = put_events(session, request, scope, now=now, settings=settings)
         if put.failed_count:
             failed = next(e for e in put.entries if "ErrorCode" in e)
             raise RuntimeError(f"the bus refused ingest's events: {failed}")
-        result.delivery_ids.extend(put.delivery_ids)
     session.flush()
     return result

@@ -3,9 +3,10 @@
 * paho's network thread only **enqueues** (``on_message`` never touches the database).
 * the batching thread takes up to ``batch_max_messages`` (or what arrived within
   ``batch_max_wait_seconds`` of the first), writes them in one transaction
-  (:func:`app.iot.ingest.batch.write_batch`), commits, enqueues the bus deliveries, and only then
-  acknowledges the messages (paho ``manual_ack``). A crash anywhere before the ack makes the
-  broker redeliver, and (device, seq) dedupe drops what was already put on the bus.
+  (:func:`app.iot.ingest.batch.write_batch`), commits (which enqueues the bus deliveries the
+  batch registered on its unit of work), and only then acknowledges the messages (paho
+  ``manual_ack``). A crash anywhere before the ack makes the broker redeliver, and (device, seq)
+  dedupe drops what was already put on the bus.
 * MQTT 5 with a persistent session (clean start off, session expiry) and the shared subscription
   ``$share/<group>/smokehouse/+/telemetry``, so several ingest processes split the load; status
   topics are subscribed plainly (shared subscriptions get no retained messages). A broker that only
@@ -34,7 +35,6 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from app.bus.outbox import enqueue_deliveries
 from app.config import Settings
 from app.db import get_database, utcnow
 from app.iot.ingest.batch import BatchResult, Incoming, write_batch
@@ -311,7 +311,7 @@ class Ingestor:
         result = self._write(batch)
         if result is None:
             return  # stopping before the batch could be written: the broker redelivers it
-        enqueue_deliveries(self.settings, result.delivery_ids)
+        # Committed, and its deliveries enqueued by the commit: now the broker may forget them.
         self._count(result)
         client = self._client
         assert client is not None

@@ -9,7 +9,7 @@ and run inside the transaction that records their result, so they happen exactly
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
@@ -35,7 +35,6 @@ class TaskCall:
     token: str | None = None  # .waitForTaskToken
     timeout_seconds: int | None = None
     session: Session | None = None  # for transactional resources
-    deliveries: list[str] = field(default_factory=list)  # bus deliveries to enqueue after commit
 
     @property
     def base(self) -> str:

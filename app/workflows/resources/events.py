@@ -51,10 +51,10 @@ class EventsResource:
         entries = [_entry(e, [call.execution_arn, call.state_machine_arn]) for e in raw_entries]
         scope = Scope(call.settings.region, call.settings.account_id)
         try:
-            result = put_events(call.session, entries, scope)
+            # The deliveries go out when the step's transaction commits.
+            result = put_events(call.session, entries, scope, settings=call.settings)
         except BusError as exc:
             raise TaskError(f"EventBridge.{exc.code}", exc.message) from None
-        call.deliveries.extend(result.delivery_ids)
         response = result.response()
         if result.failed_count:
             raise TaskError("EventBridge.FailedEntry", json.dumps(response))
