@@ -20,8 +20,8 @@ from app.config import Settings
 from app.db import get_database
 from app.main import create_app
 from app.migrate import upgrade
-from app.scaling import messages
-from app.scaling.models import QueueMessage
+from app.queues import messages
+from app.queues.models import QueueMessage
 from app.workflows import api as workflows_api
 from app.workflows import callbacks
 from app.workflows.models import Execution
