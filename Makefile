@@ -21,10 +21,11 @@ run: install ## The whole system in embedded mode: API, MQTT broker, workers, sc
 test: install ## Unit tests, then integration tests (real services when configured; see .ci/run)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: install ## ruff (lint + format check) and mypy (strict on app/ and workers/)
+lint: install ## ruff (lint + format check), mypy (strict on app/ and workers/), import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -2,7 +2,7 @@
 
 Services send tasks after their commit (deliveries, workflow steps, queue messages, alarm
 notifications) through this one app, so a process keeps one broker connection pool, not one per
-module. ``workers/`` is imported lazily: importing it configures Celery.
+module. It is configured by :mod:`app.broker.celery` (imported lazily: it loads Celery).
 """
 
 from __future__ import annotations
@@ -15,6 +15,6 @@ from app.config import Settings
 
 @cache
 def celery_for(settings: Settings) -> Any:
-    from workers.celery_app import create_celery
+    from app.broker.celery import create_celery
 
     return create_celery(settings)

@@ -100,7 +100,7 @@ def _embedded_scaling_env() -> dict[str, str]:
     tasks keep the ``default`` and ``bus`` pools warm anyway (the idle cooldown outlasts their
     interval) and a cold queue gets its first worker in a few seconds (1.9 s to the first task on
     Redis in bench/autoscale.py)."""
-    from workers.queues import QUEUES
+    from app.broker.queues import QUEUES
 
     return {
         "SMOKEHOUSE_SCALING_BACKEND": "process",
@@ -161,8 +161,10 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=0, help="Pool size (0: from settings).")] = 0,
 ) -> None:
     """A Celery worker (acks late, prefetch 1) consuming the named queues."""
-    from workers.celery_app import QUEUES, create_celery
+    from app.broker.celery import create_celery, load_worker_app
+    from app.broker.queues import QUEUES
 
+    load_worker_app()
     settings = _settings()
     celery = create_celery(settings)
     argv = [
@@ -180,8 +182,9 @@ def worker(
 @friendly_errors
 def scheduler() -> None:
     """The periodic scheduler (Celery beat): pings, sweeps, reconcile loops."""
-    from workers.celery_app import create_celery
+    from app.broker.celery import create_celery, load_worker_app
 
+    load_worker_app()
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     celery = create_celery(settings)
@@ -231,7 +234,7 @@ def health(
         url = f"http://127.0.0.1:{settings.http_port}/healthz"
         healthy = httpx.get(url, timeout=3).status_code == 200
     elif role == "worker":
-        from workers.celery_app import create_celery
+        from app.broker.celery import create_celery
 
         me = f"celery@{socket.gethostname()}"
         healthy = bool(create_celery(settings).control.ping(destination=[me], timeout=3))

@@ -21,8 +21,8 @@ from app.health.routes import router as health_router
 from app.heap import freeze_startup_heap
 from app.middleware import RequestContextMiddleware
 from app.migrate import upgrade
+from app.queues.routes import router as queue_router
 from app.runners.routes import router as runners_router
-from app.scaling.routes import router as queue_router
 from app.web.routes import install as install_web
 from app.workflows.definitions import apply_all as apply_state_machines
 

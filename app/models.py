@@ -23,8 +23,9 @@ from app.iot.models import (
     Probe,
     Reading,
 )
+from app.queues.models import QueueMessage
 from app.runners.models import Runner, RunnerJob, RunnerJobEvent, WebhookReceipt
-from app.scaling.models import QueueMessage, ScalingDecision, ScalingQueue, ScalingWorker
+from app.scaling.models import ScalingDecision, ScalingQueue, ScalingWorker
 from app.system.models import Ping
 from app.workflows.models import (
     Execution,

@@ -1,88 +1,23 @@
-"""The Celery application, configured from Settings.
+"""The workers' Celery application: the app's configuration plus the worker-side hooks.
 
-At-least-once by construction: ``acks_late`` (ack after the task ran),
-``task_reject_on_worker_lost`` (a killed pool process puts its message back), prefetch 1 (a busy
-worker hoards nothing). Tasks are idempotent, so a redelivery is harmless.
-``celery -A workers.celery_app worker`` works as well as ``smokehouse worker``.
+The configuration, queue names and task-module list live in :mod:`app.broker.celery`; this
+module adds what only a worker or the scheduler needs (the registry's signal hooks, the heap
+freeze, the scheduler's first ping) and the module-level app that ``celery -A
+workers.celery_app worker`` loads, as ``smokehouse worker`` does.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery, signals
-from kombu.entity import Queue
+from celery import signals
 
-import workers.broker_sqlite  # registers the smokehouse+sqlite:// broker scheme
 import workers.registry_hooks  # noqa: F401  (worker registry: register, heartbeat, drain)
-from app.config import Settings, load_settings
-from app.handlers import load_handler_modules
+from app.broker.celery import celery_config as celery_config
+from app.broker.celery import create_celery as create_celery
+from app.broker.celery import settings_of as settings_of
+from app.broker.queues import QUEUES as QUEUES
 from app.heap import freeze_startup_heap
-from workers.queues import QUEUES as QUEUES  # re-exported: the queues live apart from Celery
-
-TASK_MODULES = (
-    "workers.tasks.system",
-    "workers.tasks.bus",
-    "workers.tasks.workflows",
-    "workers.tasks.scaling",
-    "workers.tasks.runners",
-    "workers.tasks.iot",
-    "workers.tasks.iot_alarms",
-)
-
-
-def celery_config(settings: Settings) -> dict[str, Any]:
-    broker_url = settings.celery_broker_url
-    transport_options: dict[str, Any] = {"visibility_timeout": 3600}
-    if broker_url.startswith(("smokehouse+sqlite", "sqla+")):
-        transport_options["polling_interval"] = 0.2
-    return {
-        "broker_url": broker_url,
-        "broker_connection_retry_on_startup": True,
-        "broker_transport_options": transport_options,
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "accept_content": ["json"],
-        "task_ignore_result": True,
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "worker_hijack_root_logger": False,
-        "worker_send_task_events": False,
-        "task_default_queue": "default",
-        "task_queues": [Queue(name) for name in QUEUES],
-        "task_routes": {
-            "system.*": {"queue": "default"},
-            "bus.*": {"queue": "bus"},
-            "workflows.*": {"queue": "workflows"},
-            "runners.*": {"queue": "runners"},
-            "iot_alarms.*": {"queue": "iot"},
-        },
-        "timezone": "UTC",
-        "enable_utc": True,
-        "beat_schedule": {
-            "system-ping": {"task": "system.ping", "schedule": 30.0, "args": ()},
-            "bus-sweep": {"task": "bus.sweep", "schedule": 10.0, "args": ()},
-            "bus-purge-archives": {"task": "bus.purge_archives", "schedule": 3600.0, "args": ()},
-            "workflows-sweep": {"task": "workflows.sweep", "schedule": 5.0, "args": ()},
-            "scaling-autoscale": {"task": "scaling.autoscale", "schedule": 10.0, "args": ()},
-            "runners-reconcile": {"task": "runners.reconcile", "schedule": 60.0, "args": ()},
-            "iot-close-idle-cooks": {"task": "iot.close_idle_cooks", "schedule": 60.0},
-            "iot-purge": {"task": "iot.purge", "schedule": 3600.0},
-            "iot-alarms-sweep-offline": {"task": "iot_alarms.sweep_offline", "schedule": 15.0},
-            "scaling-sweep-messages": {"task": "scaling.sweep_messages", "schedule": 15.0},
-        },
-    }
-
-
-def create_celery(settings: Settings | None = None) -> Celery:
-    settings = settings or load_settings()
-    celery = Celery("smokehouse", include=list(TASK_MODULES))
-    celery.conf.update(celery_config(settings))
-    celery.conf.smokehouse_settings = settings
-    load_handler_modules(settings.handler_module_list)
-    return celery
 
 
 def ping_when_the_scheduler_starts(sender: Any, **_: Any) -> None:
@@ -93,11 +28,5 @@ def ping_when_the_scheduler_starts(sender: Any, **_: Any) -> None:
 
 signals.beat_init.connect(ping_when_the_scheduler_starts, weak=False)
 signals.worker_init.connect(lambda **_: freeze_startup_heap(), weak=False)
-
-
-def settings_of(celery: Celery) -> Settings:
-    settings: Settings = celery.conf.smokehouse_settings
-    return settings
-
 
 celery_app = create_celery()

@@ -19,7 +19,9 @@ from strawberry.types import Info
 from app.db import utcnow
 from app.graphql.context import CanWrite, Context, IsAuthenticated, in_session
 from app.graphql.subscriptions import watch
-from app.scaling import messages, models
+from app.queues import messages
+from app.queues.models import QueueMessage as QueueMessageRow
+from app.scaling import models
 
 T = TypeVar("T")
 MAX_LIMIT = 500
@@ -171,7 +173,7 @@ class QueueMessage:
     finished_at: datetime | None
 
 
-def _message(r: models.QueueMessage) -> QueueMessage:
+def _message(r: QueueMessageRow) -> QueueMessage:
     return QueueMessage(
         id=r.id,
         queue=r.queue,
@@ -209,7 +211,7 @@ async def resolve_queue_messages(
 
 async def resolve_queue_message(info: Info[Context, Any], id: str) -> QueueMessage | None:
     def work(session: Session) -> QueueMessage | None:
-        row = session.get(models.QueueMessage, id)
+        row = session.get(QueueMessageRow, id)
         return None if row is None else _message(row)
 
     return await in_session(info.context.settings, work)

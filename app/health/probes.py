@@ -34,7 +34,7 @@ def _database(settings: Settings) -> None:
 
 
 def _broker(settings: Settings) -> None:
-    import workers.broker_sqlite  # noqa: F401  (the embedded scheme must be registered)
+    import app.broker.sqlite  # noqa: F401  (the embedded scheme must be registered)
 
     with Connection(settings.celery_broker_url, connect_timeout=TIMEOUT) as connection:
         connection.ensure_connection(max_retries=1, timeout=TIMEOUT)

@@ -48,7 +48,7 @@ def send(
     """Store COUNT messages that run HANDLER (or a state machine) with PAYLOAD, then enqueue
     them; prints one message id (= task id) per line."""
     from app.handlers import load_handler_modules
-    from app.scaling.messages import MessageError, send_and_enqueue
+    from app.queues.messages import MessageError, send_and_enqueue
 
     try:
         body = json.loads(payload)

@@ -112,7 +112,7 @@ def probe_sqlite(
 ) -> dict[str, QueueDepth]:
     from sqlalchemy import create_engine, inspect, text
 
-    # The broker stores naive UTC timestamps (see workers.broker_sqlite).
+    # The broker stores naive UTC timestamps (see app.broker.sqlite).
     now = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
     stale = now - timedelta(seconds=visibility_timeout)
     engine = create_engine(sqlite_path_url(url), connect_args={"timeout": 10})

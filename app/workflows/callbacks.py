@@ -4,7 +4,8 @@
 Each is one durable step (:func:`~app.workflows.engine.apply`). A token whose task is no longer
 waiting — it finished, timed out, or its execution stopped — answers ``TaskTimedOut``, as on
 AWS; a string that was never a token answers ``InvalidToken``. A token that no workflow task
-holds may belong to an asynchronous work-queue message (:mod:`app.scaling.messages`).
+holds may belong to another domain's holder (an asynchronous work-queue message), found through
+the registry in :mod:`app.workflows.tokens`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.db import get_database, utcnow
-from app.scaling import messages
 from app.workflows import errors, service
 from app.workflows.asl import (
     Event,
@@ -32,6 +32,7 @@ from app.workflows.asl import (
 from app.workflows.engine import apply
 from app.workflows.models import ExecutionTask
 from app.workflows.store import ACTIVE
+from app.workflows.tokens import TokenHolder, token_holders
 
 MAX_ERROR = 256
 MAX_CAUSE = 32768
@@ -62,13 +63,13 @@ def _send(
     token: Any,
     events: Callable[[str], list[Event]],
     close: bool,
-    message: Callable[[str], bool],
+    offer: Callable[[TokenHolder, str], bool],
 ) -> None:
-    """Apply ``events`` to the workflow task that holds ``token``; if none does, ``message``
-    gets the token (True when a work-queue message held it)."""
+    """Apply ``events`` to the workflow task that holds ``token``; if none does, ``offer`` gives
+    the token to each registered holder until one holds it."""
     found = _task(settings, token)
     if found is None:
-        if message(token):
+        if any(offer(holder, token) for holder in token_holders()):
             return
         raise errors.task_does_not_exist()
     execution_id, ref = found
@@ -95,7 +96,7 @@ def send_success(settings: Settings, token: Any, output: Any) -> None:
         token,
         lambda ref: [TaskStarted(ref), TaskSucceeded(ref, value)],
         True,
-        lambda t: messages.complete(settings, t, output=value),
+        lambda holder, t: holder.succeed(settings, t, value),
     )
 
 
@@ -109,7 +110,7 @@ def send_failure(settings: Settings, token: Any, error: Any, cause: Any) -> None
         token,
         lambda ref: [TaskStarted(ref), TaskFailed(ref, error, cause)],
         True,
-        lambda t: messages.complete(settings, t, error=error, cause=cause, failed=True),
+        lambda holder, t: holder.fail(settings, t, error, cause),
     )
 
 
@@ -119,7 +120,7 @@ def send_heartbeat(settings: Settings, token: Any) -> None:
         token,
         lambda ref: [TaskHeartbeat(ref)],
         False,
-        lambda t: messages.heartbeat(settings, t),
+        lambda holder, t: holder.heartbeat(settings, t),
     )
 
 

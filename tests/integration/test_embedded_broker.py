@@ -19,7 +19,7 @@ from kombu.connection import Connection
 from kombu.entity import Queue
 from kombu.messaging import Consumer, Producer
 
-import workers.broker_sqlite  # noqa: F401
+import app.broker.sqlite  # noqa: F401
 from tests.services import ROOT
 
 pytestmark = pytest.mark.integration
@@ -76,7 +76,7 @@ def test_message_of_a_killed_consumer_is_delivered_again(
     # exactly like kill -9).
     script = textwrap.dedent(
         f"""
-        import os, workers.broker_sqlite
+        import os, app.broker.sqlite
         from kombu.connection import Connection
         conn = Connection({broker_url!r}, transport_options={{"visibility_timeout": 1}})
         message = conn.SimpleQueue("jobs").get(timeout=5)

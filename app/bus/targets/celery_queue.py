@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from app.broker.queues import QUEUES
 from app.bus.targets.base import DeliveryContext, TargetFailure
 from app.config import Settings
 
@@ -47,8 +48,7 @@ def celery_for(settings: Settings) -> Celery:
     with _apps_lock:
         app = _apps.get(settings)
         if app is None:
-            # The app layer reaches into workers/ lazily: importing it configures Celery.
-            from workers.celery_app import create_celery
+            from app.broker.celery import create_celery  # lazily: it loads Celery
 
             app = create_celery(settings)
             # Fail fast when the broker is down (kombu would retry for seconds): the delivery's
@@ -68,8 +68,6 @@ class CeleryQueueTarget:
         return arn.startswith(PREFIX)
 
     def validate(self, session: Session, spec: dict[str, Any]) -> str | None:
-        from workers.celery_app import QUEUES
-
         parsed = parse_arn(spec["Arn"])
         if parsed is None:
             return (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import workers.broker_sqlite  # noqa: F401  (registers smokehouse+sqlite://)
+import app.broker.sqlite  # noqa: F401  (registers smokehouse+sqlite://)
 from tests.services import require_rabbitmq, require_redis
 
 

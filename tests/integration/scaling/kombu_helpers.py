@@ -42,7 +42,7 @@ def take_and_die(url: str, queue: str, count: int) -> list[str]:
     script = f"""
 import json, os, sys
 sys.path.insert(0, {str(ROOT)!r})
-import workers.broker_sqlite
+import app.broker.sqlite
 from kombu import Connection
 from tests.integration.scaling.kombu_helpers import TRANSPORT_OPTIONS, kombu_queue
 with Connection({url!r}, transport_options=TRANSPORT_OPTIONS) as connection:

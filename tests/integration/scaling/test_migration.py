@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
+import app.queues.models  # registers queue_messages (moved out of scaling)
 import app.scaling.models  # noqa: F401  (registers the scaling tables on Base.metadata)
 from app.db import Base, make_engine
 from app.migrate import alembic_config, current_revision, upgrade

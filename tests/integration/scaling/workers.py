@@ -14,7 +14,7 @@ from tests.integration.cli import cli_env
 
 # The hooks module is imported before the CLI so its signal handlers are connected in the worker.
 BOOT = (
-    "import sys; import workers.registry_hooks, workers.tasks.scaling; "
+    "import sys; import workers.registry_hooks, workers.tasks.queues; "
     "from app.cli import main; sys.argv[0] = 'smokehouse'; main()"
 )
 FAST = {"SMOKEHOUSE_SCALING_HEARTBEAT_SECONDS": "0.3"}

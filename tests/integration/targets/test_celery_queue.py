@@ -10,7 +10,7 @@ import pytest
 from kombu.connection import Connection
 from kombu.message import Message
 
-import workers.broker_sqlite  # noqa: F401  (the smokehouse+sqlite:// scheme)
+import app.broker.sqlite  # noqa: F401  (the smokehouse+sqlite:// scheme)
 from app.bus.targets import TargetFailure, adapter_for, validate_target
 from app.config import Settings
 from app.db import Database

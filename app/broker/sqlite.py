@@ -4,7 +4,8 @@ Stock ``sqla+sqlite`` marks a message invisible when a worker takes it and never
 restores it: a worker killed with ``-9`` loses the message, and the table grows forever. Here a
 taken message is *leased*: ack deletes the row, reject/restore makes it visible again, and a lease
 older than ``visibility_timeout`` (a worker that died) is taken again — the same contract as Redis'
-``unacked`` hash. Registered as the ``smokehouse+sqlite://`` broker URL scheme.
+``unacked`` hash. Registered as the ``smokehouse+sqlite://`` broker URL scheme when imported
+(:mod:`app.broker.celery` and the readiness probe import it).
 
 Threads: a Celery worker on this transport runs its synchronous loop with a *threaded* prefork
 pool, so the main thread polls (``_get``) while the pool's result-handler thread acks

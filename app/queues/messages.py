@@ -4,9 +4,14 @@ A message names a registered handler or a state machine. ``sync`` runs the handl
 its result; ``async`` gives the handler a task token (``context.extra["task_token"]``) and waits
 for ``SendTaskSuccess``/``SendTaskFailure`` with it, the workflows' callback operations; a state
 machine message starts one execution named after the message. Rows first, then the broker
-(:func:`send_and_enqueue`); :func:`run` is idempotent, so a redelivered message that finished
-is a no-op. A stored message is accepted, as SQS's SendMessage is: if the broker is down at that
-moment, :func:`sweep` (on the scheduler) enqueues it once the broker is back.
+(:func:`send_and_enqueue` registers the send on the unit of work); :func:`run` is idempotent,
+so a redelivered message that finished is a no-op. A stored message is accepted, as SQS's
+SendMessage is: if the broker is down at that moment, :func:`sweep` (on the scheduler) enqueues
+it once the broker is back.
+
+Async messages hold task tokens the workflows' callbacks do not know: this module registers
+them with :func:`app.workflows.tokens.register_token_holder` when imported (the API imports it
+through :mod:`app.queues.routes`, workers through ``workers.tasks.queues``).
 """
 
 from __future__ import annotations
@@ -22,14 +27,16 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from app.broker.queues import QUEUES
 from app.celery_client import celery_for
 from app.config import Settings
-from app.db import get_database, utcnow
+from app.db import after_commit, get_database, utcnow
 from app.handlers import HandlerContext, handlers
-from app.scaling.models import FINISHED, MESSAGE_MODES, MESSAGE_STATUSES, QueueMessage
+from app.queues.models import FINISHED, MESSAGE_MODES, MESSAGE_STATUSES, QueueMessage
 from app.workflows import errors as sfn_errors
+from app.workflows.tokens import register_token_holder
 
-log = logging.getLogger("smokehouse.scaling")
+log = logging.getLogger("smokehouse.queues")
 
 HANDLE_TASK = "scaling.handle"
 MAX_ERROR = 256
@@ -45,12 +52,9 @@ class MessageError(ValueError):
         self.status = status
 
 
-def known_queues() -> list[str]:
+def known_queues(settings: Settings) -> list[str]:
     """The queues a message may go to: every worker's queues plus the autoscaled ones."""
-    from app.scaling.settings import load_scaling_settings
-    from workers.queues import QUEUES
-
-    return sorted({*QUEUES, *load_scaling_settings().queue_list})
+    return sorted({*QUEUES, *settings.scaling.queue_list})
 
 
 def _machine_arn(session: Session, state_machine: str) -> str:
@@ -68,6 +72,7 @@ def _machine_arn(session: Session, state_machine: str) -> str:
 
 def send_message(
     session: Session,
+    settings: Settings,
     queue: str,
     *,
     handler: str | None = None,
@@ -75,9 +80,9 @@ def send_message(
     payload: Any = None,
     mode: str = "sync",
 ) -> QueueMessage:
-    """Validate and insert one ``queued`` message (the caller commits, then enqueues it).
+    """Validate and insert one ``queued`` message (the caller's unit of work enqueues it).
     ``state_machine`` is a name or an ARN; exactly one of it and ``handler`` is given."""
-    if queue not in known_queues():
+    if queue not in known_queues(settings):
         raise MessageError(f"queue {queue!r} is not a known work queue", 404)
     if (handler is None) == (state_machine is None):
         raise MessageError("give exactly one of handler and stateMachine")
@@ -133,11 +138,12 @@ def send_and_enqueue(
     mode: str = "sync",
     count: int = 1,
 ) -> list[str]:
-    """Store ``count`` messages in one transaction, commit, then enqueue them; their ids."""
+    """Store ``count`` messages in one transaction and enqueue them once it commits; their ids."""
     with get_database(settings.sqlalchemy_url).session() as session:
         ids = [
             send_message(
                 session,
+                settings,
                 queue,
                 handler=handler,
                 state_machine=state_machine,
@@ -146,11 +152,17 @@ def send_and_enqueue(
             ).id
             for _ in range(count)
         ]
-    try:
-        enqueue(settings, [(message_id, queue) for message_id in ids])
-    except Exception as exc:  # stored is accepted: the sweeper enqueues them later
-        log.warning("could not enqueue %d messages (%s); the sweeper will retry", len(ids), exc)
+        after_commit(session).call(_enqueue_stored, settings, [(i, queue) for i in ids])
     return ids
+
+
+def _enqueue_stored(settings: Settings, found: Sequence[tuple[str, str]]) -> None:
+    """:func:`enqueue`, after the commit; a stored message is accepted even if the broker is
+    down, so a failure is a warning: the sweeper enqueues it later."""
+    try:
+        enqueue(settings, found)
+    except Exception as exc:
+        log.warning("could not enqueue %d messages (%s); the sweeper will retry", len(found), exc)
 
 
 def due_for_sweep(session: Session, now: datetime, grace: timedelta) -> list[tuple[str, str]]:
@@ -179,9 +191,9 @@ def sweep(settings: Settings, grace_seconds: float) -> int:
     it first, so a copy that arrives after it finished does nothing."""
     with get_database(settings.sqlalchemy_url).session() as session:
         found = due_for_sweep(session, utcnow(), timedelta(seconds=grace_seconds))
-    if found:
-        log.info("sweeper enqueues %d work-queue messages again", len(found))
-        enqueue(settings, found)
+        if found:
+            log.info("sweeper enqueues %d work-queue messages again", len(found))
+            after_commit(session).call(_enqueue_stored, settings, found)
     return len(found)
 
 
@@ -365,6 +377,24 @@ def complete(
 def heartbeat(settings: Settings, token: str) -> bool:
     """A heartbeat for a waiting message (accepted, nothing to record); False if none holds it."""
     return _waiting(settings, token) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageTokens:
+    """Async work-queue messages as task-token holders for the workflows' callback operations
+    (equal to one another, so registering twice registers once)."""
+
+    def succeed(self, settings: Settings, token: str, output: Any) -> bool:
+        return complete(settings, token, output=output)
+
+    def fail(self, settings: Settings, token: str, error: str | None, cause: str | None) -> bool:
+        return complete(settings, token, error=error, cause=cause, failed=True)
+
+    def heartbeat(self, settings: Settings, token: str) -> bool:
+        return heartbeat(settings, token)
+
+
+register_token_holder(MessageTokens())
 
 
 # --- reading ------------------------------------------------------------------------------

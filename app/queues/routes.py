@@ -1,7 +1,7 @@
 """``POST /queues/{queue}/messages`` and ``GET /queues/{queue}/messages/{id}``: the HTTP producer.
 
 Authenticated like GraphQL (``x-api-key`` or ``Authorization: Bearer``); sending needs an admin
-key. The message is committed, then enqueued (:func:`app.scaling.messages.send_and_enqueue`).
+key. The message is committed, then enqueued (:func:`app.queues.messages.send_and_enqueue`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 
 from app.auth import AccessKey, credential_from_headers
 from app.db import get_database
-from app.scaling import messages
-from app.scaling.models import QueueMessage
+from app.queues import messages
+from app.queues.models import QueueMessage
 
 router = APIRouter(tags=["queues"])
 

@@ -22,8 +22,8 @@ from app.config import Settings
 from app.db import get_database
 from app.main import create_app
 from app.migrate import upgrade
-from app.scaling import messages
-from app.scaling.models import QueueMessage
+from app.queues import messages
+from app.queues.models import QueueMessage
 from app.workflows import api as workflows_api
 from app.workflows import callbacks
 from app.workflows.models import Execution
@@ -51,7 +51,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 def store(settings: Settings, queue: str = "default", **fields: Any) -> str:
     """A committed message, as a producer leaves it before the broker delivers it."""
     with get_database(settings.sqlalchemy_url).session() as session:
-        return messages.send_message(session, queue, **fields).id
+        return messages.send_message(session, settings, queue, **fields).id
 
 
 def load(settings: Settings, message_id: str) -> QueueMessage:
