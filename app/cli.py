@@ -12,13 +12,15 @@ import httpx
 import typer
 
 import app
+import app.wiring
 from app.bus.cli import events_cli, rules_cli
 from app.cli_support import command_settings, friendly_errors
 from app.config import Settings, load_settings
 from app.iot.cli import ingest as iot_ingest
 from app.iot.device_cli import device_cli
 from app.logs import configure_logging
-from app.scaling.cli import queue_cli, scaling_cli
+from app.queues.cli import queue_cli
+from app.scaling.cli import scaling_cli
 
 cli = typer.Typer(
     name="smokehouse",

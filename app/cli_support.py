@@ -1,7 +1,7 @@
 """What every ``smokehouse`` sub-command shares: one-line errors and settings set-up.
 
-Kept apart from ``app.cli`` so the sub-apps (``app.bus.cli``, ``app.scaling.cli``) can use it
-without importing the root command that mounts them.
+Kept apart from ``app.cli`` so the sub-apps (``app.bus.cli``, ``app.queues.cli``,
+``app.scaling.cli``, …) can use it without importing the root command that mounts them.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 import app
 import app.bus.api  # registers the AWSEvents operations
+import app.wiring
 import app.workflows.api  # registers the AWSStepFunctions operations
 from app.aws import aws_router, registry
 from app.bus.definitions import apply_all

@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import signals
 
+import app.wiring  # noqa: F401  (domains plug into each other's registries)
 import workers.registry_hooks  # noqa: F401  (worker registry: register, heartbeat, drain)
 from app.broker.celery import celery_config as celery_config
 from app.broker.celery import create_celery as create_celery

@@ -9,9 +9,8 @@ so a redelivered message that finished is a no-op. A stored message is accepted,
 SendMessage is: if the broker is down at that moment, :func:`sweep` (on the scheduler) enqueues
 it once the broker is back.
 
-Async messages hold task tokens the workflows' callbacks do not know: this module registers
-them with :func:`app.workflows.tokens.register_token_holder` when imported (the API imports it
-through :mod:`app.queues.routes`, workers through ``workers.tasks.queues``).
+Async messages hold task tokens the workflows' callbacks do not know: :class:`MessageTokens`
+answers for them, registered into :mod:`app.workflows.tokens` by :mod:`app.wiring`.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ from app.db import after_commit, get_database, utcnow
 from app.handlers import HandlerContext, handlers
 from app.queues.models import FINISHED, MESSAGE_MODES, MESSAGE_STATUSES, QueueMessage
 from app.workflows import errors as sfn_errors
-from app.workflows.tokens import register_token_holder
 
 log = logging.getLogger("smokehouse.queues")
 
@@ -392,9 +390,6 @@ class MessageTokens:
 
     def heartbeat(self, settings: Settings, token: str) -> bool:
         return heartbeat(settings, token)
-
-
-register_token_holder(MessageTokens())
 
 
 # --- reading ------------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 The task names keep their ``scaling.`` prefix: producers (rules with
 ``arn:smokehouse:celery:<queue>:scaling.handle`` targets, scripts) name them on the wire.
-Importing :mod:`app.queues.messages` here registers the work-queue messages as task-token
-holders in every worker (the API process registers them through its routes).
 """
 
 from __future__ import annotations

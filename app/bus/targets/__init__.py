@@ -1,4 +1,9 @@
-"""Target adapters, chosen by ARN. Add a kind by adding a module and listing it in ADAPTERS."""
+"""Target adapters, chosen by ARN.
+
+The bus's own kinds are listed here; a domain the bus must not know (workflows' state-machine
+target) adds its kind with :func:`register_adapter` from :mod:`app.wiring`, so dependencies
+point one way: workflows -> bus, never back.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,6 @@ from app.bus.targets.celery_queue import CeleryQueueTarget
 from app.bus.targets.handler import HandlerTarget
 from app.bus.targets.http import ApiDestinationTarget
 from app.bus.targets.mqtt import MqttTarget
-from app.bus.targets.state_machine import StateMachineTarget
 from app.bus.transform import validate_input
 
 ADAPTERS: list[TargetAdapter] = [
@@ -21,8 +25,13 @@ ADAPTERS: list[TargetAdapter] = [
     CeleryQueueTarget(),
     MqttTarget(),
     EventBusTarget(),
-    StateMachineTarget(),
 ]
+
+
+def register_adapter(adapter: TargetAdapter) -> None:
+    """Add a target kind (once per class: registering again is a no-op)."""
+    if not any(type(known) is type(adapter) for known in ADAPTERS):
+        ADAPTERS.append(adapter)
 
 
 def adapter_for(arn: str) -> TargetAdapter | None:
@@ -44,5 +53,6 @@ __all__ = [
     "TargetAdapter",
     "TargetFailure",
     "adapter_for",
+    "register_adapter",
     "validate_target",
 ]

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from app.config import Settings
 from app.migrate import upgrade
-from app.scaling.cli import queue_cli, scaling_cli
+from app.queues.cli import queue_cli
+from app.scaling.cli import scaling_cli
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ from app.bus.arns import Scope
 from app.bus.delivery import deliver
 from app.bus.events import put_events
 from app.bus.models import Delivery
-from app.bus.targets.state_machine import StateMachineTarget, execution_name
 from app.db import get_database, utcnow
 from app.handlers import HandlerContext, handler
 from app.workflows import dispatch
+from app.workflows.bus_target import StateMachineTarget, execution_name
 from tests.integration.workflows.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -39,7 +39,7 @@ DEFINITION = {
 
 @pytest.fixture
 def with_target(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Register the adapter in this process, as ``app.bus.targets.ADAPTERS`` will."""
+    """Register the adapter in this process, as :mod:`app.wiring` does in every entry point."""
     if not any(isinstance(a, StateMachineTarget) for a in targets.ADAPTERS):
         monkeypatch.setattr(targets, "ADAPTERS", [*targets.ADAPTERS, StateMachineTarget()])
 

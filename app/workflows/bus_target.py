@@ -1,5 +1,6 @@
 """``arn:aws:states:<region>:<account>:stateMachine:<name>``: start an execution of a state
-machine with the target's input (EventBridge's Step Functions target).
+machine with the target's input (EventBridge's Step Functions target). It lives with workflows
+and joins the bus's target registry through :mod:`app.wiring`: the bus does not know workflows.
 
 The execution is named after the delivery id, so every attempt of one delivery asks for the
 same execution: StartExecution's idempotency (same name, same input) answers the running one,
