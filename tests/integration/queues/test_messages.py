@@ -258,10 +258,10 @@ def test_real_worker_runs_a_sync_message(
 ) -> None:
     """Embedded stack (SQLite database and broker): send_and_enqueue, one worker, result stored;
     the same message enqueued again (a redelivery) does not run twice."""
+    queue = f"scaling-test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("SMOKEHOUSE_SCALING_QUEUES", queue)  # read with the settings below
     settings = settings_factory()
     upgrade(settings.sqlalchemy_url)
-    queue = f"scaling-test-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("SMOKEHOUSE_SCALING_QUEUES", queue)
     runs = tmp_path / "runs.txt"
     [message_id] = messages.send_and_enqueue(
         settings, queue, handler="scaling-test-double", payload={"n": 5, "path": str(runs)}
@@ -293,13 +293,13 @@ def test_a_message_stored_while_the_broker_is_down_is_sent_by_the_sweeper(
 ) -> None:
     """SendMessage semantics: a stored message is accepted even if the broker is down; the
     scheduler's sweep sends it once the broker is back, and only once per grace period."""
+    queue = f"scaling-test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("SMOKEHOUSE_SCALING_QUEUES", queue)  # read with the settings below
     up = settings_factory()
     upgrade(up.sqlalchemy_url)
     down = settings_factory(
         database_url=up.database_url, broker_url=f"redis://127.0.0.1:{free_port()}/0"
     )
-    queue = f"scaling-test-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("SMOKEHOUSE_SCALING_QUEUES", queue)
     runs = tmp_path / "runs.txt"
     [message_id] = messages.send_and_enqueue(
         down, queue, handler="scaling-test-double", payload={"n": 2, "path": str(runs)}
