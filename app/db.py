@@ -184,6 +184,20 @@ def discard_after_commit(session: Session) -> None:
     session.info.pop(_AFTER_COMMIT, None)
 
 
+@contextmanager
+def transaction(session: Session) -> Iterator[Session]:
+    """One transaction on ``session``: commit and then run its after-commit work, or roll back
+    and drop it. ``Database.session()`` is this on a fresh session; the workflow engine uses it
+    on a worker's long-lived one."""
+    try:
+        with session.begin():
+            yield session
+    except BaseException:
+        discard_after_commit(session)
+        raise
+    run_after_commit(session)
+
+
 class Database:
     """An engine plus a session factory; ``session()`` is the unit-of-work boundary."""
 
@@ -196,14 +210,8 @@ class Database:
     def session(self) -> Iterator[Session]:
         """Commit on success, roll back on error: the only place that commits. Work registered
         with :func:`after_commit` runs after the commit; on rollback it is dropped."""
-        with self.sessions() as session:
-            try:
-                with session.begin():
-                    yield session
-            except BaseException:
-                discard_after_commit(session)
-                raise
-            run_after_commit(session)
+        with self.sessions() as session, transaction(session):
+            yield session
 
     def ping(self) -> None:
         with self.engine.connect() as connection:

@@ -29,7 +29,6 @@ from sqlalchemy.orm import Session
 from app.aws.errors import AwsError
 from app.bus.targets.base import DeliveryContext, TargetFailure
 from app.config import Settings
-from app.db import utcnow
 from app.workflows import dispatch, express, machines, service
 from app.workflows.asl import CompiledMachine, Start
 from app.workflows.models import StateMachine
@@ -97,19 +96,7 @@ class StateMachineTarget:
             if machine.type == "EXPRESS":
                 start = express.prepare(settings, machine, name, payload)
                 return _Express(machine, start, machines.compiled(session, machine.definition_hash))
-            started = service.start_execution(
-                session, settings, machine, name=name, input_text=payload, now=utcnow()
-            )
-            written = started.written
-            dispatch.send_after_commit(
-                session,
-                settings,
-                started.execution_id,
-                written.tasks,
-                written.timers,
-                written.deliveries,
-            )
-            return started
+            return service.start_and_send(session, settings, machine, name=name, input_text=payload)
 
         try:
             started = service.unit_of_work(settings, start)

@@ -40,7 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import discard_after_commit, get_database, run_after_commit, utcnow
+from app.db import get_database, transaction, utcnow
 from app.workflows import dispatch, machines, store
 from app.workflows.asl import (
     Advance,
@@ -182,13 +182,8 @@ def _transaction(settings: Settings, session: Session | None) -> Iterator[Sessio
         with get_database(settings.sqlalchemy_url).session() as fresh:
             yield fresh
         return
-    try:
-        with session.begin():
-            yield session
-    except BaseException:
-        discard_after_commit(session)
-        raise
-    run_after_commit(session)
+    with transaction(session):
+        yield session
     session.expunge_all()  # ORM objects a step added (bus events) are not needed again
 
 

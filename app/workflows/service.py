@@ -293,6 +293,21 @@ def start_execution(
     return Started(execution_id, arn, now, True, written)
 
 
+def start_and_send(
+    session: Session, settings: Settings, machine: StateMachine, *, name: Any, input_text: Any
+) -> Started:
+    """:func:`start_execution`, with what its first step asked for (tasks, timers, status
+    events) registered to leave once ``session`` commits."""
+    started = start_execution(
+        session, settings, machine, name=name, input_text=input_text, now=utcnow()
+    )
+    written = started.written
+    dispatch.send_after_commit(
+        session, settings, started.execution_id, written.tasks, written.timers, written.deliveries
+    )
+    return started
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutionView:
     execution: Execution
@@ -381,18 +396,7 @@ def start(settings: Settings, machine_arn: Any, name: Any, input_text: Any) -> t
             payload = express.payload(machine, express.prepare(settings, machine, name, input_text))
             after_commit(session).call(dispatch.send_express, settings, payload)
             return payload["start"]["execution_id"], utcnow()
-        started = start_execution(
-            session, settings, machine, name=name, input_text=input_text, now=utcnow()
-        )
-        written = started.written
-        dispatch.send_after_commit(
-            session,
-            settings,
-            started.execution_id,
-            written.tasks,
-            written.timers,
-            written.deliveries,
-        )
+        started = start_and_send(session, settings, machine, name=name, input_text=input_text)
         return started.arn, started.start_date
 
     return unit_of_work(settings, work)
