@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.config import Settings, load_settings
-from app.migrate import upgrade
-from tests.services import free_port, postgres_database
+from app.heap import SKIP_VARIABLE
+from tests.services import free_port, migrated_sqlite, postgres_database
+
+# One pytest process starts hundreds of apps: gc.freeze() on each would keep every earlier test's
+# garbage forever (app/heap.py). Set before any app starts; subprocesses inherit it.
+os.environ[SKIP_VARIABLE] = "1"
 
 #: Tests that drive real processes, brokers and a browser on a shared 2-core CI machine.
 REAL_SERVICE_TESTS = ("tests/integration/", "tests/e2e/")
@@ -49,12 +54,10 @@ def settings_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A migrated, empty database of each kind: the same tests run on both."""
+    """A migrated, empty database of each kind: the same tests run on both. Each test gets its
+    own copy of a template migrated once per process (tests/services.py)."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'test.db'}"
-        upgrade(url)
-        yield url
+        yield migrated_sqlite(tmp_path / "test.db")
         return
-    with postgres_database() as url:
-        upgrade(url)
+    with postgres_database(migrated=True) as url:
         yield url
