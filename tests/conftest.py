@@ -20,15 +20,42 @@ os.environ[SKIP_VARIABLE] = "1"
 REAL_SERVICE_TESTS = ("tests/integration/", "tests/e2e/")
 
 
+#: Under pytest-xdist (``--dist loadgroup``, see the Makefile) each group runs on one worker, in
+#: order: the browser, tests on process-global Redis pub/sub channels or RabbitMQ's fixed queues,
+#: and the real-process scaling tests whose timings assume they are not racing each other.
+XDIST_GROUPS = {
+    "tests/e2e/": "browser",
+    "tests/integration/test_realtime.py": "redis-pubsub",
+    "tests/integration/iot/test_graphql_live.py": "redis-pubsub",
+    "tests/integration/test_graphql_limits.py": "redis-pubsub",
+    "tests/integration/test_celery_worker.py": "rabbitmq",
+    "tests/integration/scaling/test_process_backend.py": "scaling-processes",
+    "tests/integration/scaling/test_docker_backend.py": "scaling-processes",
+    "tests/integration/scaling/test_kubernetes_backend.py": "scaling-processes",
+    "tests/integration/scaling/test_worker_registry.py": "scaling-processes",
+    "tests/integration/scaling/test_autoscaler.py": "scaling-processes",
+}
+#: Tests using one of these session-scoped stacks share a worker, so it is built once, not once
+#: per worker (the bus API's live server, the workflow stacks with their worker processes).
+XDIST_GROUP_FIXTURES = {"live": "bus-live", "wf": "workflows-stack"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """One rerun for tests against real services (pytest-rerunfailures): a timing hiccup on a
     loaded machine must not fail the build, while a real regression fails twice. Every rerun is
-    reported in the summary (``R``), so a flaky test is visible, not hidden."""
+    reported in the summary (``R``), so a flaky test is visible, not hidden. Also the
+    ``xdist_group`` of the tests in :data:`XDIST_GROUPS` and :data:`XDIST_GROUP_FIXTURES`."""
     root = config.rootpath
     for item in items:
         where = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
         if where.startswith(REAL_SERVICE_TESTS) and item.get_closest_marker("flaky") is None:
             item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))
+        group = next((g for prefix, g in XDIST_GROUPS.items() if where.startswith(prefix)), None)
+        fixtures = getattr(item, "fixturenames", ())
+        group = next((g for f, g in XDIST_GROUP_FIXTURES.items() if f in fixtures), group)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture

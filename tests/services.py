@@ -16,8 +16,8 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager

@@ -40,10 +40,9 @@ from app.iot.connection import MqttEndpoint
 from app.iot.ingest.subscriber import Ingestor
 from app.iot.models import Device
 from app.iot.settings import IotSettings, load_iot_settings
-from app.migrate import upgrade
 from tests.integration.cli import cli_env, smokehouse_argv
 from tests.integration.workflows.stack import own_redis
-from tests.services import ROOT, mosquitto, postgres_database, wait_for
+from tests.services import ROOT, migrate, mosquitto, postgres_database, wait_for
 
 DEFAULT_PROBES: tuple[dict[str, Any], ...] = (
     {"id": "pit", "temp_c": 110.0, "status": "ok"},
@@ -257,12 +256,12 @@ def iot_stack(mode: str, tmp_path: Path, **settings: Any) -> Iterator[IotStack]:
             **settings,
         }
         if mode == "production":
-            values["database_url"] = stack.enter_context(postgres_database())
+            values["database_url"] = stack.enter_context(postgres_database(migrated=True))
             values["broker_url"] = stack.enter_context(own_redis(tmp_path))
             values["redis_url"] = values["broker_url"]
         values["mqtt_url"] = stack.enter_context(mosquitto(tmp_path))
         built_settings = load_settings(**values)
-        upgrade(built_settings.sqlalchemy_url)
+        migrate(built_settings.sqlalchemy_url)
         apply_machines(built_settings)
         apply_rules(built_settings)
         env = cli_env(**values)
