@@ -21,11 +21,11 @@ REAL_SERVICE_TESTS = ("tests/integration/", "tests/e2e/")
 
 
 #: Under pytest-xdist (``--dist loadgroup``, see the Makefile) each group runs on one worker, in
-#: order: the browser, tests on process-global Redis pub/sub channels or RabbitMQ's fixed queues,
-#: and the real-process scaling tests whose timings assume they are not racing each other.
+#: order: the browser; tests on Redis pub/sub channels with fixed names (channels are global, not
+#: per Redis database) or on RabbitMQ's fixed queues; the real-process scaling tests, whose
+#: timings assume they are not racing each other.
 XDIST_GROUPS = {
     "tests/e2e/": "browser",
-    "tests/integration/test_realtime.py": "redis-pubsub",
     "tests/integration/iot/test_graphql_live.py": "redis-pubsub",
     "tests/integration/test_graphql_limits.py": "redis-pubsub",
     "tests/integration/test_celery_worker.py": "rabbitmq",
