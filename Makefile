@@ -4,6 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST_ARGS ?=
+# Tests run in parallel (pytest-xdist): most of their time is spent waiting on real processes and
+# services, so even two cores keep three workers busy. Groups that must share one worker are in
+# tests/conftest.py (XDIST_GROUPS); each worker has its own databases, Redis db and names.
+TEST_WORKERS ?= 3
+PYTEST_XDIST ?= -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: install run test lint format bench clean
 
@@ -18,8 +23,8 @@ install: ## Create .venv with every dependency pinned in uv.lock (installs uv wi
 run: install ## The whole system in embedded mode: API, MQTT broker, workers, scheduler
 	$(BIN)/smokehouse run
 
-test: install ## Unit tests, then integration tests (real services when configured; see .ci/run)
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: install ## Every test, in parallel (real services when configured; see .ci/run)
+	$(BIN)/pytest $(PYTEST_XDIST) --durations=25 $(PYTEST_ARGS)
 
 lint: install ## ruff (lint + format check), mypy (strict on app/ and workers/), import contracts
 	$(BIN)/ruff check .

@@ -2,28 +2,63 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import app.wiring  # noqa: F401  (the test process is an entry point: fill the registries)
 from app.config import Settings, load_settings
-from app.migrate import upgrade
-from tests.services import free_port, postgres_database
+from app.heap import SKIP_VARIABLE
+from tests.services import free_port, migrated_sqlite, postgres_database
+
+# One pytest process starts hundreds of apps: gc.freeze() on each would keep every earlier test's
+# garbage forever (app/heap.py). Set before any app starts; subprocesses inherit it.
+os.environ[SKIP_VARIABLE] = "1"
 
 #: Tests that drive real processes, brokers and a browser on a shared 2-core CI machine.
 REAL_SERVICE_TESTS = ("tests/integration/", "tests/e2e/")
 
 
+#: Under pytest-xdist (``--dist loadgroup``, see the Makefile) each group runs on one worker, in
+#: order: the browser; tests on Redis pub/sub channels with fixed names (channels are global, not
+#: per Redis database) or on RabbitMQ's fixed queues; Podman's containers (fixed runner names,
+#: one storage); the real-process scaling tests, whose timings assume they are not racing.
+XDIST_GROUPS = {
+    "tests/e2e/": "browser",
+    "tests/integration/iot/test_graphql_live.py": "redis-pubsub",
+    "tests/integration/test_graphql_limits.py": "redis-pubsub",
+    "tests/integration/test_celery_worker.py": "rabbitmq",
+    "tests/integration/scaling/test_process_backend.py": "scaling-processes",
+    "tests/integration/scaling/test_docker_backend.py": "podman",
+    "tests/integration/runners/test_containers.py": "podman",
+    "tests/integration/runners/test_container_lifecycle.py": "podman",
+    "tests/integration/scaling/test_kubernetes_backend.py": "scaling-processes",
+    "tests/integration/scaling/test_worker_registry.py": "scaling-processes",
+    "tests/integration/scaling/test_autoscaler.py": "scaling-processes",
+}
+#: Tests using one of these session-scoped stacks share a worker, so it is built once, not once
+#: per worker (the bus API's live server, the workflow stacks with their worker processes).
+XDIST_GROUP_FIXTURES = {"live": "bus-live", "wf": "workflows-stack"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """One rerun for tests against real services (pytest-rerunfailures): a timing hiccup on a
     loaded machine must not fail the build, while a real regression fails twice. Every rerun is
-    reported in the summary (``R``), so a flaky test is visible, not hidden."""
+    reported in the summary (``R``), so a flaky test is visible, not hidden. Also the
+    ``xdist_group`` of the tests in :data:`XDIST_GROUPS` and :data:`XDIST_GROUP_FIXTURES`."""
     root = config.rootpath
     for item in items:
         where = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
         if where.startswith(REAL_SERVICE_TESTS) and item.get_closest_marker("flaky") is None:
             item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))
+        group = next((g for prefix, g in XDIST_GROUPS.items() if where.startswith(prefix)), None)
+        fixtures = getattr(item, "fixturenames", ())
+        group = next((g for f, g in XDIST_GROUP_FIXTURES.items() if f in fixtures), group)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
@@ -49,12 +84,10 @@ def settings_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A migrated, empty database of each kind: the same tests run on both."""
+    """A migrated, empty database of each kind: the same tests run on both. Each test gets its
+    own copy of a template migrated once per process (tests/services.py)."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'test.db'}"
-        upgrade(url)
-        yield url
+        yield migrated_sqlite(tmp_path / "test.db")
         return
-    with postgres_database() as url:
-        upgrade(url)
+    with postgres_database(migrated=True) as url:
         yield url

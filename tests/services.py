@@ -2,30 +2,53 @@
 
 Locally a missing service skips its tests; under ``CI=true`` it fails them, so a broken CI
 machine cannot pass by skipping. URLs can be overridden with ``SMOKEHOUSE_TEST_*`` variables.
+
+Migrated databases are copies of a template migrated once per test process (PostgreSQL
+``CREATE DATABASE … TEMPLATE``, a copied SQLite file): ten Alembic revisions per test were most
+of a database test's set-up. Under pytest-xdist every worker has its own template, its own Redis
+database and its own names, so workers never share state.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(__file__).resolve().parent.parent
+#: ``gw0``, ``gw1``… under pytest-xdist, ``""`` in a plain run.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+WORKER_INDEX = int(WORKER[2:]) if WORKER.startswith("gw") and WORKER[2:].isdigit() else 0
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "SMOKEHOUSE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("SMOKEHOUSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def worker_redis_url(url: str, index: int = WORKER_INDEX) -> str:
+    """The Redis database of one xdist worker: the configured one, then the ones below it
+    (15, 14, 13… by default), so parallel workers never read each other's keys or queues."""
+    parts = urlsplit(url)
+    number = int(parts.path.strip("/") or 0)
+    return parts._replace(path=f"/{(number - index) % 16}").geturl()
+
+
+REDIS_URL = worker_redis_url(
+    os.environ.get("SMOKEHOUSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+)
 RABBITMQ_URL = os.environ.get("SMOKEHOUSE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
@@ -62,28 +85,108 @@ def wait_for(predicate: object, timeout: float, interval: float = 0.1, what: str
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
 
 
+def _postgres_url(name: str) -> str:
+    return urlsplit(POSTGRES_ADMIN_URL)._replace(path=f"/{name}").geturl()
+
+
+def _dispose_engines(name: str) -> None:
+    """Close this process's pooled connections to a database (a template must have none)."""
+    from app.db import _databases
+
+    for url in [u for u in _databases if name in u]:
+        _databases.pop(url).dispose()
+
+
+class _Templates:
+    """One migrated template per kind and test process, made on first use, removed at exit."""
+
+    def __init__(self) -> None:
+        self.postgres: str | None = None
+        self.sqlite: Path | None = None
+        self.sqlite_dir: str | None = None
+
+    def postgres_name(self, admin: Any) -> str:
+        if self.postgres is None:
+            from sqlalchemy import text
+
+            from app.migrate import upgrade
+
+            name = f"smokehouse_template_{uuid.uuid4().hex[:10]}"
+            with admin.connect() as connection:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+            atexit.register(_drop_postgres, name)
+            upgrade(_postgres_url(name))  # Alembic's env.py disposes its engine
+            _dispose_engines(name)
+            self.postgres = name
+        return self.postgres
+
+    def sqlite_file(self) -> Path:
+        if self.sqlite is None:
+            from app.migrate import upgrade
+
+            self.sqlite_dir = tempfile.mkdtemp(prefix="smokehouse-template-")
+            atexit.register(shutil.rmtree, self.sqlite_dir, True)
+            path = Path(self.sqlite_dir) / "migrated.db"
+            upgrade(f"sqlite:///{path}")
+            _dispose_engines(str(path))
+            self.sqlite = path
+        return self.sqlite
+
+
+_templates = _Templates()
+
+
+def _drop_postgres(name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
 @contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh, empty database on the test PostgreSQL, dropped afterwards."""
+def postgres_database(migrated: bool = False) -> Iterator[str]:
+    """A fresh database on the test PostgreSQL, dropped afterwards: empty, or with
+    ``migrated=True`` a copy of the migrated template (at head, no rows)."""
     if not tcp_open(POSTGRES_ADMIN_URL, 5432):
         unavailable("PostgreSQL")
     from sqlalchemy import create_engine, text
 
-    name = f"smokehouse_test_{uuid.uuid4().hex[:10]}"
+    name = f"smokehouse_test_{WORKER or 'main'}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    template = f' TEMPLATE "{_templates.postgres_name(admin)}"' if migrated else ""
     with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    parts = urlsplit(POSTGRES_ADMIN_URL)
+        connection.execute(text(f'CREATE DATABASE "{name}"{template}'))
     try:
-        yield parts._replace(path=f"/{name}").geturl()
+        yield _postgres_url(name)
     finally:
-        from app.db import _databases
-
-        for url in [u for u in _databases if name in u]:
-            _databases.pop(url).dispose()
+        _dispose_engines(name)
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def migrated_sqlite(path: Path) -> str:
+    """A migrated, empty SQLite database at ``path`` (a copy of the template); its URL."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_templates.sqlite_file(), path)
+    return f"sqlite:///{path}"
+
+
+def migrate(url: str) -> None:
+    """``app.migrate.upgrade`` for tests: a SQLite file not created yet becomes a copy of the
+    template; anything else is upgraded in place (a no-op for a database made from a template)."""
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+        if not path.exists() or path.stat().st_size == 0:
+            migrated_sqlite(path)
+            return
+    from app.migrate import upgrade
+
+    upgrade(url)
 
 
 def require_redis() -> str:

@@ -21,7 +21,6 @@ from app.bus.models import DeadLetter, Delivery, DeliveryAttempt
 from app.bus.outbox import enqueue_deliveries, sweep
 from app.config import Settings
 from app.db import get_database
-from app.migrate import upgrade
 from tests.integration.cli import cli_env, smokehouse_argv
 from tests.integration.recording_handlers import finished, started
 from tests.services import free_port, postgres_database, require_redis, unavailable, wait_for
@@ -77,7 +76,7 @@ def stack(
 ) -> Iterator[Settings]:
     require_redis()
     broker = own_redis(True)
-    with postgres_database() as database_url:
+    with postgres_database(migrated=True) as database_url:
         settings = settings_factory(
             database_url=database_url,
             broker_url=broker,
@@ -85,7 +84,6 @@ def stack(
             bus_sweep_grace_seconds=1,
             bus_claim_seconds=4,
         )
-        upgrade(settings.sqlalchemy_url)
         with get_database(settings.sqlalchemy_url).session() as session:
             service.put_rule(session, name="record", event_pattern={"source": ["test.orders"]})
             failed = service.put_targets(

@@ -13,10 +13,9 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.db import get_database, utcnow
-from app.migrate import upgrade
 from app.system.models import Ping
 from tests.integration.cli import cli_env, smokehouse_argv
-from tests.services import postgres_database, require_rabbitmq, require_redis, wait_for
+from tests.services import migrate, postgres_database, require_rabbitmq, require_redis, wait_for
 from workers.celery_app import create_celery
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -29,13 +28,12 @@ def stack(
     """Embedded: SQLite + the SQLite broker. Production: PostgreSQL + Redis or RabbitMQ."""
     if request.param == "embedded":
         settings = settings_factory()
-        upgrade(settings.sqlalchemy_url)
+        migrate(settings.sqlalchemy_url)
         yield settings
         return
     broker = require_redis() if request.param == "redis" else require_rabbitmq()
-    with postgres_database() as database_url:
+    with postgres_database(migrated=True) as database_url:
         settings = settings_factory(database_url=database_url, broker_url=broker)
-        upgrade(settings.sqlalchemy_url)
         create_celery(settings).control.purge()
         yield settings
 

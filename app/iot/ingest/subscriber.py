@@ -253,6 +253,7 @@ class Ingestor:
         if refused:
             log.error("the MQTT broker refused ingest's subscriptions: %s", ", ".join(refused))
             return
+        log.info("ingest subscribed")  # tests wait for this line, not for a fixed delay
         self._connected.set()  # only now does a published reading reach us
 
     def _on_disconnect(

@@ -33,8 +33,7 @@ from app.bus.models import Delivery, Replay
 from app.config import Settings, load_settings
 from app.db import get_database
 from app.main import create_app
-from app.migrate import upgrade
-from tests.services import free_port, postgres_database
+from tests.services import free_port, migrated_sqlite, postgres_database
 
 KEYS = "AKID:secret:admin,AKRO:secret2:viewer"
 REGION = "us-east-1"
@@ -92,12 +91,9 @@ class Live:
 def bus_database_url(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[str]:
     """Like ``database_url`` in tests/conftest.py, but one per session (see the module doc)."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('bus-sqlite') / 'test.db'}"
-        upgrade(url)
-        yield url
+        yield migrated_sqlite(tmp_path_factory.mktemp("bus-sqlite") / "test.db")
         return
-    with postgres_database() as url:
-        upgrade(url)
+    with postgres_database(migrated=True) as url:
         yield url
 
 

@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -39,11 +38,10 @@ from app.db import get_database, utcnow
 from app.iot.ingest.subscriber import Ingestor
 from app.iot.models import Device
 from app.iot.settings import IotSettings, load_iot_settings
-from app.migrate import upgrade
 from app.mqtt import MqttEndpoint
 from tests.integration.cli import cli_env, smokehouse_argv
 from tests.integration.workflows.stack import own_redis
-from tests.services import ROOT, mosquitto, postgres_database, wait_for
+from tests.services import ROOT, migrate, mosquitto, postgres_database, wait_for
 
 DEFAULT_PROBES: tuple[dict[str, Any], ...] = (
     {"id": "pit", "temp_c": 110.0, "status": "ok"},
@@ -184,9 +182,9 @@ class IotStack:
     def start_ingest(
         self, client_id: str = "stack-ingest", wait: float = 20
     ) -> subprocess.Popen[bytes]:
-        """Start ``smokehouse ingest`` and wait until it has subscribed."""
+        """Start ``smokehouse ingest`` and wait until it has subscribed (the broker's SUBACK)."""
         log = self.tmp / "ingest.log"
-        before = log.read_text(errors="replace").count("ingest connected") if log.exists() else 0
+        before = log.read_text(errors="replace").count("ingest subscribed") if log.exists() else 0
         process = self.spawn(
             "ingest", "ingest", f"--client-id={client_id}", env={"SMOKEHOUSE_LOG_LEVEL": "INFO"}
         )
@@ -194,10 +192,9 @@ class IotStack:
         def connected() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"ingest exited with {process.returncode}\n{self.logs()}")
-            return log.read_text(errors="replace").count("ingest connected") > before
+            return log.read_text(errors="replace").count("ingest subscribed") > before
 
-        wait_for(connected, wait, interval=0.1, what="ingest to connect")
-        time.sleep(0.3)  # the SUBSCRIBE follows the CONNACK
+        wait_for(connected, wait, interval=0.05, what="ingest to subscribe")
         return process
 
     def simulate(
@@ -257,12 +254,12 @@ def iot_stack(mode: str, tmp_path: Path, **settings: Any) -> Iterator[IotStack]:
             **settings,
         }
         if mode == "production":
-            values["database_url"] = stack.enter_context(postgres_database())
+            values["database_url"] = stack.enter_context(postgres_database(migrated=True))
             values["broker_url"] = stack.enter_context(own_redis(tmp_path))
             values["redis_url"] = values["broker_url"]
         values["mqtt_url"] = stack.enter_context(mosquitto(tmp_path))
         built_settings = load_settings(**values)
-        upgrade(built_settings.sqlalchemy_url)
+        migrate(built_settings.sqlalchemy_url)
         apply_machines(built_settings)
         apply_rules(built_settings)
         env = cli_env(**values)
@@ -288,7 +285,11 @@ def collect_live(settings: Settings, channel: str) -> Iterator[list[dict[str, An
     async def listen() -> None:
         iterator = realtime.subscribe(settings, channel).__aiter__()
         pending = asyncio.ensure_future(iterator.__anext__())
-        await asyncio.sleep(0.5)  # let the subscription reach the broker
+        hubs = realtime._hubs.setdefault(asyncio.get_running_loop(), {})
+        for _ in range(1000):  # until the broker confirmed the subscription (SUBACK / subscribe)
+            if any(channel in hub.ready for hub in hubs.values()):
+                break
+            await asyncio.sleep(0.01)
         ready.set()
         while not stop.is_set():
             done, _ = await asyncio.wait({pending}, timeout=0.1)

@@ -24,10 +24,9 @@ from app.graphql.subscriptions import active_subscriptions
 from app.iot.alarms.models import Alarm
 from app.iot.models import Device
 from app.main import create_app
-from app.migrate import upgrade
 from tests.integration.cli import cli_env
 from tests.integration.test_realtime import embedded_broker  # noqa: F401  (fixture)
-from tests.services import ROOT, require_redis, wait_for
+from tests.services import ROOT, migrate, require_redis, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +55,7 @@ def settings(
     request: pytest.FixtureRequest, settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> Settings:
     database_url = f"sqlite:///{tmp_path / 'live.db'}"
-    upgrade(database_url)
+    migrate(database_url)
     if request.param == "redis":
         return settings_factory(
             database_url=database_url, access_keys=KEYS, redis_url=require_redis()

@@ -13,7 +13,6 @@ from sqlalchemy import select
 from app.bus.models import Event
 from app.config import Settings
 from app.db import get_database
-from app.migrate import upgrade
 from app.scaling import registry
 from app.scaling.autoscaler import EVENT_SOURCE, Autoscaler, dump_state, load_state
 from app.scaling.backends.base import ScaleResult, Started, WorkerView, plan
@@ -21,6 +20,7 @@ from app.scaling.depth import QueueDepth
 from app.scaling.models import ScalingDecision, ScalingWorker
 from app.scaling.policy import PolicyState
 from app.scaling.settings import load_scaling_settings
+from tests.services import migrate
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ class FakeDepth:
 @pytest.fixture
 def stack(settings_factory: Callable[..., Settings]) -> Settings:
     settings = settings_factory(worker_concurrency=2)
-    upgrade(settings.sqlalchemy_url)
+    migrate(settings.sqlalchemy_url)
     return settings
 
 

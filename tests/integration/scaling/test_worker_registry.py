@@ -18,7 +18,7 @@ from app.scaling.backends import NoBackend
 from app.scaling.models import ScalingWorker
 from app.scaling.settings import load_scaling_settings
 from tests.integration.scaling.workers import kill_hard, start_worker, stop
-from tests.services import require_redis, wait_for
+from tests.services import migrate, require_redis, wait_for
 from workers.celery_app import create_celery
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -30,7 +30,7 @@ def stack(request: pytest.FixtureRequest, settings_factory: Callable[..., Settin
         settings = settings_factory()
     else:
         settings = settings_factory(broker_url=require_redis())
-    upgrade(settings.sqlalchemy_url)
+    migrate(settings.sqlalchemy_url)
     return settings
 
 

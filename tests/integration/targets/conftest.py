@@ -13,7 +13,7 @@ from app.bus.targets.base import DeliveryContext
 from app.bus.transform import render_input
 from app.config import Settings
 from app.db import Database, _databases, get_database
-from app.migrate import upgrade
+from tests.services import migrate
 
 RULE_ARN = "arn:aws:events:us-east-1:000000000000:rule/source-rule"
 
@@ -34,7 +34,7 @@ EVENT: dict[str, Any] = {
 def settings(settings_factory: Callable[..., Settings]) -> Iterator[Settings]:
     """Settings on a tmp data dir (embedded SQLite database and broker), database migrated."""
     value = settings_factory()
-    upgrade(value.sqlalchemy_url)
+    migrate(value.sqlalchemy_url)
     yield value
     database = _databases.pop(value.sqlalchemy_url, None)
     if database is not None:

@@ -23,14 +23,11 @@ from botocore.config import Config
 
 from app.config import Settings, load_settings
 from app.main import create_app
-from app.migrate import upgrade
 from tests.integration.cli import cli_env, smokehouse_argv
-from tests.services import free_port, postgres_database, tcp_open, unavailable, wait_for
+from tests.services import free_port, migrate, postgres_database, tcp_open, unavailable, wait_for
 
 KEY_ID, KEY_SECRET = "AKADMIN", "admin-secret"
 HANDLERS = "tests.integration.workflows.handlers"
-#: Until the lead adds it to TASK_MODULES, workers load the workflow tasks as a handler module.
-WORKER_MODULES = f"workers.tasks.workflows,{HANDLERS}"
 ROLE = "arn:aws:iam::000000000000:role/test"
 FINISHED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 ECHO = {
@@ -191,15 +188,15 @@ def stack(mode: str, tmp: Path, aws_env: dict[str, str], **overrides: Any) -> It
             **overrides,
         }
         if mode == "production":
-            values["database_url"] = exit_stack.enter_context(postgres_database())
+            values["database_url"] = exit_stack.enter_context(postgres_database(migrated=True))
             values["broker_url"] = exit_stack.enter_context(own_redis(tmp))
         settings = load_settings(**values)
-        upgrade(settings.sqlalchemy_url)
+        migrate(settings.sqlalchemy_url)
         record = tmp / "records"
         record.mkdir(exist_ok=True)
         env = cli_env(
             data_dir=settings.data_dir,
-            handler_modules=WORKER_MODULES,
+            handler_modules=HANDLERS,
             log_format="console",
             log_level="WARNING",
             workflow_task_lease_seconds=settings.workflow_task_lease_seconds,

@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.db import get_database, utcnow
-from app.migrate import upgrade
 from app.workflows import definitions, service
 from app.workflows.models import StateMachine
+from tests.services import migrate
 
 PASS = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
 
@@ -24,7 +24,7 @@ def settings(settings_factory: Callable[..., Settings], tmp_path: Path) -> Setti
     mine = tmp_path / "defs" / "state_machines"
     mine.mkdir(parents=True)
     built = settings_factory(definitions_dir=tmp_path / "defs")
-    upgrade(built.sqlalchemy_url)
+    migrate(built.sqlalchemy_url)
     return built
 
 
