@@ -4,7 +4,6 @@ statements however many rules there are (dataloaders, no N+1)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,26 +17,13 @@ from app.bus.models import DeadLetter, Delivery, DeliveryAttempt, Event
 from app.bus.service import create_bus, put_rule, put_targets
 from app.config import Settings
 from app.db import get_database, utcnow
-from app.main import create_app
 from tests.integration.graphql_client import data, gql
 
 pytestmark = pytest.mark.integration
 
-KEYS = "AKADMIN:admin-secret:admin,AKVIEW:viewer-secret:viewer"
 SCOPE = Scope("us-east-1", "000000000000")
 ECHO = "arn:smokehouse:handler:echo"
 LOG = "arn:smokehouse:handler:log"
-
-
-@pytest.fixture
-def settings(settings_factory: Callable[..., Settings], database_url: str) -> Settings:
-    return settings_factory(database_url=database_url, access_keys=KEYS)
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
 
 
 def put(settings: Settings, source: str, detail: str = "{}") -> list[str]:

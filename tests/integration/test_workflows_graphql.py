@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,27 +17,13 @@ from starlette.testclient import WebSocketTestSession
 from app.config import Settings
 from app.db import get_database, utcnow
 from app.graphql.subscriptions import active_subscriptions
-from app.main import create_app
 from app.scaling.models import ScalingDecision
 from app.workflows import callbacks, service
 from tests.integration.graphql_client import data, gql
 
 pytestmark = pytest.mark.integration
 
-KEYS = "AKADMIN:admin-secret:admin,AKVIEW:viewer-secret:viewer"
 HELLO = "hello-world"
-
-
-@pytest.fixture
-def settings(settings_factory: Callable[..., Settings], database_url: str) -> Settings:
-    return settings_factory(database_url=database_url, access_keys=KEYS)
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
-    assert active_subscriptions() == 0
 
 
 def start(settings: Settings, input_text: str = '{"name": "pit"}') -> str:

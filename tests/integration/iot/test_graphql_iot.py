@@ -4,7 +4,6 @@ letters), what only admin keys may change, and bad input refused without changin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,30 +13,15 @@ from sqlalchemy import event, select
 
 from app.config import Settings
 from app.db import get_database
-from app.graphql.subscriptions import active_subscriptions
 from app.iot import readings
 from app.iot.alarms.models import Alarm
 from app.iot.models import Cook, Device, IngestDeadLetter, Probe
-from app.main import create_app
 from tests.integration.graphql_client import data, error
 
 pytestmark = pytest.mark.integration
 
-KEYS = "AKADMIN:admin-secret:admin,AKVIEW:viewer-secret:viewer"
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 HOUR = 3600
-
-
-@pytest.fixture
-def settings(settings_factory: Callable[..., Settings], database_url: str) -> Settings:
-    return settings_factory(database_url=database_url, access_keys=KEYS)
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
-    assert active_subscriptions() == 0
 
 
 def seed(settings: Settings) -> int:

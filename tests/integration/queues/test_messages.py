@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ from app.aws.errors import AwsError
 from app.aws.operations import AwsCall
 from app.config import Settings
 from app.db import get_database
-from app.main import create_app
 from app.migrate import upgrade
 from app.queues import messages
 from app.queues.models import QueueMessage
@@ -33,19 +32,7 @@ from tests.services import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
-KEYS = "AKADMIN:admin-secret:admin,AKVIEW:viewer-secret:viewer"
 ADMIN = AccessKey("AKADMIN", "admin-secret", "admin")
-
-
-@pytest.fixture
-def settings(settings_factory: Callable[..., Settings], database_url: str) -> Settings:
-    return settings_factory(database_url=database_url, access_keys=KEYS)
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
 
 
 def store(settings: Settings, queue: str = "default", **fields: Any) -> str:
