@@ -25,6 +25,17 @@ from tests.services import ROOT, free_port, require_redis, tcp_open, wait_for
 
 pytestmark = pytest.mark.integration
 
+
+async def confirmed_channels(count: int, timeout: float = 10) -> None:
+    """Until the broker has confirmed exactly ``count`` channels with local subscribers (SUBACK
+    on MQTT, the subscribe reply on Redis): the readiness signal, not a guessed sleep."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while realtime.active_channels() != count:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{realtime.active_channels()} confirmed channels, not {count}")
+        await asyncio.sleep(0.01)
+
+
 PUBLISHER = textwrap.dedent(
     """
     import os, sys, time
@@ -96,7 +107,7 @@ def test_a_message_from_another_process_reaches_every_local_subscriber(
         async with aclosing(first), aclosing(second):
             one = asyncio.ensure_future(anext(first))
             two = asyncio.ensure_future(anext(second))
-            await asyncio.sleep(0.2)
+            await confirmed_channels(1)
             hubs = realtime._hubs[asyncio.get_running_loop()]
             assert len(hubs) == 1  # one connection for both subscribers
             process = publisher(live_settings, channel)
@@ -122,12 +133,11 @@ def test_a_cancelled_subscriber_leaves_nothing_subscribed(live_settings: Setting
     async def scenario() -> Any:
         stream = realtime.subscribe(live_settings, channel)
         waiting = asyncio.ensure_future(anext(stream))
-        await asyncio.sleep(0.3)
-        assert realtime.active_channels() == 1
+        await confirmed_channels(1)
         waiting.cancel()  # a client that vanished: the task is cancelled at its await
         with pytest.raises(asyncio.CancelledError):
             await waiting
-        await asyncio.sleep(0.1)
+        await confirmed_channels(0)
         hub = realtime._hubs[asyncio.get_running_loop()]
         return next(iter(hub.values()))
 
