@@ -163,7 +163,7 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=0, help="Pool size (0: from settings).")] = 0,
 ) -> None:
     """A Celery worker (acks late, prefetch 1) consuming the named queues."""
-    from app.broker.celery import create_celery, load_worker_app
+    from app.broker.celery import create_celery, load_worker_app, node_name
     from app.broker.queues import QUEUES
 
     load_worker_app()
@@ -171,6 +171,7 @@ def worker(
     celery = create_celery(settings)
     argv = [
         "worker",
+        f"--hostname={node_name(settings.worker.id, os.getpid())}",
         f"--queues={queues or ','.join(QUEUES)}",
         f"--concurrency={concurrency or settings.worker.concurrency}",
         f"--loglevel={settings.log_level}",
@@ -236,10 +237,12 @@ def health(
         url = f"http://127.0.0.1:{settings.http_port}/healthz"
         healthy = httpx.get(url, timeout=3).status_code == 200
     elif role == "worker":
-        from app.broker.celery import create_celery
+        from app.broker.celery import create_celery, on_host
 
-        me = f"celery@{socket.gethostname()}"
-        healthy = bool(create_celery(settings).control.ping(destination=[me], timeout=3))
+        # Node names are unique per worker process (see node_name); any worker of this host
+        # (container) that answers proves it consumes.
+        replies = create_celery(settings).control.ping(timeout=3) or []
+        healthy = any(on_host(node, socket.gethostname()) for r in replies for node in r)
     elif role == "scheduler":
         from app.db import get_database, utcnow
         from app.system.service import last_ping

@@ -92,6 +92,20 @@ def create_celery(settings: Settings | None = None) -> Celery:
     return celery
 
 
+def node_name(worker_id: str | None, pid: int) -> str:
+    """The worker's Celery node name, unique per process: ``<worker id>@<host>`` (Celery expands
+    ``%h``). Celery's default, ``celery@<host>``, is the same for every worker on a machine, and
+    RabbitMQ then refuses the second worker's exclusive remote-control queue
+    (``celery@<host>.celery.pidbox``: RESOURCE_LOCKED), so that worker never consumes -- which
+    is exactly what the process backend does when it runs several workers on one host."""
+    return f"{worker_id or f'worker-{pid}'}@%h"
+
+
+def on_host(node: str, hostname: str) -> bool:
+    """Whether a Celery node name belongs to a worker on ``hostname``."""
+    return node.rpartition("@")[2] == hostname
+
+
 def load_worker_app() -> None:
     """Import the worker's app module by name before running a worker or the scheduler in this
     process: its signal hooks must be connected (the app layer does not import ``workers/``)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,8 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from app.broker.celery import on_host
 from app.config import Settings
 from app.db import get_database, utcnow
+from app.scaling.models import ScalingWorker
 from app.system.models import Ping
 from tests.integration.cli import cli_env, smokehouse_argv
 from tests.services import migrate, postgres_database, require_rabbitmq, require_redis, wait_for
@@ -38,8 +41,7 @@ def stack(
         yield settings
 
 
-@pytest.fixture
-def worker(stack: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def start_worker(stack: Settings, log_path: Path, *args: str) -> subprocess.Popen[bytes]:
     env = cli_env(
         data_dir=stack.data_dir,
         database_url=stack.database_url or "",
@@ -47,11 +49,13 @@ def worker(stack: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]
         log_format="console",
     )
     env = {k: v for k, v in env.items() if v != ""}
-    log = (tmp_path / "worker.log").open("wb")
-    process = subprocess.Popen(
-        smokehouse_argv("worker", "--concurrency=2"), env=env, stdout=log, stderr=log, cwd=tmp_path
+    log = log_path.open("wb")
+    return subprocess.Popen(
+        smokehouse_argv("worker", *args), env=env, stdout=log, stderr=log, cwd=log_path.parent
     )
-    yield process
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -59,6 +63,13 @@ def worker(stack: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]
         except subprocess.TimeoutExpired:
             process.kill()
             raise AssertionError("worker did not stop within 30 s of SIGTERM") from None
+
+
+@pytest.fixture
+def worker(stack: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    process = start_worker(stack, tmp_path / "worker.log", "--concurrency=2")
+    yield process
+    stop_worker(process)
 
 
 def pings(settings: Settings, ping_id: str) -> list[Ping]:
@@ -74,7 +85,7 @@ def test_worker_runs_a_task_and_records_it(
     celery.send_task("system.ping", kwargs={"sent_at": utcnow().isoformat()}, task_id=ping_id)
     wait_for(lambda: pings(stack, ping_id), timeout=30, what="the worker to record the ping")
     [ping] = pings(stack, ping_id)
-    assert ping.worker.startswith("celery@")
+    assert on_host(ping.worker, socket.gethostname())  # recorded by a worker node of this host
     assert ping.received_at >= ping.sent_at
 
 
@@ -88,3 +99,33 @@ def test_redelivered_task_changes_nothing(stack: Settings, worker: subprocess.Po
     celery.send_task("system.ping", task_id=marker)
     wait_for(lambda: pings(stack, marker), timeout=30, what="all pings to be processed")
     assert len(pings(stack, ping_id)) == 1
+
+
+def test_two_workers_on_one_host_both_consume(stack: Settings, tmp_path: Path) -> None:
+    """Each worker process has its own node name: with Celery's default (``celery@<host>`` for
+    all) RabbitMQ refused the second worker's remote-control queue and it never consumed, which
+    is what the process backend runs into with several local workers."""
+    workers = [start_worker(stack, tmp_path / f"worker{n}.log", "--concurrency=1") for n in (1, 2)]
+    try:
+
+        def ready() -> int:  # registered at worker_ready, once each consumer is up
+            with get_database(stack.sqlalchemy_url).session() as session:
+                return len(session.scalars(select(ScalingWorker.id)).all())
+
+        wait_for(lambda: ready() == 2, timeout=60, what="both workers to be ready")
+        celery = create_celery(stack)
+        ids = [uuid.uuid4().hex for _ in range(40)]
+        for ping_id in ids:
+            celery.send_task("system.ping", task_id=ping_id)
+
+        def recorded() -> list[Ping]:
+            with get_database(stack.sqlalchemy_url).session() as session:
+                return list(session.scalars(select(Ping).where(Ping.id.in_(ids))))
+
+        wait_for(lambda: len(recorded()) == len(ids), timeout=60, what="every ping")
+        nodes = {ping.worker for ping in recorded()}
+        assert len(nodes) == 2, nodes  # both workers took work
+        assert all(on_host(node, socket.gethostname()) for node in nodes)
+    finally:
+        for process in workers:
+            stop_worker(process)
