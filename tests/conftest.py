@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +60,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = next((g for f, g in XDIST_GROUP_FIXTURES.items() if f in fixtures), group)
         if group is not None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+#: The first, failed attempt of every test that was rerun: printed at the end of the run, so a
+#: flaky test can be fixed at its cause instead of hiding behind its rerun.
+_RERUN_REPORTS: list[pytest.TestReport] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.outcome == "rerun":  # set by pytest-rerunfailures; under xdist, on the controller
+        _RERUN_REPORTS.append(report)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for report in _RERUN_REPORTS:
+        terminalreporter.write_sep("_", f"first attempt of {report.nodeid} (rerun)")
+        terminalreporter.write_line(report.longreprtext)
+        for name, content in report.sections:
+            if content.strip():
+                terminalreporter.write_sep("-", name)
+                terminalreporter.write_line(content[-4000:])
 
 
 @pytest.fixture
