@@ -94,6 +94,10 @@ def test_scale_from_zero_to_work_and_back(
         backend.terminate_all()
 
 
+def environment_of(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/environ").read_bytes()
+
+
 def test_stop_signals_only_the_worker_a_registry_row_names(tmp_path: Path) -> None:
     """A registry row can outlive its worker and the kernel reuses pids: a pid that is not that
     worker (its environment lacks the id) is left alone; a worker started by an earlier
@@ -104,6 +108,10 @@ def test_stop_signals_only_the_worker_a_registry_row_names(tmp_path: Path) -> No
     worker_env = {**os.environ, "SMOKEHOUSE_WORKER_ID": "proc-default-earlier"}
     earlier = subprocess.Popen(["sleep", "30"], env=worker_env)
     try:
+        # Popen returns once exec closed its error pipe, which the kernel does before it lays out
+        # the new environment: until then /proc/<pid>/environ reads empty (a race, seen under load).
+        for process in (stranger, earlier):
+            wait_for(lambda p=process: environment_of(p.pid), 5, what="exec to finish")
         backend = ProcessBackend(concurrency=1, argv=["true"])
 
         def row(worker_id: str, pid: int) -> WorkerView:
