@@ -7,6 +7,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,25 @@ def stack(
         migrate(settings.sqlalchemy_url)
         yield settings
         return
-    broker = require_redis() if request.param == "redis" else require_rabbitmq()
+    with production_stack(request.param, settings_factory) as settings:
+        yield settings
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def networked(
+    request: pytest.FixtureRequest, settings_factory: Callable[..., Settings]
+) -> Iterator[Settings]:
+    """Production brokers only: the embedded SQLite broker has no remote control (no node
+    names to clash), and ``smokehouse run`` gives its first local worker a head start."""
+    with production_stack(request.param, settings_factory) as settings:
+        yield settings
+
+
+@contextmanager
+def production_stack(broker: str, settings_factory: Callable[..., Settings]) -> Iterator[Settings]:
+    broker_url = require_redis() if broker == "redis" else require_rabbitmq()
     with postgres_database(migrated=True) as database_url:
-        settings = settings_factory(database_url=database_url, broker_url=broker)
+        settings = settings_factory(database_url=database_url, broker_url=broker_url)
         create_celery(settings).control.purge()
         yield settings
 
@@ -101,25 +118,27 @@ def test_redelivered_task_changes_nothing(stack: Settings, worker: subprocess.Po
     assert len(pings(stack, ping_id)) == 1
 
 
-def test_two_workers_on_one_host_both_consume(stack: Settings, tmp_path: Path) -> None:
+def test_two_workers_on_one_host_both_consume(networked: Settings, tmp_path: Path) -> None:
     """Each worker process has its own node name: with Celery's default (``celery@<host>`` for
     all) RabbitMQ refused the second worker's remote-control queue and it never consumed, which
     is what the process backend runs into with several local workers."""
-    workers = [start_worker(stack, tmp_path / f"worker{n}.log", "--concurrency=1") for n in (1, 2)]
+    workers = [
+        start_worker(networked, tmp_path / f"worker{n}.log", "--concurrency=1") for n in (1, 2)
+    ]
     try:
 
         def ready() -> int:  # registered at worker_ready, once each consumer is up
-            with get_database(stack.sqlalchemy_url).session() as session:
+            with get_database(networked.sqlalchemy_url).session() as session:
                 return len(session.scalars(select(ScalingWorker.id)).all())
 
         wait_for(lambda: ready() == 2, timeout=60, what="both workers to be ready")
-        celery = create_celery(stack)
+        celery = create_celery(networked)
         ids = [uuid.uuid4().hex for _ in range(40)]
         for ping_id in ids:
             celery.send_task("system.ping", task_id=ping_id)
 
         def recorded() -> list[Ping]:
-            with get_database(stack.sqlalchemy_url).session() as session:
+            with get_database(networked.sqlalchemy_url).session() as session:
                 return list(session.scalars(select(Ping).where(Ping.id.in_(ids))))
 
         wait_for(lambda: len(recorded()) == len(ids), timeout=60, what="every ping")

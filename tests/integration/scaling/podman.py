@@ -1,7 +1,9 @@
 """A Podman Docker-compatible API for tests, and a local image (there is no registry to pull from).
 
 Podman runs with runc, cgroupfs and ulimits within the machine's hard limits (DESIGN.md), serving
-the Docker API on a socket of its own. The image is imported from a rootfs of empty directories
+the Docker API on a socket of its own, with a container store of its own: the test modules (and
+earlier runs) never see each other's containers, so "no managed container is left" is a fact
+about this module, not about the machine. The image is imported from a rootfs of empty directories
 and usr-merge symlinks; the tests bind-mount the host's ``/usr``, Python and the project into it,
 so a container runs the real ``smokehouse worker`` without building anything.
 """
@@ -14,6 +16,7 @@ import resource
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +38,16 @@ def containers_conf(directory: Path) -> Path:
         'events_logger = "file"\n'
         "[containers]\n"
         f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
+    )
+    return conf
+
+
+def storage_conf(directory: Path, runroot: Path) -> Path:
+    """A store of this service's own (vfs: works on any file system; the image is tiny). The
+    run root is short-pathed: conmon's attach sockets must fit in 108 bytes."""
+    conf = directory / "storage.conf"
+    conf.write_text(
+        f'[storage]\ndriver = "vfs"\ngraphroot = "{directory / "storage"}"\nrunroot = "{runroot}"\n'
     )
     return conf
 
@@ -61,7 +74,12 @@ def podman_api(directory: Path) -> Iterator[str]:
     if binary is None or shutil.which("runc") is None:
         unavailable("podman and runc")
         raise AssertionError("unreachable")
-    env = {**os.environ, "CONTAINERS_CONF": str(containers_conf(directory))}
+    runroot = Path(tempfile.mkdtemp(prefix="shp-", dir="/tmp"))
+    env = {
+        **os.environ,
+        "CONTAINERS_CONF": str(containers_conf(directory)),
+        "CONTAINERS_STORAGE_CONF": str(storage_conf(directory, runroot)),
+    }
     subprocess.run(
         [binary, "import", "-", IMAGE],
         input=hostfs_tar(),
@@ -87,3 +105,12 @@ def podman_api(directory: Path) -> Iterator[str]:
     finally:
         service.terminate()
         service.wait(20)
+        # What the module left running goes with its store (containers, then the files).
+        subprocess.run(
+            [binary, "rm", "--all", "--force", "--time", "0"],
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(directory / "storage", ignore_errors=True)
+        shutil.rmtree(runroot, ignore_errors=True)
