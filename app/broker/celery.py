@@ -56,6 +56,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_hijack_root_logger": False,
+        # Our log handler writes to the current sys.stderr; Celery's redirection would make
+        # that a logger that logs back into the same handler, and every record was dropped.
+        "worker_redirect_stdouts": False,
         "worker_send_task_events": False,
         "task_default_queue": "default",
         "task_queues": [Queue(name) for name in QUEUES],
