@@ -62,6 +62,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(group))
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under ``--dist loadgroup`` a grouped test's id must carry its group (``…@podman``), or
+    xdist schedules the group's tests side by side and they race for one Podman store, one
+    RabbitMQ vhost, one browser: refuse to run rather than fail at random (pytest 9.2 stopped
+    reading the ``_nodeid`` that pytest-xdist 3.8 sets, which is why pytest is capped)."""
+    if not session.config.getvalue("loadgroup"):
+        return
+    for item in session.items:
+        if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid:
+            raise pytest.UsageError(
+                f"--dist loadgroup is not in effect for {item.nodeid}: xdist_group is ignored"
+            )
+
+
 #: The first, failed attempt of every test that was rerun: printed at the end of the run, so a
 #: flaky test can be fixed at its cause instead of hiding behind its rerun.
 _RERUN_REPORTS: list[pytest.TestReport] = []
