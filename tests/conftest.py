@@ -67,7 +67,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     xdist schedules the group's tests side by side and they race for one Podman store, one
     RabbitMQ vhost, one browser: refuse to run rather than fail at random (pytest 9.2 stopped
     reading the ``_nodeid`` that pytest-xdist 3.8 sets, which is why pytest is capped)."""
-    if not session.config.getvalue("loadgroup"):
+    if not getattr(session.config.option, "loadgroup", False):  # set in xdist workers only
         return
     for item in session.items:
         if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid:

@@ -29,15 +29,27 @@ from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as sqla
+from kombu.transport.sqlalchemy import models
 from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import create_engine, delete, event, func, or_, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import tune_sqlite
 
 DEFAULT_VISIBILITY_TIMEOUT = 3600.0
 #: Seconds a statement waits for another connection's write lock (sqlite3's ``timeout``).
 DEFAULT_BUSY_TIMEOUT = 30.0
+
+
+def _create_tables(engine: Any, attempts: int = 5) -> None:
+    for attempt in range(attempts):
+        try:
+            models.metadata.create_all(engine)  # checks first, then creates what is missing
+            return
+        except OperationalError as exc:  # another process created one in between
+            if "already exists" not in str(exc) or attempt == attempts - 1:
+                raise
 
 
 def _utcnow() -> datetime:
@@ -78,6 +90,34 @@ class Channel(sqla.Channel):
 
         event.listen(engine, "connect", tune)
         return engine
+
+    def _open(self) -> Any:
+        """The stock ``_open`` with a table creation that tolerates a race: two processes that
+        first use the broker file at the same moment (ingest and a starting worker) both find
+        no tables, and the slower ``CREATE TABLE`` failed with "already exists" -- its enqueue
+        was lost to the sweeper. Checking again after that error sees the winner's tables."""
+        conninfo = self.connection.client
+        if conninfo.hostname not in self._engines:
+            with sqla._MUTEX:
+                if conninfo.hostname not in self._engines:
+                    engine = self._engine_from_config()
+                    _create_tables(engine)
+                    self._engines[conninfo.hostname] = engine, sessionmaker(bind=engine)
+        return self._engines[conninfo.hostname]
+
+    def _get_or_create(self, queue: str) -> Any:
+        """The queue's row, made if missing. Another process may insert the same name between
+        our look and our insert (UNIQUE fails): then the row is theirs, and we read it."""
+        session = self.session
+        found = session.query(self.queue_cls).filter(self.queue_cls.name == queue).first()
+        if found is not None:
+            return found
+        session.add(self.queue_cls(queue))
+        try:
+            session.commit()
+        except (IntegrityError, OperationalError):
+            session.rollback()
+        return session.query(self.queue_cls).filter(self.queue_cls.name == queue).one()
 
     @property
     def session(self) -> Session:

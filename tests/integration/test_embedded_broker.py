@@ -144,3 +144,38 @@ def test_acks_from_another_thread_while_polling(broker_url: str, tmp_path: Path)
     assert not errors
     assert sorted(seen) == list(range(count))
     assert row_count(tmp_path) == 0
+
+
+FIRST_USE = textwrap.dedent(
+    """
+    import sys, time
+    from kombu.connection import Connection
+    import app.broker.sqlite  # noqa: F401
+    url, start, n = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+    time.sleep(max(0.0, start - time.time()))  # every process opens the new file at once
+    with Connection(url) as connection:
+        connection.SimpleQueue("first-use").put({"n": n})
+    """
+)
+
+
+def test_processes_that_first_use_the_broker_at_once_all_publish(tmp_path: Path) -> None:
+    """Ingest and a starting worker can open a new broker file at the same moment: both find
+    no tables, and the slower one's CREATE TABLE used to fail ("already exists"), losing its
+    publish to the sweeper."""
+    url = f"smokehouse+sqlite:///{tmp_path / 'broker.db'}"
+    start = time.time() + 3  # after every interpreter has imported kombu
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", FIRST_USE, url, str(start), str(n)],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+        )
+        for n in range(6)
+    ]
+    failures = [p.stderr.read().decode() for p in processes if p.wait(60) != 0 and p.stderr]
+    assert failures == []
+    with Connection(url) as connection:
+        box = connection.SimpleQueue("first-use")
+        received = sorted(box.get(timeout=5).payload["n"] for _ in range(6))
+    assert received == [str(n) for n in range(6)]
