@@ -44,14 +44,22 @@ def flaky(payload: Any, context: HandlerContext) -> Any:
     return {"calls": calls + 1}
 
 
+def _record(path: Path, text: str) -> None:
+    """Written whole or not at all: a test that sees the file kills the worker at once, and a
+    file created but not yet written (``write_text`` opens, then writes) read as empty."""
+    partial = path.with_name(f".{path.name}.tmp")
+    partial.write_text(text)
+    partial.replace(path)
+
+
 @handler("wf-slow")
 def slow(payload: Any, context: HandlerContext) -> Any:
     """Sleeps, recording start and finish; the result depends on the input only."""
     record = Path(os.environ["SMOKEHOUSE_TEST_RECORD_DIR"])
     stem = f"{context.extra['state_name']}.{context.attempt}.{time.monotonic_ns()}"
-    (record / f"{stem}.started").write_text(context.invocation_id)
+    _record(record / f"{stem}.started", context.invocation_id)
     time.sleep(float(payload.get("sleep", 0)))
-    (record / f"{stem}.done").write_text(context.invocation_id)
+    _record(record / f"{stem}.done", context.invocation_id)
     return {"step": payload["step"], "total": payload["total"] + payload["step"]}
 
 
