@@ -7,7 +7,7 @@ runners are created with ``create_runner`` (``POST /user/runners`` → 201 with 
 runner authentication token, the flow that replaced registration tokens) and removed with
 ``delete_runner`` (``DELETE /runners/:id``; already gone counts as done, so it is idempotent).
 
-Settings: ``SMOKEHOUSE_GITLAB_URL`` (unset → no GitLab API, ``gitlab_client()`` returns None),
+Settings: ``SMOKEHOUSE_GITLAB_URL`` (unset → no GitLab API, ``gitlab_client`` returns None),
 ``SMOKEHOUSE_GITLAB_API_TOKEN`` (sent as ``PRIVATE-TOKEN``; needs the ``create_runner`` scope to
 create runners), ``SMOKEHOUSE_GITLAB_TIMEOUT_SECONDS`` (default 5).
 """
@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from app.config import load_section
 from app.config.runners import GitLabSettings
@@ -222,28 +221,10 @@ class GitLabClient:
         raise GitLabError(response.status_code, error_message(response))
 
 
-def _secret(value: object) -> str:
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    return str(value) if value else ""
-
-
-def gitlab_client(settings: object | None = None) -> GitLabClient | None:
-    """A client for the configured GitLab, or None when ``SMOKEHOUSE_GITLAB_URL`` is unset.
-
-    ``settings`` may be a GitLabSettings, or any settings object with ``gitlab_url`` /
-    ``gitlab_api_token`` attributes; otherwise (or None) the ``SMOKEHOUSE_GITLAB_*`` variables
-    are read.
-    """
-    if isinstance(settings, GitLabSettings):
-        url, token, timeout = settings.url, settings.api_token, settings.timeout_seconds
-    elif getattr(settings, "gitlab_url", None):
-        url = str(getattr(settings, "gitlab_url", ""))
-        token = getattr(settings, "gitlab_api_token", None)
-        timeout = float(getattr(settings, "gitlab_timeout_seconds", 5.0))
-    else:
-        loaded = load_gitlab_settings()
-        url, token, timeout = loaded.url, loaded.api_token, loaded.timeout_seconds
-    if not url:
+def gitlab_client(gitlab: GitLabSettings) -> GitLabClient | None:
+    """A client for the configured GitLab (``settings.gitlab``), or None when
+    ``SMOKEHOUSE_GITLAB_URL`` is unset."""
+    if not gitlab.url:
         return None
-    return GitLabClient(url, _secret(token), timeout=timeout)
+    token = gitlab.api_token.get_secret_value() if gitlab.api_token else ""
+    return GitLabClient(gitlab.url, token, timeout=gitlab.timeout_seconds)

@@ -5,7 +5,6 @@ The rollup's own properties (late readings, redelivery, purge) are in test_rollu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,22 +20,9 @@ from app.db import get_database
 from app.graphql.iot import buckets
 from app.iot import readings
 from app.iot.models import Reading, ReadingRollup
-from app.main import create_app
 from tests.integration.graphql_client import data
 
-KEYS = "AKVIEW:viewer-secret:viewer"
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def settings(settings_factory: Callable[..., Settings], database_url: str) -> Settings:
-    return settings_factory(database_url=database_url, access_keys=KEYS)
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
 
 
 def row(probe: str, seq: int, ts: datetime, temp: float | None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from app.runners.gitlab import (
     GitLabSettings,
     GitLabUnavailable,
     gitlab_client,
+    load_gitlab_settings,
 )
 from tests.integration.runners.fake_gitlab import FakeGitLab
 from tests.services import free_port
@@ -252,25 +253,21 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyP
 
 
 def test_no_url_means_no_client(clean_env: pytest.MonkeyPatch) -> None:
-    assert gitlab_client() is None
+    assert gitlab_client(load_gitlab_settings()) is None
     assert gitlab_client(GitLabSettings()) is None
 
 
 def test_client_from_the_environment(clean_env: pytest.MonkeyPatch, gl: FakeGitLab) -> None:
     clean_env.setenv("SMOKEHOUSE_GITLAB_URL", gl.url)
     clean_env.setenv("SMOKEHOUSE_GITLAB_API_TOKEN", gl.token)
-    api = gitlab_client()
+    api = gitlab_client(load_gitlab_settings())
     assert api is not None
     with api:
         assert api.job_tags(7, 42) == ["gpu"]
 
 
 def test_client_from_a_settings_object(gl: FakeGitLab) -> None:
-    class Other:
-        gitlab_url = gl.url
-        gitlab_api_token = gl.token
-
-    api = gitlab_client(Other())
+    api = gitlab_client(GitLabSettings(url=gl.url, api_token=gl.token))
     assert api is not None
     with api:
         assert api.job_tags(7, 42) == ["gpu"]
@@ -279,4 +276,4 @@ def test_client_from_a_settings_object(gl: FakeGitLab) -> None:
 def test_a_bad_url_names_the_setting(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("SMOKEHOUSE_GITLAB_URL", "gitlab.example.com")
     with pytest.raises(ConfigError, match="SMOKEHOUSE_GITLAB_URL"):
-        gitlab_client()
+        gitlab_client(load_gitlab_settings())
