@@ -7,9 +7,12 @@ import it without importing another domain.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import ssl
 import threading
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -54,12 +57,15 @@ class BackgroundClient:
     loop runs in a thread); ``connected`` says whether it is up right now. The bus's MQTT target
     and the embedded live fan-out publish through one of these each."""
 
-    def __init__(self, url: str, client_id: str, *, max_reconnect_delay: int = 10) -> None:
+    def __init__(
+        self, url: str, client_id: str, *, max_reconnect_delay: int = 10, v5: bool = False
+    ) -> None:
         self.pid = os.getpid()  # a forked child must make its own: the loop thread is not copied
         self.endpoint = MqttEndpoint.from_url(url)
         self.where = f"{self.endpoint.host}:{self.endpoint.port}"
+        self.v5 = v5
         self.connected = threading.Event()
-        self.client = make_client(self.endpoint, client_id)
+        self.client = make_client(self.endpoint, client_id, v5=v5)
         self.client.max_inflight_messages_set(1000)
         self.client.reconnect_delay_set(min_delay=1, max_delay=max_reconnect_delay)
         self.client.on_connect = self._on_connect
@@ -104,3 +110,45 @@ def probe(endpoint: MqttEndpoint, timeout: float = 2.0) -> None:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+# --- which MQTT does the broker speak? ----------------------------------------------------------
+# Mosquitto speaks MQTT 5; the embedded amqtt broker only 3.1.1. A bare MQTT 5 CONNECT tells them
+# apart without guessing: a 3.1.1-only broker answers with the 3.1.1 CONNACK "unacceptable
+# protocol version" (``20 02 00 01``), an MQTT 5 broker with an MQTT 5 CONNACK (even one refusing
+# our credentials). The probe sends no credentials and a clean start, so it leaves no session.
+
+V311_REFUSAL = b"\x20\x02\x00\x01"
+
+
+def _connect_packet(client_id: str) -> bytes:
+    ident = client_id.encode()
+    variable = b"\x00\x04MQTT" + b"\x05" + b"\x02" + b"\x00\x0a" + b"\x00"
+    payload = len(ident).to_bytes(2, "big") + ident
+    body = variable + payload
+    assert len(body) < 128  # one-byte remaining length
+    return b"\x10" + bytes([len(body)]) + body
+
+
+def speaks_v5(host: str, port: int, timeout: float = 3.0) -> bool:
+    """True unless the broker answered an MQTT 5 CONNECT with a 3.1.1 protocol refusal.
+    Raises ``OSError`` when the broker cannot be reached (the caller retries)."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(_connect_packet(f"smokehouse-probe-{uuid.uuid4().hex[:12]}"))
+        answer = b""
+        try:
+            while len(answer) < 4:
+                chunk = sock.recv(4 - len(answer))
+                if not chunk:
+                    break
+                answer += chunk
+        except TimeoutError:
+            pass
+        if answer[:2] == b"\x20\x02" or answer == V311_REFUSAL:
+            return False  # a 3.1.1 CONNACK: only 3.1.1 spoken here
+        if not answer:
+            # Closed without a word: old brokers do this to protocol levels they do not know.
+            return False
+        with contextlib.suppress(OSError):
+            sock.sendall(b"\xe0\x00")  # DISCONNECT
+        return True

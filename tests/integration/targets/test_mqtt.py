@@ -19,7 +19,7 @@ from app.config import Settings
 from app.db import Database
 from app.mqtt import MqttEndpoint, make_client
 from tests.integration.targets.conftest import EVENT, make_context
-from tests.services import free_port, mosquitto
+from tests.services import free_port, migrate, mosquitto, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -163,3 +163,93 @@ def test_validation(database: Database, spec: dict[str, Any], problem: str) -> N
         assert problem in str(validate_target(session, {"Id": "m", **spec}))
         ok = {"Id": "m", "Arn": "arn:smokehouse:mqtt:a/b", "MqttParameters": {"Qos": 0}}
         assert validate_target(session, ok) is None
+
+
+# --- a broker whose ACL refuses the topic (MQTT 5 PUBACK reason codes) ---------------------------
+
+
+@pytest.fixture
+def acl_broker(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A Mosquitto with passwords and an ACL (the shipped auth.conf): the server's user may publish
+    under ``allowed/#`` only. Yields the server's URL and the broker's log file."""
+    from app.iot.mosquitto import AuthFiles, reload_mosquitto, sync
+    from tests.integration.iot.test_provisioning import running_auth_broker
+
+    password = f"svc-{uuid.uuid4().hex}"
+    with running_auth_broker(tmp_path) as broker:
+        files = AuthFiles(
+            broker.password_file, broker.acl_file, mode=0o600, extra_service_write=("allowed/#",)
+        )
+        sync(files, [], service=("smokehouse", password))
+        reload_mosquitto(broker.pid_file)
+        url = broker.url("smokehouse", password)
+        # Mosquitto rereads its files on SIGHUP: wait until the server's user gets in.
+        wait_for(lambda: _connects(url), 10, what="the server's MQTT user")
+        yield url, broker.log_file
+    mqtt_target.close_publishers()
+
+
+def _connects(url: str) -> bool:
+    from app.mqtt import probe
+
+    try:
+        probe(MqttEndpoint.from_url(url))
+    except ConnectionError:
+        return False
+    return True
+
+
+def test_a_publish_the_acl_refuses_is_a_failed_delivery(
+    settings_factory: Callable[..., Settings], acl_broker: tuple[str, Path]
+) -> None:
+    """Over MQTT 3.1.1 Mosquitto PUBACKs a publish its ACL refuses (and drops it), so the target
+    reported success; over MQTT 5 the PUBACK carries 0x87 Not authorized and the attempt fails."""
+    url, _log = acl_broker
+    settings = settings_factory(mqtt_url=url)
+    migrate(settings.sqlalchemy_url)
+    deliver(settings, {"Id": "m", "Arn": "arn:smokehouse:mqtt:allowed/x"})  # accepted
+    context, payload = make_context(settings, {"Id": "m", "Arn": "arn:smokehouse:mqtt:denied/x"})
+    with pytest.raises(TargetFailure) as caught:
+        mqtt_target.MqttTarget().deliver(context, payload)
+    assert caught.value.code == "MqttRefused"
+    assert "Not authorized" in caught.value.message
+    assert "0x87" in caught.value.message
+    assert not caught.value.retryable
+
+
+def test_a_refused_publish_is_recorded_failed_and_dead_lettered(
+    settings_factory: Callable[..., Settings], acl_broker: tuple[str, Path]
+) -> None:
+    from app.bus.arns import Scope
+    from app.bus.delivery import deliver as run_delivery
+    from app.bus.events import put_events
+    from app.bus.models import DeadLetter, Delivery
+    from app.bus.service import put_rule, put_targets
+    from app.db import get_database
+
+    url, _log = acl_broker
+    settings = settings_factory(mqtt_url=url)
+    migrate(settings.sqlalchemy_url)
+    database = get_database(settings.sqlalchemy_url)
+    with database.session() as session:
+        put_rule(session, name="to-mqtt", event_pattern={"source": ["shop.orders"]})
+        targets = [
+            {"Id": "ok", "Arn": "arn:smokehouse:mqtt:allowed/orders"},
+            {"Id": "denied", "Arn": "arn:smokehouse:mqtt:denied/orders"},
+        ]
+        assert put_targets(session, None, "to-mqtt", targets) == []
+    entry = {"Source": "shop.orders", "DetailType": "Order Placed", "Detail": '{"order": "o-9"}'}
+    with database.session() as session:
+        ids = put_events(session, [entry], Scope(settings.region, settings.account_id)).delivery_ids
+    outcomes = {run_delivery(settings, delivery_id) for delivery_id in ids}
+    assert outcomes == {"succeeded", "failed"}
+    with database.session() as session:
+        by_target = {d.target_id: d for d in (session.get(Delivery, i) for i in ids) if d}
+        assert by_target["ok"].status == "succeeded"
+        denied = by_target["denied"]
+        assert denied.status == "dead"
+        assert denied.last_error is not None
+        assert denied.last_error.startswith("MqttRefused: ")
+        assert "Not authorized (0x87)" in denied.last_error
+        [dead] = session.query(DeadLetter).filter_by(delivery_id=denied.id).all()
+        assert dead.error_code == "MqttRefused"
