@@ -69,9 +69,10 @@ class ProvisioningSettings(BaseSettings):
         description="Mosquitto's pid_file: when set, it gets SIGHUP after the files change.",
     )
     mosquitto_file_mode: str = Field(
-        default="0640",
+        default="0600",
         pattern=r"^0?[0-7]{3}$",
-        description="Octal mode of both files (Mosquitto's user must be able to read them).",
+        description="Octal mode of both files (Mosquitto's user must be able to read them: "
+        "0640 with a shared group when it runs as another user).",
     )
     device_mqtt_url: str | None = Field(
         default=None,

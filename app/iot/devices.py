@@ -13,6 +13,7 @@ place, the environment, and ``smokehouse device service-credentials`` makes one 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import unicodedata
@@ -32,6 +33,7 @@ from app.iot.mosquitto import (
     DeviceLogin,
     MosquittoFileError,
     SyncResult,
+    check_topic_filter,
     generate_password,
     home_assistant_acl,
     locked,
@@ -41,6 +43,8 @@ from app.iot.mosquitto import (
 from app.iot.provisioning_settings import ProvisioningSettings
 
 #: The device's own rule (device/ config): a single MQTT topic level.
+log = logging.getLogger("smokehouse.iot.devices")
+
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -144,6 +148,23 @@ def service_login(settings: Settings) -> tuple[str, str] | None:
     return unquote(parts.username), unquote(parts.password)
 
 
+def mqtt_target_topics(session: Session) -> list[str]:
+    """The topics the bus's ``arn:smokehouse:mqtt:…`` targets publish to: the server's user may
+    write them (a target added later is refused, 0x87, until the next ``smokehouse device sync``).
+    A topic Mosquitto's ACL file can't hold is left out (its deliveries fail ``MqttRefused``)."""
+    from app.bus.models import Target
+    from app.bus.targets.mqtt import PREFIX
+
+    topics = []
+    for arn in session.scalars(select(Target.arn).where(Target.arn.startswith(PREFIX))):
+        topic = arn.removeprefix(PREFIX)
+        try:
+            topics.append(check_topic_filter(topic))
+        except MosquittoFileError:
+            log.warning("MQTT target topic %r can't go into Mosquitto's ACL file", topic)
+    return sorted(set(topics))
+
+
 def sync_auth_files(
     settings: Settings,
     session: Session,
@@ -155,9 +176,14 @@ def sync_auth_files(
     prov = prov or settings.iot.provisioning
     session.flush()
     logins = [DeviceLogin(device_id=d.id, username=d.mqtt_username) for d in list_devices(session)]
+    files = auth_files(settings, prov)
+    files = dataclasses.replace(
+        files,
+        extra_service_write=(*files.extra_service_write, *mqtt_target_topics(session)),
+    )
     try:
         return sync(
-            auth_files(settings, prov),
+            files,
             logins,
             service=service_login(settings),
             others=[home_assistant_acl(prov.home_assistant_username, prov.discovery_prefix)],

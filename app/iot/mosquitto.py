@@ -7,10 +7,13 @@ adds the new ones and drops everyone else. Hashes use Mosquitto 2's own format (
 Mosquitto binary is needed here. Both files are replaced atomically (temp file + rename) under a
 lock, so Mosquitto never reads half a file and two ``device add`` never lose each other's user.
 
-The ACL gives each device ``readwrite`` on ``smokehouse/<device_id>/#`` only; the server's user
+The ACL gives each device its own two topics only (``write`` on ``smokehouse/<device_id>/telemetry``,
+``readwrite`` on ``smokehouse/<device_id>/status``); the server's user exactly the topics it uses:
 ``read`` on every device's telemetry and status (Mosquitto checks a ``$share/<group>/…``
-subscription against the filter without the prefix, so shared subscriptions need nothing more)
-and ``write`` on ``homeassistant/#`` for discovery. Anyone else gets nothing.
+subscription against the filter without the prefix, so shared subscriptions need nothing more),
+``write`` on Home Assistant's sensor config topics for discovery and on the topics of the bus's
+MQTT targets, ``readwrite`` on the live fan-out (``smokehouse/_live/#``, used when there is no
+Redis). Never ``#``; anyone else gets nothing.
 """
 
 from __future__ import annotations
@@ -154,25 +157,37 @@ class AclUser:
     readwrite: tuple[str, ...] = ()
 
 
-def device_topics(device_id: str) -> str:
-    return f"smokehouse/{device_id}/#"
+#: The live fan-out's topics (``app.realtime.MQTT_PREFIX``; a test keeps the two equal). No
+#: device can publish there: a device id starts with a letter or digit, never ``_``.
+LIVE_TOPICS = "smokehouse/_live/#"
+
+
+def device_topics(device_id: str) -> tuple[str, str]:
+    """A device's telemetry and status topics (the telemetry contract in DESIGN.md)."""
+    return f"smokehouse/{device_id}/telemetry", f"smokehouse/{device_id}/status"
 
 
 def device_acl(username: str, device_id: str) -> AclUser:
-    """Publish telemetry and status (and read them back, e.g. its own retained status) under its
-    own id only: a device can't write another's topic, nor read other devices."""
-    return AclUser(username, readwrite=(device_topics(device_id),))
+    """Publish its telemetry and its status (and read the status back: its own retained
+    ``online``/``offline``), nothing else: a device can't write another's topics, nor read other
+    devices, nor reach the live fan-out the dashboard shows."""
+    telemetry, status = device_topics(device_id)
+    return AclUser(username, write=(telemetry,), readwrite=(status,))
 
 
 def service_acl(
     username: str, extra_write: Sequence[str] = (), discovery_prefix: str = "homeassistant"
 ) -> AclUser:
-    """The server: ingest reads every device's telemetry and status (also via ``$share/…``),
-    discovery writes Home Assistant's config topics."""
+    """The server, exactly the topics it uses: ingest reads every device's telemetry and status
+    (also via ``$share/…``), discovery writes Home Assistant's sensor configs
+    (``app.iot.discovery.config_topic``), the bus's MQTT targets write their topics
+    (``extra_write``), the live fan-out publishes and subscribes under ``smokehouse/_live/``.
+    It can't speak for a device."""
     return AclUser(
         username,
         read=("smokehouse/+/telemetry", "smokehouse/+/status"),
-        write=(f"{discovery_prefix}/#", *extra_write),
+        write=(f"{discovery_prefix}/sensor/+/config", *dict.fromkeys(extra_write)),
+        readwrite=(LIVE_TOPICS,),
     )
 
 
@@ -256,7 +271,7 @@ def locked(path: Path) -> Iterator[None]:
 class AuthFiles:
     password_file: Path
     acl_file: Path
-    mode: int = 0o640
+    mode: int = 0o600
     discovery_prefix: str = "homeassistant"
     extra_service_write: tuple[str, ...] = ()
 

@@ -229,7 +229,10 @@ def test_sync_writes_new_users_and_keeps_existing_hashes(tmp_path: Path) -> None
     assert result.users == ["pit-a", "pit-b"]
     assert second["pit-a"] == first["pit-a"]
     assert verify_password("pb", second["pit-b"])
-    assert "user pit-b\ntopic readwrite smokehouse/pit-b/#" in acl
+    assert (
+        "user pit-b\ntopic write smokehouse/pit-b/telemetry\ntopic readwrite smokehouse/pit-b/status"
+        in acl
+    )
 
 
 def test_sync_drops_users_that_are_no_longer_devices(tmp_path: Path) -> None:
@@ -271,7 +274,7 @@ def test_service_user_hash_is_kept_while_its_password_is_unchanged(tmp_path: Pat
     sync(auth, [], service=("server", "s2"))
     assert verify_password("s2", read(auth)[0]["server"])
     assert "topic read smokehouse/+/status" in acl
-    assert "topic write homeassistant/#" in acl
+    assert "topic write homeassistant/sensor/+/config" in acl
 
 
 def test_other_users_exist_only_once_they_have_a_password(tmp_path: Path) -> None:
