@@ -15,6 +15,7 @@ import app
 import app.wiring
 from app.bus.cli import events_cli, rules_cli
 from app.cli_support import command_settings, friendly_errors
+from app.common.files import make_private_dir, use_private_umask
 from app.config import Settings, load_settings
 from app.iot.cli import ingest as iot_ingest
 from app.iot.device_cli import device_cli
@@ -51,6 +52,7 @@ def run() -> None:
 
     settings = load_settings()
     configure_logging(settings.log_level, "console")
+    make_private_dir(settings.data_dir)
     check_http_port(settings)
     check_embedded_mqtt_port(settings)
     check_database(settings)
@@ -272,6 +274,8 @@ cli.command("ingest")(iot_ingest)
 
 
 def main() -> None:
+    # Data-dir files 0600, directories 0700 (app.common.files); every role starts here.
+    use_private_umask()
     cli()
 
 

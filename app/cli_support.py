@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import typer
 
 from app.aws.errors import AwsError
+from app.common.files import make_private_dir
 from app.config import ConfigError, Settings, load_settings
 from app.logs import configure_logging
 
@@ -44,5 +45,5 @@ def command_settings() -> Settings:
     """Settings and logging as every command sets them up, with the data dir in place."""
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.data_dir)
     return settings
