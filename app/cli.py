@@ -19,6 +19,7 @@ from app.common.files import make_private_dir, use_private_umask
 from app.config import Settings, load_settings
 from app.iot.cli import ingest as iot_ingest
 from app.iot.device_cli import device_cli
+from app.iot.tls_cli import tls_cli
 from app.logs import configure_logging
 from app.queues.cli import queue_cli
 from app.scaling.cli import scaling_cli
@@ -270,6 +271,7 @@ cli.add_typer(events_cli)
 cli.add_typer(queue_cli)
 cli.add_typer(scaling_cli)
 cli.add_typer(device_cli)
+cli.add_typer(tls_cli)
 cli.command("ingest")(iot_ingest)
 
 
