@@ -17,7 +17,7 @@ RUN uv sync --frozen --no-dev
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --create-home --home-dir /home/smokehouse smokehouse \
-    && mkdir /data && chown smokehouse /data
+    && mkdir -m 0700 /data && chown smokehouse /data
 COPY --from=build /app /app
 WORKDIR /app
 ENV PATH=/app/.venv/bin:$PATH \
