@@ -7,8 +7,9 @@ adds the new ones and drops everyone else. Hashes use Mosquitto 2's own format (
 Mosquitto binary is needed here. Both files are replaced atomically (temp file + rename) under a
 lock, so Mosquitto never reads half a file and two ``device add`` never lose each other's user.
 
-The ACL gives each device its own two topics only (``write`` on ``smokehouse/<device_id>/telemetry``,
-``readwrite`` on ``smokehouse/<device_id>/status``); the server's user exactly the topics it uses:
+The ACL gives each device its own two topics only (``write`` on
+``smokehouse/<device_id>/telemetry``, ``readwrite`` on ``smokehouse/<device_id>/status``); the
+server's user exactly the topics it uses:
 ``read`` on every device's telemetry and status (Mosquitto checks a ``$share/<group>/…``
 subscription against the filter without the prefix, so shared subscriptions need nothing more),
 ``write`` on Home Assistant's sensor config topics for discovery and on the topics of the bus's

@@ -212,7 +212,9 @@ def _server_certificate(
     )
 
 
-def _load_ca(key_path: Path, cert_path: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def _load_ca(
+    key_path: Path, cert_path: Path
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     try:
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())

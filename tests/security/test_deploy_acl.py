@@ -57,9 +57,7 @@ def users(tmp_path: Path) -> Iterator[Users]:
             new_passwords={"pit-a": found.passwords["pit-a"]},
         )
         reload_mosquitto(broker.pid_file)
-        wait_for(
-            lambda: can_connect(broker, SERVICE, found.passwords[SERVICE]), 10, what="reload"
-        )
+        wait_for(lambda: can_connect(broker, SERVICE, found.passwords[SERVICE]), 10, what="reload")
         yield found
 
 
@@ -121,7 +119,7 @@ def test_the_acl_file_lists_exactly_these_topics() -> None:
 def test_the_live_topics_are_the_fan_outs() -> None:
     from app.iot.mosquitto import LIVE_TOPICS
 
-    assert LIVE_TOPICS == f"{MQTT_PREFIX}#"
+    assert f"{MQTT_PREFIX}#" == LIVE_TOPICS
 
 
 def test_sync_gives_the_server_the_topics_of_the_rules_mqtt_targets(

@@ -45,7 +45,16 @@ def dry_run(tmp_path: Path) -> dict[str, str]:
 
 
 def test_podman_compose_reads_it_with_the_secure_defaults(dry_run: dict[str, str]) -> None:
-    assert {"postgres", "redis", "mosquitto", "migrate", "api", "worker", "scheduler", "ingest"} <= set(dry_run)
+    assert {
+        "postgres",
+        "redis",
+        "mosquitto",
+        "migrate",
+        "api",
+        "worker",
+        "scheduler",
+        "ingest",
+    } <= set(dry_run)
     assert all("${" not in line for line in dry_run.values()), "uninterpolated variables"
     published = {n: re.findall(r" -p (\S+)", line) for n, line in dry_run.items()}
     assert {n: p for n, p in published.items() if p} == {

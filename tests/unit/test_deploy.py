@@ -154,7 +154,10 @@ def test_data_services_are_on_the_internal_network_only() -> None:
 def test_redis_requires_a_password_and_every_url_carries_it() -> None:
     redis = SERVICES["redis"]
     command = redis["command"]
-    assert command[command.index("--requirepass") + 1] == "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}"
+    assert (
+        command[command.index("--requirepass") + 1]
+        == "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}"
+    )
     # the healthcheck authenticates: an unauthenticated ping answers NOAUTH, not PONG
     assert redis["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD:?")
     assert "grep -qx PONG" in " ".join(redis["healthcheck"]["test"])
@@ -171,7 +174,11 @@ def test_mosquitto_serves_tls_only_outside_and_plaintext_inside() -> None:
     assert mounts["/mosquitto/config/conf.d/15-tls.conf"] == "./deploy/mosquitto/tls.conf"
     tls = (ROOT / "deploy/mosquitto/tls.conf").read_text()
     assert re.search(r"^listener 8883$", tls, re.MULTILINE)
-    for option, name in (("cafile", "ca.crt"), ("certfile", "server.crt"), ("keyfile", "server.key")):
+    for option, name in (
+        ("cafile", "ca.crt"),
+        ("certfile", "server.crt"),
+        ("keyfile", "server.key"),
+    ):
         path = re.search(rf"^{option} (\S+)$", tls, re.MULTILINE)
         assert path is not None, option
         assert mounts[path.group(1)] == f"./deploy/mosquitto/certs/{name}"
@@ -213,7 +220,7 @@ def test_env_example_holds_no_usable_secret() -> None:
     for secret in SECRETS:
         value = EXAMPLE_VALUES[secret]
         assert value == "" or "CHANGE-ME" in value, secret
-    assert 'secrets.token_urlsafe(32)' in EXAMPLE
+    assert "secrets.token_urlsafe(32)" in EXAMPLE
     assert "Fernet.generate_key().decode()" in EXAMPLE
 
 

@@ -25,9 +25,8 @@ import threading
 import uuid
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy.orm import Session
 
 from app.bus.targets.base import DeliveryContext, TargetFailure
 from app.mqtt import BackgroundClient, MqttEndpoint, speaks_v5

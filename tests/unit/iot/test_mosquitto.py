@@ -229,10 +229,8 @@ def test_sync_writes_new_users_and_keeps_existing_hashes(tmp_path: Path) -> None
     assert result.users == ["pit-a", "pit-b"]
     assert second["pit-a"] == first["pit-a"]
     assert verify_password("pb", second["pit-b"])
-    assert (
-        "user pit-b\ntopic write smokehouse/pit-b/telemetry\ntopic readwrite smokehouse/pit-b/status"
-        in acl
-    )
+    block = "user pit-b\ntopic write smokehouse/pit-b/telemetry\n"
+    assert block + "topic readwrite smokehouse/pit-b/status" in acl
 
 
 def test_sync_drops_users_that_are_no_longer_devices(tmp_path: Path) -> None:
