@@ -15,7 +15,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -28,17 +28,22 @@ class MqttEndpoint:
     tls: bool
     username: str | None = None
     password: str | None = None
+    #: ``mqtts://…?ca_file=/path/ca.crt``: trust this CA (e.g. ``smokehouse tls init``'s) instead
+    #: of the system store.
+    ca_file: str | None = None
 
     @classmethod
     def from_url(cls, url: str) -> MqttEndpoint:
         parts = urlsplit(url)
         tls = parts.scheme in ("mqtts", "ssl")
+        ca_file = parse_qs(parts.query).get("ca_file", [""])[0] or None
         return cls(
             host=parts.hostname or "127.0.0.1",
             port=parts.port or (8883 if tls else 1883),
             tls=tls,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+            ca_file=ca_file if tls else None,
         )
 
 
@@ -48,7 +53,7 @@ def make_client(endpoint: MqttEndpoint, client_id: str = "", *, v5: bool = False
     if endpoint.username:
         client.username_pw_set(endpoint.username, endpoint.password)
     if endpoint.tls:
-        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_set(ca_certs=endpoint.ca_file, cert_reqs=ssl.CERT_REQUIRED)
     return client
 
 

@@ -199,3 +199,29 @@ def test_a_name_the_certificate_does_not_carry_is_refused(
     init(other, ["127.0.0.1"])  # someone else's CA, same host name
     with pytest.raises(ssl.SSLCertVerificationError):
         tls_client(port, ssl.create_default_context(cafile=str(other / "ca.crt")))
+
+
+def test_the_server_trusts_the_ca_named_in_its_mqtt_url(
+    tls_broker: tuple[int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``SMOKEHOUSE_MQTT_URL=mqtts://host:8883?ca_file=…`` (a Mosquitto outside compose): the
+    server's clients (health probe, bus MQTT target) verify the broker against that CA."""
+    from app.bus.targets import TargetFailure
+    from app.bus.targets import mqtt as mqtt_target
+    from app.mqtt import MqttEndpoint, probe
+
+    port, certs = tls_broker
+    trusted = f"mqtts://127.0.0.1:{port}?ca_file={certs / 'ca.crt'}"
+    probe(MqttEndpoint.from_url(trusted))
+    try:
+        mqtt_target.publisher_for(trusted).publish("a/b", b"x", 1, False, 5)
+        monkeypatch.setattr(mqtt_target, "TIMEOUT_SECONDS", 1.0)
+        with pytest.raises(TargetFailure) as caught:  # the system store doesn't know our CA
+            mqtt_target.publisher_for(f"mqtts://127.0.0.1:{port}").publish(
+                "a/b", b"x", 1, False, 1
+            )
+        assert caught.value.code == "MqttUnavailable"
+    finally:
+        mqtt_target.close_publishers()
+    with pytest.raises(ConnectionError):
+        probe(MqttEndpoint.from_url(f"mqtts://127.0.0.1:{port}"))

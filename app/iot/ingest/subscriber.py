@@ -196,7 +196,7 @@ class Ingestor:
         if self.endpoint.username:
             client.username_pw_set(self.endpoint.username, self.endpoint.password)
         if self.endpoint.tls:
-            client.tls_set()
+            client.tls_set(ca_certs=self.endpoint.ca_file)
         client.max_inflight_messages_set(self.iot.receive_maximum)
         cast(Any, client).reconnect_delay_set(
             min_delay=self.iot.reconnect_min_seconds, max_delay=self.iot.reconnect_max_seconds
