@@ -217,9 +217,7 @@ def test_the_server_trusts_the_ca_named_in_its_mqtt_url(
         mqtt_target.publisher_for(trusted).publish("a/b", b"x", 1, False, 5)
         monkeypatch.setattr(mqtt_target, "TIMEOUT_SECONDS", 1.0)
         with pytest.raises(TargetFailure) as caught:  # the system store doesn't know our CA
-            mqtt_target.publisher_for(f"mqtts://127.0.0.1:{port}").publish(
-                "a/b", b"x", 1, False, 1
-            )
+            mqtt_target.publisher_for(f"mqtts://127.0.0.1:{port}").publish("a/b", b"x", 1, False, 1)
         assert caught.value.code == "MqttUnavailable"
     finally:
         mqtt_target.close_publishers()
