@@ -253,3 +253,59 @@ def test_a_refused_publish_is_recorded_failed_and_dead_lettered(
         assert "Not authorized (0x87)" in denied.last_error
         [dead] = session.query(DeadLetter).filter_by(delivery_id=denied.id).all()
         assert dead.error_code == "MqttRefused"
+
+
+def test_mosquitto_gets_mqtt_5_and_the_embedded_broker_3_1_1(
+    mqtt_settings: Settings, subscribe: Callable[[str], Subscriber], tmp_path: Path
+) -> None:
+    """The embedded amqtt broker speaks only 3.1.1: the target asks first and falls back (amqtt
+    has no ACL, so there is no refusal to miss there)."""
+    import asyncio
+    import threading
+
+    from amqtt.broker import Broker
+
+    from app.iot.embedded_broker import broker_config
+
+    deliver(mqtt_settings, {"Id": "m", "Arn": "arn:smokehouse:mqtt:a/b"})
+    assert mqtt_target.publisher_for(mqtt_settings.effective_mqtt_url).v5 is True
+
+    port = free_port()
+    ready, done = threading.Event(), threading.Event()
+
+    def serve() -> None:
+        async def main() -> None:
+            broker = Broker(broker_config(port))
+            await broker.start()
+            ready.set()
+            while not done.is_set():
+                await asyncio.sleep(0.05)
+            await broker.shutdown()
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        url = f"mqtt://127.0.0.1:{port}"
+        received: queue.Queue[bytes] = queue.Queue()
+        listener = make_client(MqttEndpoint.from_url(url), "amqtt-listener")
+        subscribed: queue.Queue[bool] = queue.Queue()
+        listener.on_subscribe = lambda *_: subscribed.put(True)
+        listener.on_message = lambda _c, _u, message: received.put(message.payload)
+        listener.connect("127.0.0.1", port)
+        listener.subscribe("display/#", qos=1)
+        listener.loop_start()
+        try:
+            assert subscribed.get(timeout=5)
+            mqtt_target.publisher_for(url).publish("display/pit", b"hot", 1, False, 5)
+            assert mqtt_target.publisher_for(url).v5 is False
+            assert received.get(timeout=5) == b"hot"
+        finally:
+            listener.disconnect()
+            listener.loop_stop()
+            mqtt_target.close_publishers()
+    finally:
+        done.set()
+        thread.join(10)
