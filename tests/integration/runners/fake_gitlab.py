@@ -12,6 +12,7 @@ not-found, ``{"error": ...}`` for parameter validation).
         client = GitLabClient(gl.url, gl.token)
         gl.fail_with = 503            # every request fails with 503 ...
         gl.fail_times = 1             # ... only the next one (None: until reset)
+        gl.fail_only = "POST /api/v4/user/runners"  # ... only requests to this
         gl.delay = 2.0                # answer slowly (timeouts)
         gl.projects[7] = {"id": 7, "path_with_namespace": "acme/api"}
         gl.hook(payload)              # GitLab's own state moves as a Job Hook says
@@ -45,6 +46,7 @@ class FakeGitLab:
         self.requests: list[tuple[str, str]] = []
         self.fail_with: int | None = None
         self.fail_times: int | None = None
+        self.fail_only: str | None = None  # e.g. "POST /api/v4/user/runners": fail only those
         self.delay = 0.0
         self.lock = threading.Lock()
         self._next_runner_id = 1000
@@ -92,8 +94,10 @@ class FakeGitLab:
             return sum(1 for m, p in self.requests if m == method and p == path)
 
     # Called by the handler, under the lock.
-    def _failure(self) -> int | None:
+    def _failure(self, method: str, path: str) -> int | None:
         if self.fail_with is None:
+            return None
+        if self.fail_only is not None and f"{method} {path}" != self.fail_only:
             return None
         if self.fail_times is not None:
             if self.fail_times <= 0:
@@ -167,7 +171,7 @@ def _handler(gl: FakeGitLab) -> type[BaseHTTPRequestHandler]:
                 return
             with gl.lock:
                 gl.requests.append((method, path))
-                failure = gl._failure()
+                failure = gl._failure(method, path)
                 delay = gl.delay
             if delay:
                 time.sleep(delay)
