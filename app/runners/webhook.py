@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -280,6 +280,8 @@ def store_many(settings: Settings, items: Sequence[Prepared]) -> tuple[list[Outc
     try:
         return _store(settings, items)
     except IntegrityError:
+        if len(items) == 1 and items[0].also:  # a recorded-only key was taken meanwhile
+            return store_many(settings, [replace(items[0], also=())])
         if len(items) == 1:  # the same delivery, concurrently: the other took it
             return [Accepted(None, True)], AfterCommit()
         outcomes: list[Outcome] = []

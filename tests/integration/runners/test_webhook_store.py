@@ -97,3 +97,16 @@ def test_a_database_that_is_down_fails_every_waiting_request(
         )
 
     assert all(isinstance(o, Exception) for o in asyncio.run(submit()))
+
+
+def test_a_recorded_only_key_taken_meanwhile_does_not_drop_the_delivery(
+    settings: Settings,
+) -> None:
+    """Its ``also`` key conflicting at insert (here: with its own key, as a concurrent writer
+    would) makes the delivery go again without it, not become a duplicate."""
+    real = item(7, "real-delivery")
+    clash = Prepared(real.entry, real.keys, real.keys)
+    [outcome] = accept_many(settings, [clash])
+    assert isinstance(outcome, Accepted)
+    assert not outcome.duplicate
+    assert counts(settings) == (1, 1)
