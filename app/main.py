@@ -24,6 +24,7 @@ from app.middleware import RequestContextMiddleware
 from app.migrate import upgrade
 from app.queues.routes import router as queue_router
 from app.runners.routes import router as runners_router
+from app.runners.settings import warn_global_tokens
 from app.web.routes import install as install_web
 from app.workflows.definitions import apply_all as apply_state_machines
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         report = apply_all(settings)
         if report.changed:
             log.info("definitions applied: %s", report.summary())
+        warn_global_tokens(settings)  # a global GitLab webhook token reaches every project
         log.info("api ready", extra={"mode": settings.mode, "url": settings.http_url})
         freeze_startup_heap()
         yield

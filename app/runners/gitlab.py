@@ -164,6 +164,31 @@ class GitLabClient:
             return None
         return list(tags)
 
+    def _object(self, path: str) -> dict[str, Any] | None:
+        """GET one object: None on 404; GitLabError on other refusals, GitLabUnavailable when
+        GitLab cannot be reached (after one retry)."""
+        response = self._send("GET", path, retry=True)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise GitLabError(response.status_code, error_message(response))
+        try:
+            found = response.json()
+        except ValueError:
+            found = None
+        if not isinstance(found, dict):
+            raise GitLabError(response.status_code, f"GitLab's answer to GET {path} is no object")
+        return found
+
+    def job(self, project_id: int, job_id: int) -> dict[str, Any] | None:
+        """The job as GitLab shows it *under* ``project_id`` (``GET /projects/:id/jobs/:job_id``):
+        None when that project has no such job (GitLab answers 404 for another project's job)."""
+        return self._object(f"/projects/{int(project_id)}/jobs/{int(job_id)}")
+
+    def project(self, project_id: int) -> dict[str, Any] | None:
+        """``GET /projects/:id`` (``path_with_namespace``...), None when there is none."""
+        return self._object(f"/projects/{int(project_id)}")
+
     def create_runner(
         self,
         *,

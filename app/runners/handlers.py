@@ -15,7 +15,7 @@ from typing import Any
 from app.config import Settings
 from app.db import get_database, utcnow
 from app.handlers import HandlerContext, handler
-from app.runners import lifecycle
+from app.runners import lifecycle, verify
 from app.runners.models import Runner, RunnerJob
 from app.runners.profiles import (
     ContainerProfile,
@@ -125,6 +125,9 @@ def plan_start(payload: Any, context: HandlerContext) -> Any:
     "runner", "token"}``, or ``{"action": "skip", "reason"}``."""
     settings = context.app_settings()
     gitlab, facts, detail, event_id = _event(payload)
+    refused = verify.check_pending(settings, gitlab, facts, detail, event_id)
+    if refused is not None:  # GitLab does not confirm the job: launch nothing
+        return refused
     runners = settings.runners
     owner = str(context.extra.get("execution_arn") or context.invocation_id)
     profiles = current_profiles(settings)
@@ -363,7 +366,10 @@ def _stop_container(settings: Settings, engine: Any, name: str) -> None:
 def plan_stop(payload: Any, context: HandlerContext) -> Any:
     """A job finished: record it and say which runners to stop (EC2 instance ids apart)."""
     settings = context.app_settings()
-    gitlab, facts, _, event_id = _event(payload)
+    gitlab, facts, detail, event_id = _event(payload)
+    refused = verify.check_finished(settings, facts, detail)
+    if refused is not None:  # GitLab does not confirm the finish: stop and record nothing
+        return refused
     with _database(settings).session() as session:
         now = utcnow()
         job = lifecycle.record(session, gitlab, facts, now, event_id=event_id)

@@ -2,7 +2,9 @@
 
 The token is checked before the body is read; the body is read up to the size limit (413
 beyond). 200 with the bus event id, or ``{"duplicate": true}`` for a delivery already taken;
-401 for a wrong or missing ``X-Gitlab-Token``, 400 with a reason for a malformed payload.
+401 for a wrong or missing ``X-Gitlab-Token``, 403 with a reason for a payload about a project
+outside the token's scope (GitLab shows it in the hook's recent events), 400 with a reason for a
+malformed payload. Nothing is stored for a refused delivery.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.runners.batcher import batcher_for
-from app.runners.settings import webhook_tokens
-from app.runners.webhook import WebhookRejected, prepare, token_matches
+from app.runners.settings import webhook_grants
+from app.runners.webhook import WebhookRejected, match_token, prepare
 
 router = APIRouter(tags=["runners"])
 
@@ -40,17 +42,22 @@ async def _body(request: Request, limit: int) -> bytes | None:
 async def gitlab_webhook(request: Request) -> JSONResponse:
     """Accept one GitLab webhook delivery: check, dedupe, put on the bus, answer."""
     settings = request.app.state.settings
-    tokens = webhook_tokens(settings)
-    if not tokens:
-        return _refuse(503, "no webhook token is configured (SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN)")
-    if not token_matches(request.headers.get("x-gitlab-token"), tokens):
+    grants = webhook_grants(settings)
+    if not grants:
+        return _refuse(
+            503,
+            "no webhook token is configured (SMOKEHOUSE_GITLAB_WEBHOOK_TOKENS or "
+            "SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN)",
+        )
+    grant = match_token(request.headers.get("x-gitlab-token"), grants)
+    if grant is None:
         return _refuse(401, "missing or wrong X-Gitlab-Token")
     limit = settings.runners.webhook_max_bytes
     body = await _body(request, limit)
     if body is None:
         return _refuse(413, f"the payload is over {limit} bytes")
     try:
-        prepared = prepare(body, request.headers)
+        prepared = prepare(body, request.headers, grant.scope)
     except WebhookRejected as exc:
         return _refuse(exc.status, exc.reason)
     try:

@@ -72,6 +72,7 @@ class RunnerStack:
         return self.stack.url
 
     def post(self, payload: Any, headers: dict[str, str]) -> httpx.Response:
+        self.gitlab.hook(payload)  # GitLab's own state changes before it sends the hook
         return httpx.post(f"{self.url}/webhooks/gitlab", json=payload, headers=headers, timeout=10)
 
     def instances(self, job_id: int, states: tuple[str, ...] = ("pending", "running")) -> list[Any]:
@@ -159,6 +160,7 @@ def runners(
     profiles = tmp / "runners.yaml"
     profiles.write_text(PROFILES)
     with FakeGitLab() as gitlab, pytest.MonkeyPatch.context() as patch:
+        gitlab.projects[380] = {"id": 380, "path_with_namespace": "gitlab-org/gitlab-test"}
         for name in list(os.environ):
             if name.startswith("SMOKEHOUSE_") and not name.startswith("SMOKEHOUSE_TEST_"):
                 patch.delenv(name)

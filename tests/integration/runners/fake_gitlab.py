@@ -1,17 +1,21 @@
 """A small real HTTP stand-in for the few GitLab API v4 calls smokehouse makes.
 
 GitLab itself can't run here, so this serves, on a free local port:
-``GET /api/v4/projects/:id/jobs/:job_id``, ``POST /api/v4/user/runners`` (201 with a ``glrt-``
-token) and ``DELETE /api/v4/runners/:id`` (204, 404 when unknown), with ``PRIVATE-TOKEN``
-checking (401 ``{"message": "401 Unauthorized"}``) and GitLab's error shapes
-(``{"message": ...}`` for not-found, ``{"error": ...}`` for parameter validation).
+``GET /api/v4/projects/:id/jobs/:job_id``, ``GET /api/v4/projects/:id``,
+``POST /api/v4/user/runners`` (201 with a ``glrt-`` token) and ``DELETE /api/v4/runners/:id``
+(204, 404 when unknown), with ``PRIVATE-TOKEN`` checking (401
+``{"message": "401 Unauthorized"}``) and GitLab's error shapes (``{"message": ...}`` for
+not-found, ``{"error": ...}`` for parameter validation).
 
     with FakeGitLab() as gl:
         gl.jobs[(7, 42)] = {"id": 42, "name": "build", "tag_list": ["docker"]}
         client = GitLabClient(gl.url, gl.token)
         gl.fail_with = 503            # every request fails with 503 ...
         gl.fail_times = 1             # ... only the next one (None: until reset)
+        gl.fail_only = "POST /api/v4/user/runners"  # ... only requests to this
         gl.delay = 2.0                # answer slowly (timeouts)
+        gl.projects[7] = {"id": 7, "path_with_namespace": "acme/api"}
+        gl.hook(payload)              # GitLab's own state moves as a Job Hook says
 """
 
 from __future__ import annotations
@@ -29,16 +33,20 @@ from urllib.parse import parse_qs, unquote, urlsplit
 RUNNER_TYPES = ("instance_type", "group_type", "project_type")
 JOB = re.compile(r"^/api/v4/projects/([^/]+)/jobs/(\d+)$")
 RUNNER = re.compile(r"^/api/v4/runners/(\d+)$")
+PROJECT = re.compile(r"^/api/v4/projects/(\d+)$")
+TERMINAL = ("success", "failed", "canceled", "skipped")
 
 
 class FakeGitLab:
     def __init__(self, token: str | None = None) -> None:
         self.token = token or f"glpat-{secrets.token_urlsafe(15)}"
         self.jobs: dict[tuple[int, int], dict[str, Any]] = {}
+        self.projects: dict[int, dict[str, Any]] = {}
         self.runners: dict[int, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
         self.fail_with: int | None = None
         self.fail_times: int | None = None
+        self.fail_only: str | None = None  # e.g. "POST /api/v4/user/runners": fail only those
         self.delay = 0.0
         self.lock = threading.Lock()
         self._next_runner_id = 1000
@@ -67,13 +75,29 @@ class FakeGitLab:
         self._server.server_close()
         self._thread.join(5)
 
+    def hook(self, payload: Any) -> None:
+        """What GitLab knows before it sends a Job Hook: the job's status (a finished job
+        stays finished) and the runner that took it, for a job this fake knows."""
+        if not isinstance(payload, dict) or payload.get("object_kind") != "build":
+            return
+        with self.lock:
+            job = self.jobs.get((payload.get("project_id"), payload.get("build_id")))  # type: ignore[arg-type]
+            if job is None:
+                return
+            if job.get("status") not in TERMINAL:
+                job["status"] = payload.get("build_status")
+            if isinstance(payload.get("runner"), dict):
+                job["runner"] = payload["runner"]
+
     def count(self, method: str, path: str) -> int:
         with self.lock:
             return sum(1 for m, p in self.requests if m == method and p == path)
 
     # Called by the handler, under the lock.
-    def _failure(self) -> int | None:
+    def _failure(self, method: str, path: str) -> int | None:
         if self.fail_with is None:
+            return None
+        if self.fail_only is not None and f"{method} {path}" != self.fail_only:
             return None
         if self.fail_times is not None:
             if self.fail_times <= 0:
@@ -147,7 +171,7 @@ def _handler(gl: FakeGitLab) -> type[BaseHTTPRequestHandler]:
                 return
             with gl.lock:
                 gl.requests.append((method, path))
-                failure = gl._failure()
+                failure = gl._failure(method, path)
                 delay = gl.delay
             if delay:
                 time.sleep(delay)
@@ -163,7 +187,14 @@ def _handler(gl: FakeGitLab) -> type[BaseHTTPRequestHandler]:
         def _route(self, method: str, path: str, body: dict[str, Any]) -> None:
             job = JOB.match(path)
             runner = RUNNER.match(path)
-            if method == "GET" and job:
+            project = PROJECT.match(path)
+            if method == "GET" and project:
+                found_project = gl.projects.get(int(project.group(1)))
+                if found_project is None:
+                    self._answer(404, {"message": "404 Project Not Found"})
+                else:
+                    self._answer(200, found_project)
+            elif method == "GET" and job:
                 project = unquote(job.group(1))
                 found = (
                     gl.jobs.get((int(project), int(job.group(2)))) if project.isdigit() else None

@@ -47,15 +47,29 @@ def test_a_group_dedupes_within_itself_and_against_earlier_groups(settings: Sett
     first = accept_many(settings, [item(1, "a"), item(2, "b"), item(1, "a"), item(3)])
     assert [type(o) for o in first] == [Accepted] * 4
     assert [o.duplicate for o in first if isinstance(o, Accepted)] == [False, False, True, False]
-    again = accept_many(settings, [item(1, "a"), item(4, "c")])
-    assert [o.duplicate for o in again if isinstance(o, Accepted)] == [True, False]
-    assert counts(settings) == (4, 3)  # events: a, b, (no key), c; receipts: a, b, c
+    again = accept_many(settings, [item(1, "a"), item(4, "c"), item(3)])
+    assert [o.duplicate for o in again if isinstance(o, Accepted)] == [True, False, True]
+    # events: a, b, (no header key), c; receipts: a, b, c and the payload key of each of the four
+    assert counts(settings) == (4, 7)
+
+
+def test_a_resend_without_headers_is_a_duplicate_of_the_delivery_with_them(
+    settings: Settings,
+) -> None:
+    first = accept_many(settings, [item(5, "with-headers")])
+    resent = accept_many(settings, [item(5)])  # same payload, the headers stripped
+    assert [o.duplicate for o in first + resent if isinstance(o, Accepted)] == [False, True]
+    # ...but a headerless delivery never makes one with headers a duplicate (a forged hook
+    # without headers cannot shadow GitLab's real one)
+    early = accept_many(settings, [item(6), item(6, "real")])
+    assert [o.duplicate for o in early if isinstance(o, Accepted)] == [False, False]
+    assert counts(settings) == (3, 4)
 
 
 def test_more_than_ten_in_one_group(settings: Settings) -> None:
     outcomes = accept_many(settings, [item(n, f"k{n}") for n in range(25)])
     assert all(isinstance(o, Accepted) and not o.duplicate for o in outcomes)
-    assert counts(settings) == (25, 25)
+    assert counts(settings) == (25, 50)  # each: its header key and its payload key
 
 
 def test_the_batcher_answers_every_request_after_its_commit(settings: Settings) -> None:
@@ -68,7 +82,7 @@ def test_the_batcher_answers_every_request_after_its_commit(settings: Settings) 
     fresh = [o for o in outcomes if isinstance(o, Accepted) and not o.duplicate]
     assert len(fresh) == 30
     assert len(outcomes) - len(fresh) == 10
-    assert counts(settings) == (30, 30)
+    assert counts(settings) == (30, 60)
 
 
 def test_a_database_that_is_down_fails_every_waiting_request(
@@ -83,3 +97,16 @@ def test_a_database_that_is_down_fails_every_waiting_request(
         )
 
     assert all(isinstance(o, Exception) for o in asyncio.run(submit()))
+
+
+def test_a_recorded_only_key_taken_meanwhile_does_not_drop_the_delivery(
+    settings: Settings,
+) -> None:
+    """Its ``also`` key conflicting at insert (here: with its own key, as a concurrent writer
+    would) makes the delivery go again without it, not become a duplicate."""
+    real = item(7, "real-delivery")
+    clash = Prepared(real.entry, real.keys, real.keys)
+    [outcome] = accept_many(settings, [clash])
+    assert isinstance(outcome, Accepted)
+    assert not outcome.duplicate
+    assert counts(settings) == (1, 1)
