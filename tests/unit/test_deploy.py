@@ -107,6 +107,7 @@ SECRETS = {
     "SMOKEHOUSE_MQTT_PASSWORD": {"api", "worker", "ingest"},
     "SMOKEHOUSE_ACCESS_KEYS": {"api"},
     "SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN": {"api"},
+    "SMOKEHOUSE_GITLAB_WEBHOOK_TOKENS": {"api"},
     "SMOKEHOUSE_SECRET_KEY": {"api", "worker"},
     "SMOKEHOUSE_GITLAB_API_TOKEN": {"worker"},
     "AWS_ACCESS_KEY_ID": {"worker"},
