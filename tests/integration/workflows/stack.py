@@ -185,7 +185,11 @@ def stack(mode: str, tmp: Path, aws_env: dict[str, str], **overrides: Any) -> It
             "log_format": "console",
             "log_level": "WARNING",
             "workflow_sweep_grace_seconds": 2,
-            "egress": {"allow": "127.0.0.1"},  # the tests' own HTTP servers; nothing else
+            # the tests' own HTTP servers, and the S3 calls of the aws-sdk test (moto)
+            "egress": {
+                "allow": "127.0.0.1",
+                "aws_sdk_allow": "s3:createBucket,s3:putObject,s3:getObject",
+            },
             **overrides,
         }
         if mode == "production":
