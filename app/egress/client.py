@@ -193,7 +193,13 @@ def request(
     token = _deadline.set(time.monotonic() + total)
     try:
         next_request = client.build_request(
-            method, url, headers=headers, params=params, content=content, timeout=total
+            # no empty params: httpx would drop the URL's own query string
+            method,
+            url,
+            headers=headers,
+            params=params or None,
+            content=content,
+            timeout=total,
         )
         for _hop in range(hops + 1):
             response = client.send(next_request, stream=True)
