@@ -10,7 +10,6 @@ allow-list unless a test says otherwise.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -90,7 +89,7 @@ class Server:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_GET = do_POST = do_PUT = handle_any
+            do_GET = do_POST = do_PUT = handle_any  # noqa: N815
 
             def log_message(self, *_: Any) -> None:
                 pass
