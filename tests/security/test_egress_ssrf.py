@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -408,3 +409,34 @@ def test_allowed_notifications_still_go_out(make: Make, allowed: Server, victim:
     assert victim.hits == []
     payload = allowed.hits[0]
     assert payload == "/"
+
+
+def test_through_a_worker_the_execution_fails_with_the_refusal(
+    tmp_path: Path, victim: Server
+) -> None:
+    """The whole path: boto3 creates and starts a machine, a worker runs the HTTP Task under
+    the default policy, the execution fails AWS-style with the reason."""
+    from tests.integration.workflows.stack import stack
+
+    definition = {
+        "StartAt": "Call",
+        "States": {
+            "Call": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::http:invoke",
+                "Parameters": {"ApiEndpoint.$": "$.url", "Method": "GET"},
+                "End": True,
+            }
+        },
+    }
+    with stack("embedded", tmp_path, {}, egress={}) as built:
+        arn = built.create("imds-probe", definition)
+        for url in (
+            "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+            f"{victim.url}/from-a-worker",
+        ):
+            described = built.wait(built.start(arn, {"url": url}), 60)
+            assert described["status"] == "FAILED"
+            assert described["error"] == "States.Http.Socket"
+            assert described["cause"].startswith("egress refused:")
+    assert victim.hits == []
