@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextvars
 import os
 import threading
@@ -26,6 +27,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from app.egress.addresses import IPAddress, parse
 from app.egress.policy import (
     EgressError,
     EgressPolicy,
@@ -79,6 +81,33 @@ class _Stream(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
+_resolvers: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+_resolvers_lock = threading.Lock()
+
+
+def _resolver_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads that resolve names, so a slow DNS answer cannot outlast the deadline (one pool
+    per process: a forked worker must not reuse its parent's)."""
+    global _resolvers
+    with _resolvers_lock:
+        if _resolvers is None or _resolvers[0] != os.getpid():
+            pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="egress-dns")
+            _resolvers = (os.getpid(), pool)
+        return _resolvers[1]
+
+
+def checked_in_time(policy: EgressPolicy, host: str, port: int) -> list[IPAddress]:
+    """``policy.check`` within the time the call has left."""
+    left = _left(None)
+    if parse(host) is not None or left is None:
+        return policy.check(host, port)
+    future = _resolver_pool().submit(policy.check, host, port)
+    try:
+        return future.result(timeout=left)
+    except concurrent.futures.TimeoutError:
+        raise httpcore.ConnectTimeout(f"resolving {host} outlasted the call's deadline") from None
+
+
 class PinnedBackend(httpcore.NetworkBackend):
     """Resolve once, check, connect to the checked address (never to the name)."""
 
@@ -94,7 +123,7 @@ class PinnedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        addresses = self.policy.check(host, port)  # raises EgressRefused before any connect
+        addresses = checked_in_time(self.policy, host, port)  # refused before any connect
         error: Exception | None = None
         for address in addresses:
             try:

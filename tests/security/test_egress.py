@@ -318,3 +318,21 @@ def test_unix_sockets_and_proxies_are_not_a_way_around(
     with pytest.raises(EgressRefused):
         request(EgressPolicy(), "GET", f"http://127.0.0.1:{victim.port}/")
     assert victim.hits == []
+
+
+def test_slow_dns_is_cut_at_the_total_deadline() -> None:
+    def slow(host: str, port: int) -> list[str]:
+        time.sleep(3)
+        return ["93.184.216.34"]
+
+    started = time.monotonic()
+    with pytest.raises(EgressTimeout):
+        request(EgressPolicy(resolver=slow, timeout_seconds=0.5), "GET", "http://slow.test/")
+    assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0x7f.1", "0177.0.0.1", "127.1"])
+def test_odd_spellings_of_loopback_are_judged_after_resolution(host: str) -> None:
+    with pytest.raises(EgressRefused) as caught:
+        EgressPolicy().check(host, 80)
+    assert caught.value.reason == "loopback"

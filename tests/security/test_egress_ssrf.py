@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
@@ -440,3 +440,43 @@ def test_through_a_worker_the_execution_fails_with_the_refusal(
             assert described["error"] == "States.Http.Socket"
             assert described["cause"].startswith("egress refused:")
     assert victim.hits == []
+
+
+def test_a_notification_redirected_to_a_refused_address_is_refused(
+    make: Make, allowed: Server, victim: Server
+) -> None:
+    settings = make(egress={"allow": "127.0.0.1"})
+    # Apprise's json:// passes ``-name=value`` on as a query parameter of its POST
+    redirect = f"json://127.0.0.1:{allowed.port}/redirect?-to={quote(victim.url + '/x', safe='')}"
+    outcome, notified_at = notify_outcome(settings, [redirect])
+    assert outcome == "refused"
+    assert notified_at is not None
+    assert allowed.hits
+    assert allowed.hits[0].startswith("/redirect")
+    assert victim.hits == []
+
+
+def test_a_notification_host_that_rebinds_is_caught_at_connect(make: Make) -> None:
+    """The host name passes the check with a public answer, then resolves to loopback when
+    Apprise connects: the connection is refused, the loopback server sees nothing."""
+    import socket
+
+    from app.egress import EgressPolicy
+    from app.iot.alarms import notify
+
+    local = Server("127.0.0.1")
+    answers: list[list[str]] = [["93.184.216.34"]]
+
+    def rebinding(host: str, port: int) -> list[str]:
+        if answers:
+            return answers.pop()
+        return [str(info[4][0]) for info in socket.getaddrinfo(host, port, socket.AF_INET)]
+
+    try:
+        policy = EgressPolicy(resolver=rebinding)
+        url = f"json://localhost:{local.port}/"
+        assert notify.refused(policy, url) is None  # the first answer was public
+        assert notify.send([url], "title", "body", policy)  # the second one is refused
+        assert local.hits == []
+    finally:
+        local.close()

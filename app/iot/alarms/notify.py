@@ -9,10 +9,14 @@ Every URL's target host goes through the egress policy (:mod:`app.egress`) first
 self-hosted service URL names (``json://``, ``ntfy://host``, ``gotify://``, ``mqtt://``, the SMTP
 server of ``mailto://``...) is resolved and checked; a refused one is logged, not sent to, and the
 transition is recorded as handled with the outcome ``refused`` (retrying cannot help). Services
-with a fixed public API (``tgram://``, ``discord://``...) carry no user-chosen host. Apprise
-connects by itself, so the address is not pinned: a name that resolves to a public address at
-the check and to a private one a moment later (DNS rebinding) is not caught here — allow-list
-or use IP literals for self-hosted services if that matters.
+with a fixed public API (``tgram://``, ``discord://``...) carry no user-chosen host.
+
+Apprise connects by itself; its HTTP plugins (``requests``/urllib3) are pinned while it sends
+(:func:`app.egress.sockets.pinned`): every connection, redirects included, goes only to an
+address the policy checked, so DNS rebinding and a redirect to a refused address fail the send
+(outcome ``refused``). Plugins that do not use urllib3 (``mailto://`` over smtplib,
+``mqtt://`` over paho) get the check of their host before sending but are not pinned. The send
+is given ``SMOKEHOUSE_EGRESS_TIMEOUT_SECONDS`` (Apprise stops waiting after that).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from datetime import datetime
 import apprise
 
 from app.egress import EgressError, EgressPolicy
+from app.egress.sockets import pinned
 from app.iot.alarms.models import Alarm
 from app.iot.models import Device
 
@@ -80,14 +85,23 @@ def refused(policy: EgressPolicy, url: str) -> str | None:
     return None
 
 
-def send(urls: list[str], title: str, body: str) -> None:
-    """Deliver to every URL; raise :class:`NotifyFailed` if a URL is invalid or failed."""
+def send(urls: list[str], title: str, body: str, policy: EgressPolicy) -> list[str]:
+    """Deliver to every URL (HTTP pinned to checked addresses); returns the refusals met on the
+    way (a redirect or a new DNS answer to a refused address). Raises :class:`NotifyFailed` if
+    a URL is invalid or failed otherwise."""
     client = apprise.Apprise()
     bad = [url for url in urls if not client.add(url)]
-    if len(client) and not client.notify(title=title, body=body):
+    with pinned(policy) as refusals:
+        delivered = not len(client) or client.notify(
+            title=title, body=body, timeout=policy.timeout_seconds
+        )
+    if refusals:
+        return refusals
+    if not delivered:
         raise NotifyFailed(f"Apprise could not deliver {title!r} to every URL")
     if bad:
         raise NotifyFailed(f"{len(bad)} notify URL(s) are not valid Apprise URLs")
+    return []
 
 
 def notify_alarm(
@@ -122,6 +136,14 @@ def notify_alarm(
                 outcome = "refused"
         if allowed:
             title, body = render(alarm, device, action)
-            send(allowed, title, body)
+            for reason in send(allowed, title, body, policy):
+                log.warning(
+                    "alarm %s %s notification refused while sending for device %s: %s",
+                    alarm.id,
+                    action,
+                    device.id,
+                    reason,
+                )
+                outcome = "refused"
     setattr(alarm, field, now)
     return outcome
