@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInf
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.auth import AccessKey, parse_access_keys
+from app.config.egress import EgressSettings
 from app.config.iot import AlarmSettings, IotSettings, ProvisioningSettings
 from app.config.runners import GitLabSettings, RunnersSettings
 from app.config.scaling import ScalingSettings
@@ -29,6 +30,7 @@ from app.config.worker import WorkerSettings
 __all__ = [
     "AlarmSettings",
     "ConfigError",
+    "EgressSettings",
     "GitLabSettings",
     "IotSettings",
     "ProvisioningSettings",
@@ -134,6 +136,7 @@ class Settings(BaseSettings):
     runners: RunnersSettings = Field(default_factory=RunnersSettings)
     gitlab: GitLabSettings = Field(default_factory=GitLabSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    egress: EgressSettings = Field(default_factory=EgressSettings)
 
     @field_validator("database_url", "broker_url", "redis_url", "mqtt_url")
     @classmethod

@@ -98,6 +98,7 @@ def update_state_machine(params: dict[str, Any], call: AwsCall) -> dict[str, Any
             role_arn=params.get("roleArn"),
             logging=params.get("loggingConfiguration"),
             now=utcnow(),
+            settings=call.require_settings(),
         )
         return {"updateDate": machine.updated_at, "revisionId": machine.revision_id}
 
@@ -134,7 +135,9 @@ def delete_state_machine(params: dict[str, Any], call: AwsCall) -> dict[str, Any
 
 @_op("ValidateStateMachineDefinition", write=False)
 def validate_state_machine_definition(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
-    result = machines.diagnostics(params["definition"], params.get("type"))
+    result = machines.diagnostics(
+        params["definition"], params.get("type"), call.require_settings().egress.aws_sdk_allow
+    )
     if params.get("severity") == "ERROR":
         result["diagnostics"] = [d for d in result["diagnostics"] if d["severity"] == "ERROR"]
     limit = params.get("maxResults")

@@ -106,7 +106,7 @@ def parse_file(path: Path) -> MachineFile:
     definition = path.read_text(encoding="utf-8")
     try:
         arns.check_name(name)
-        machines.check(definition, machine_type)
+        machines.check(definition, machine_type, aws_sdk_allow=None)  # checked when applied
     except AwsError as exc:
         raise DefinitionError(f"{path}: {exc.message}") from None
     return MachineFile(name, machine_type, definition, file_label(path))
@@ -172,7 +172,9 @@ def _apply_one(
         report.unchanged.append(wanted.name)
         return
     if existing.definition_hash != digest:
-        service.update_machine(session, existing, definition=wanted.definition, now=utcnow())
+        service.update_machine(
+            session, existing, definition=wanted.definition, now=utcnow(), settings=settings
+        )
     existing.managed_by = label
     report.updated.append(wanted.name)
 

@@ -59,8 +59,9 @@ def compiled(session: Session, digest: str) -> CompiledMachine:
     return _remember(digest, compile_machine(text))
 
 
-def check(definition: Any, machine_type: str) -> CompiledMachine:
-    """Validate a definition for CreateStateMachine/UpdateStateMachine (``InvalidDefinition``)."""
+def check(definition: Any, machine_type: str, *, aws_sdk_allow: str | None) -> CompiledMachine:
+    """Validate a definition for CreateStateMachine/UpdateStateMachine (``InvalidDefinition``),
+    aws-sdk actions against the policy (``settings.egress.aws_sdk_allow``; None: not here)."""
     if not isinstance(definition, str):
         raise errors.validation("The definition must be a string of JSON.")
     if machine_type not in TYPES:
@@ -70,7 +71,7 @@ def check(definition: Any, machine_type: str) -> CompiledMachine:
         )
     try:
         machine = compile_machine(definition)
-        problems = check_definition(machine, machine_type)
+        problems = check_definition(machine, machine_type, aws_sdk_allow)
         if problems:
             raise InvalidDefinition(problems)
     except InvalidDefinition as exc:
@@ -78,7 +79,9 @@ def check(definition: Any, machine_type: str) -> CompiledMachine:
     return _remember(definition_hash(definition), machine)
 
 
-def diagnostics(definition: str, machine_type: str | None) -> dict[str, Any]:
+def diagnostics(
+    definition: str, machine_type: str | None, aws_sdk_allow: str = ""
+) -> dict[str, Any]:
     """ValidateStateMachineDefinition: the interpreter's diagnostics plus ours (resources)."""
     result = validation_result(definition)
     if result["result"] == "OK":
@@ -86,7 +89,7 @@ def diagnostics(definition: str, machine_type: str | None) -> dict[str, Any]:
             machine = compile_machine(definition)
         except InvalidDefinition:  # pragma: no cover - validation_result said OK
             return result
-        extra = check_definition(machine, machine_type or "STANDARD")
+        extra = check_definition(machine, machine_type or "STANDARD", aws_sdk_allow)
         if extra:
             result["diagnostics"] = [*result["diagnostics"], *(d.to_dict() for d in extra)]
             result["result"] = "FAIL"

@@ -112,7 +112,7 @@ def create_machine(
     Returns the machine and whether it was created."""
     arns.check_name(name)
     role = _role(role_arn)
-    machines.check(definition, machine_type)
+    machines.check(definition, machine_type, aws_sdk_allow=settings.egress.aws_sdk_allow)
     arn = scope(settings).state_machine(name)
     existing = session.scalar(select(StateMachine).where(StateMachine.name == name))
     if existing is not None:
@@ -154,6 +154,7 @@ def update_machine(
     role_arn: Any = None,
     logging: dict[str, Any] | None = None,
     now: datetime,
+    settings: Settings,
 ) -> StateMachine:
     """UpdateStateMachine; running executions keep the definition they started with."""
     if definition is None and role_arn is None and logging is None:
@@ -164,7 +165,7 @@ def update_machine(
     if machine.status == "DELETING":
         raise errors.state_machine_deleting(machine.arn)
     if definition is not None:
-        machines.check(definition, machine.type)
+        machines.check(definition, machine.type, aws_sdk_allow=settings.egress.aws_sdk_allow)
         machine.definition_hash = machines.store(session, definition)
     if role_arn is not None:
         machine.role_arn = _role(role_arn)

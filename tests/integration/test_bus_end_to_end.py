@@ -68,6 +68,7 @@ def running(tmp_path: Path) -> Iterator[str]:
         embedded_mqtt_port=free_port(),
         access_keys=f"{KEY_ID}:{SECRET}:admin",
         bus_sweep_grace_seconds=2,
+        egress_allow="127.0.0.1",  # the receiver; the API's own port stays refused
     )
     log = (tmp_path / "run.log").open("wb")
     process = subprocess.Popen(

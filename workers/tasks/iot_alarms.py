@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.db import get_database, utcnow
+from app.egress import policy_for
 from app.iot.alarms import notify, service
 from app.iot.alarms.models import Alarm
 from app.iot.alarms.settings import alarm_config
@@ -36,7 +37,7 @@ def send_notification(self: Any, alarm_id: int, action: str) -> str:
         device = session.get(Device, alarm.device_id)
         if device is None:
             return "gone"
-        return notify.notify_alarm(alarm, device, action, utcnow())
+        return notify.notify_alarm(alarm, device, action, utcnow(), policy_for(settings))
 
 
 @celery_app.task(name="iot_alarms.sweep_offline", ignore_result=True)

@@ -13,7 +13,13 @@ EventBridge API destinations, as the user guide and API reference describe them:
 * the headers EventBridge adds: ``User-Agent: Amazon/EventBridge/ApiDestinations``,
   ``Content-Type: application/json; charset=utf-8``, ``Range: bytes=0-1048575`` and
   ``Accept-Encoding: gzip,deflate`` (not ``Connection: close``: a pooled connection is cheaper);
-* a 5 s timeout (per connect/read/write phase), retried;
+* a 5 s timeout, retried — a total deadline for the whole call (at most
+  ``SMOKEHOUSE_EGRESS_TIMEOUT_SECONDS``), and the answer read up to
+  ``SMOKEHOUSE_EGRESS_MAX_RESPONSE_BYTES`` (only its status and first bytes matter);
+* the egress policy (:mod:`app.egress`): a destination it refuses (loopback, link-local,
+  private, metadata, smokehouse's own ports…, checked on the resolved address that is then
+  connected to) fails the delivery at once, not retried, code ``EgressRefused``, the reason in
+  the message (and so in the attempt row and the dead letter); redirects are not followed;
 * 429 and 5xx are retried, honouring ``Retry-After`` (seconds or an HTTP date; a negative value
   stops the retries); every other non-2xx status (1xx, 3xx, 4xx) is not retried.
 
@@ -26,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import threading
 import time
@@ -43,6 +48,15 @@ from app.bus.models import ApiDestination, Connection
 from app.bus.targets.base import DeliveryContext, TargetFailure
 from app.bus.transform import path_problem, select
 from app.common.jsonpath import MISSING
+from app.egress import (
+    EgressRefused,
+    EgressTimeout,
+    EgressTooLarge,
+    EgressUnresolved,
+    Response,
+    policy_for,
+    request,
+)
 
 ARN = re.compile(
     r"^arn:aws:events:[a-z0-9-]*:\d{12}:api-destination/([.\-_A-Za-z0-9]{1,64})(?:/([^/]+))?$"
@@ -124,24 +138,6 @@ def bucket_for(name: str, rate: int) -> TokenBucket:
         if bucket is None or bucket.rate != rate:
             bucket = _buckets[name] = TokenBucket(float(max(rate, 1)))
         return bucket
-
-
-# --- the HTTP client -------------------------------------------------------------------------
-
-_client: tuple[int, httpx.Client] | None = None
-_client_lock = threading.Lock()
-
-
-def http_client() -> httpx.Client:
-    """One pooled client per process (a forked worker builds its own)."""
-    global _client
-    with _client_lock:
-        if _client is None or _client[0] != os.getpid():
-            _client = (
-                os.getpid(),
-                httpx.Client(timeout=httpx.Timeout(TIMEOUT_SECONDS), follow_redirects=False),
-            )
-        return _client[1]
 
 
 # --- building the request --------------------------------------------------------------------
@@ -254,7 +250,7 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def judge_response(response: httpx.Response) -> int:
+def judge_response(response: Response | httpx.Response) -> int:
     """The status on success; a retryable or final TargetFailure otherwise."""
     status = response.status_code
     if 200 <= status < 300:
@@ -262,7 +258,7 @@ def judge_response(response: httpx.Response) -> int:
     snippet = response.text[:200] if response.content else ""
     # No query string in the message: connection query parameters may be secrets, and the
     # message is stored (attempts, dead letters).
-    where = response.request.url.copy_with(query=None)
+    where = response.url.copy_with(query=None)
     message = f"HTTP {status} from {where}" + (f": {snippet}" if snippet else "")
     if status == 429 or 500 <= status < 600:
         retry_after = retry_after_seconds(response.headers.get("Retry-After"))
@@ -383,19 +379,24 @@ class ApiDestinationTarget:
             )
         call = build_call(destination, context.spec, context.event, payload)
         try:
-            response = http_client().request(
+            response = request(
+                policy_for(context.settings),
                 call.method,
                 call.url,
                 headers=call.headers,
                 params=call.params,
                 content=call.body,
+                timeout=TIMEOUT_SECONDS,
+                max_redirects=0,
             )
-        except httpx.TimeoutException as exc:
-            raise TargetFailure(
-                f"{call.method} {call.url} timed out after {TIMEOUT_SECONDS:g} s",
-                retryable=True,
-                code="Timeout",
-            ) from exc
+        except EgressRefused as exc:
+            raise TargetFailure(str(exc), retryable=False, code="EgressRefused") from None
+        except EgressUnresolved as exc:
+            raise TargetFailure(str(exc), retryable=True, code="ConnectionError") from None
+        except EgressTimeout as exc:
+            raise TargetFailure(str(exc), retryable=True, code="Timeout") from None
+        except EgressTooLarge as exc:  # the status was fine; the answer is just too long
+            raise TargetFailure(str(exc), retryable=False, code="ResponseTooLarge") from None
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             raise TargetFailure(
                 f"endpoint {call.url} is not usable: {exc}", retryable=False, code="BadEndpoint"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from app.workflows.asl import CompiledMachine, Diagnostic
+from app.workflows.resources import aws_sdk
 from app.workflows.resources.aws_sdk import AwsSdkResource
 from app.workflows.resources.base import TOKEN_SUFFIX, Resource, TaskCall, require_json
 from app.workflows.resources.events import EventsResource
@@ -35,8 +36,13 @@ def _task_states(machine: CompiledMachine) -> Iterator[tuple[str, str]]:
                 yield f"{key}/States/{name}/Resource", state.resource
 
 
-def check_definition(machine: CompiledMachine, machine_type: str) -> list[Diagnostic]:
-    """ERROR diagnostics for resources we cannot run (or that an Express machine may not use)."""
+def check_definition(
+    machine: CompiledMachine, machine_type: str, aws_sdk_allow: str | None = ""
+) -> list[Diagnostic]:
+    """ERROR diagnostics for resources we cannot run (or that an Express machine may not use),
+    and for aws-sdk actions the policy refuses (the defaults plus ``aws_sdk_allow``,
+    ``SMOKEHOUSE_EGRESS_AWS_SDK_ALLOW``; None skips that check, for a caller that checks again
+    with the settings)."""
     found: list[Diagnostic] = []
     for location, resource in _task_states(machine):
         if resource.endswith(".sync") or ".sync:" in resource:
@@ -66,6 +72,8 @@ def check_definition(machine: CompiledMachine, machine_type: str) -> list[Diagno
             if kind is None
             else kind.problem(resource.removesuffix(TOKEN_SUFFIX))
         )
+        if problem is None and isinstance(kind, AwsSdkResource) and aws_sdk_allow is not None:
+            problem = aws_sdk.refusal(resource.removesuffix(TOKEN_SUFFIX), aws_sdk_allow)
         if problem is not None:
             found.append(Diagnostic("ERROR", "SCHEMA_VALIDATION_FAILED", problem, location))
     return found

@@ -13,6 +13,13 @@ the service's error does not have one — ``S3.NoSuchKeyException``,
 e.g. ``InvalidInstanceID.NotFound``) arrive as ``<Service>.<Service>Exception``
 (``Ec2.Ec2Exception``) with the code in the cause, as on AWS; the cause reads
 ``<message> (Service: Ec2, Status Code: 400, Request ID: <id>)``.
+
+**Deny by default.** The server's credentials are behind every call, so only the actions the
+shipped state machines need are allowed (:data:`DEFAULT_ALLOW`: EC2 run/terminate/describe
+instances and tags); ``SMOKEHOUSE_EGRESS_AWS_SDK_ALLOW`` adds more (``ec2:describeImages``,
+``s3:*``). A definition naming another action is refused by CreateStateMachine /
+UpdateStateMachine (``InvalidDefinition`` naming it), and a stored definition from before is
+refused when the task runs (``States.Runtime``, not retried).
 """
 
 from __future__ import annotations
@@ -45,6 +52,16 @@ ALIASES = {
     "elasticloadbalancingv2": "elbv2",
     "apigatewayv2": "apigatewayv2",
 }
+#: What the shipped state machines use (gitlab-start-runner, gitlab-stop-runner), and the
+#: read/tag calls that go with them.
+DEFAULT_ALLOW = (
+    "ec2:runInstances",
+    "ec2:terminateInstances",
+    "ec2:describeInstances",
+    "ec2:createTags",
+    "ec2:describeTags",
+)
+ALLOW_SETTING = "SMOKEHOUSE_EGRESS_AWS_SDK_ALLOW"
 _TOKENS = re.compile(r"[A-Z]+(?![a-z])|[A-Z][a-z]*|[a-z]+|\d+")
 _clients: dict[tuple[str, str | None], Any] = {}
 _lock = threading.Lock()
@@ -97,6 +114,35 @@ def split(base: str) -> tuple[str, str] | None:
 def _operation_names(service: str) -> frozenset[str]:
     model = _botocore().get_service_model(service)
     return frozenset(xform_name(name) for name in model.operation_names)
+
+
+@cache
+def allowed_actions(extra: str) -> frozenset[tuple[str, str]]:
+    """(boto3 service, snake_case action or ``*``) pairs: the defaults plus ``extra``
+    (comma-separated ``service:action``)."""
+    found: set[tuple[str, str]] = set()
+    for entry in (*DEFAULT_ALLOW, *extra.split(",")):
+        service, _, action = entry.strip().partition(":")
+        name = boto_service(service) if service else None
+        if name is not None and action:
+            found.add((name, "*" if action == "*" else xform_name(action)))
+    return frozenset(found)
+
+
+def refusal(base: str, extra: str) -> str | None:
+    """Why the aws-sdk policy refuses the action ``base`` names, or None."""
+    parts = split(base)
+    name = boto_service(parts[0]) if parts else None
+    if parts is None or name is None:
+        return None  # not an action at all: problem() says so
+    allowed = allowed_actions(extra)
+    if (name, xform_name(parts[1])) in allowed or (name, "*") in allowed:
+        return None
+    return (
+        f"The resource '{base}' calls the AWS action {parts[0]}:{parts[1]}, which smokehouse "
+        f"does not allow (aws-sdk integrations are denied by default); allow it with "
+        f"{ALLOW_SETTING}={parts[0]}:{parts[1]}"
+    )
 
 
 def _client(service: str) -> Any:
@@ -170,6 +216,9 @@ class AwsSdkResource:
         service = boto_service(parts[0]) if parts else None
         if parts is None or service is None:
             raise TaskError("States.Runtime", f"unsupported resource {call.base}")
+        refused = refusal(call.base, call.settings.egress.aws_sdk_allow)
+        if refused is not None:  # a definition stored before the policy, or the setting changed
+            raise TaskError("States.Runtime", refused)
         params = call.parameters if call.parameters is not None else {}
         if not isinstance(params, dict):
             raise TaskError("States.Runtime", "the parameters of an aws-sdk task must be an object")

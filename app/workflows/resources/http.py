@@ -7,6 +7,15 @@ Parameters as on AWS: ``ApiEndpoint``, ``Method``, ``Headers``, ``QueryParameter
 parsed. A non-2xx answer fails the task with ``States.Http.StatusCode.<code>`` (the cause is that
 result as JSON); a connection failure or timeout with ``States.Http.Socket``.
 
+Every call goes through the egress policy (:mod:`app.egress`, ``SMOKEHOUSE_EGRESS_*``): a
+destination it refuses (loopback, link-local, private, metadata, smokehouse's own ports... on
+any redirect hop) fails the task with ``States.Http.Socket`` and a cause that starts with
+``egress refused:`` and names the range, before any connection is made. The call has a total
+deadline (the state's ``TimeoutSeconds``, at most ``SMOKEHOUSE_EGRESS_TIMEOUT_SECONDS``), and
+reading stops at 256 KiB (the state payload quota; ``States.DataLimitExceeded``) or
+``SMOKEHOUSE_EGRESS_MAX_RESPONSE_BYTES`` if lower. Redirects are returned as they are (a 3xx
+fails the task) unless ``SMOKEHOUSE_EGRESS_MAX_REDIRECTS`` allows following them.
+
 ``Authentication.ConnectionArn`` is accepted and not required: smokehouse does not yet apply an
 EventBridge connection's credentials here, so put what the API needs in ``Headers``.
 """
@@ -21,6 +30,15 @@ from urllib.parse import urlencode
 
 import httpx
 
+from app.egress import (
+    EgressError,
+    EgressRefused,
+    EgressTimeout,
+    EgressTooLarge,
+    Response,
+    policy_for,
+    request,
+)
 from app.workflows.asl import TaskError
 from app.workflows.resources.base import TaskCall
 
@@ -73,14 +91,14 @@ def _request(params: dict[str, Any]) -> tuple[str, str, dict[str, str], bytes | 
     return method.upper(), url, headers, content
 
 
-def _result(response: httpx.Response) -> dict[str, Any]:
+def _result(response: Response) -> dict[str, Any]:
     headers: dict[str, list[str]] = {}
     for name, value in response.headers.multi_items():
         headers.setdefault(name, []).append(value)
     body: Any = response.text
     if "json" in response.headers.get("content-type", ""):
         with contextlib.suppress(ValueError):
-            body = response.json()
+            body = json.loads(response.text)
     try:
         status_text = HTTPStatus(response.status_code).phrase
     except ValueError:
@@ -109,13 +127,23 @@ class HttpResource:
         method, url, headers, content = _request(call.parameters)
         timeout = float(call.timeout_seconds or DEFAULT_TIMEOUT)
         try:
-            response = httpx.request(method, url, headers=headers, content=content, timeout=timeout)
-        except httpx.HTTPError as exc:
-            raise TaskError("States.Http.Socket", f"{type(exc).__name__}: {exc}") from None
-        if len(response.content) > MAX_RESPONSE:
+            response = request(
+                policy_for(call.settings),
+                method,
+                url,
+                headers=headers,
+                content=content,
+                timeout=timeout,
+                max_bytes=MAX_RESPONSE,
+            )
+        except EgressTooLarge:
             raise TaskError(
                 "States.DataLimitExceeded", "The HTTP response exceeds the payload size quota"
-            )
+            ) from None
+        except (EgressRefused, EgressTimeout) as exc:
+            raise TaskError("States.Http.Socket", str(exc)) from None
+        except (EgressError, httpx.HTTPError) as exc:
+            raise TaskError("States.Http.Socket", f"{type(exc).__name__}: {exc}") from None
         result = _result(response)
         if not 200 <= response.status_code < 300:
             raise TaskError(f"States.Http.StatusCode.{response.status_code}", json.dumps(result))

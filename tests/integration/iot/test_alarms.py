@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.config import Settings
 from app.db import _databases, get_database
+from app.egress import policy_for
 from app.iot.alarms import notify, service
 from app.iot.alarms.evaluate import AlarmConfig
 from app.iot.alarms.models import Alarm
@@ -70,7 +71,8 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def settings(settings_factory: Callable[..., Settings], database_url: str) -> Settings:
-    return settings_factory(database_url=database_url)
+    # the tests' Apprise receiver listens on 127.0.0.1: allowed explicitly
+    return settings_factory(database_url=database_url, egress={"allow": "127.0.0.1"})
 
 
 def seed(settings: Settings, notify_urls: list[str] | None = None) -> None:
@@ -262,7 +264,7 @@ def test_notifications_reach_an_http_receiver_through_apprise(
             device = session.get(Device, "pi1")
             assert alarm is not None
             assert device is not None
-            return notify.notify_alarm(alarm, device, action, at)
+            return notify.notify_alarm(alarm, device, action, at, policy_for(settings))
 
     assert send(opened.alarm_id, "open") == "sent"
     assert send(opened.alarm_id, "open") == "already"  # a redelivered task sends nothing
@@ -297,11 +299,11 @@ def test_acknowledged_and_silenced_alarms_stay_quiet(
         assert pit_row is not None
         assert device is not None
         assert target_row.state == "acknowledged"
-        assert notify.notify_alarm(target_row, device, "open", T0) == "quiet"
-        assert notify.notify_alarm(pit_row, device, "open", T0) == "quiet"
+        assert notify.notify_alarm(target_row, device, "open", T0, policy_for(settings)) == "quiet"
+        assert notify.notify_alarm(pit_row, device, "open", T0, policy_for(settings)) == "quiet"
         # the silence ends: a later transition would notify again
         later = T0 + timedelta(minutes=31)
-        assert notify.notify_alarm(pit_row, device, "clear", later) == "sent"
+        assert notify.notify_alarm(pit_row, device, "clear", later, policy_for(settings)) == "sent"
     assert [p["title"] for p in receiver.posts] == ["Smoker: Pit out of range (cleared)"]
     # both conditions clear: no notification for the acknowledged one, none while silenced
     cleared = telemetry(settings, message(3, 50.0, pit=110.0))
@@ -322,9 +324,9 @@ def test_a_failing_notification_service_raises_for_a_retry(settings: Settings) -
             assert alarm is not None
             assert device is not None
             with pytest.raises(notify.NotifyFailed):
-                notify.notify_alarm(alarm, device, "open", T0)
+                notify.notify_alarm(alarm, device, "open", T0, policy_for(settings))
             assert alarm.open_notified_at is None  # not marked: the retry sends it
-            assert notify.notify_alarm(alarm, device, "open", T0) == "sent"
+            assert notify.notify_alarm(alarm, device, "open", T0, policy_for(settings)) == "sent"
         assert len(failing.posts) == 1
     finally:
         failing.close()
@@ -349,8 +351,8 @@ def test_notifications_lost_before_their_enqueue_are_found_again(
         device = session.get(Device, "pi1")
         assert alarm is not None
         assert device is not None
-        assert notify.notify_alarm(alarm, device, "open", T0) == "sent"
-        assert notify.notify_alarm(alarm, device, "clear", T0) == "sent"
+        assert notify.notify_alarm(alarm, device, "open", T0, policy_for(settings)) == "sent"
+        assert notify.notify_alarm(alarm, device, "clear", T0, policy_for(settings)) == "sent"
     assert unsent(90) == []
     with get_database(settings.sqlalchemy_url).session() as session:
         session.get(Device, "pi1").notify_urls = []  # type: ignore[union-attr]

@@ -33,7 +33,7 @@ EVENT: dict[str, Any] = {
 @pytest.fixture
 def settings(settings_factory: Callable[..., Settings]) -> Iterator[Settings]:
     """Settings on a tmp data dir (embedded SQLite database and broker), database migrated."""
-    value = settings_factory()
+    value = settings_factory(egress={"allow": "127.0.0.1"})  # the tests' own HTTP servers
     migrate(value.sqlalchemy_url)
     yield value
     database = _databases.pop(value.sqlalchemy_url, None)

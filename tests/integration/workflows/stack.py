@@ -185,6 +185,11 @@ def stack(mode: str, tmp: Path, aws_env: dict[str, str], **overrides: Any) -> It
             "log_format": "console",
             "log_level": "WARNING",
             "workflow_sweep_grace_seconds": 2,
+            # the tests' own HTTP servers, and the S3 calls of the aws-sdk test (moto)
+            "egress": {
+                "allow": "127.0.0.1",
+                "aws_sdk_allow": "s3:createBucket,s3:putObject,s3:getObject",
+            },
             **overrides,
         }
         if mode == "production":
@@ -204,6 +209,12 @@ def stack(mode: str, tmp: Path, aws_env: dict[str, str], **overrides: Any) -> It
             **{k: v for k, v in values.items() if k in ("database_url", "broker_url")},
         )
         env.update(aws_env)
+        env.update(
+            {
+                f"SMOKEHOUSE_EGRESS_{name.upper()}": str(value)
+                for name, value in settings.egress.model_dump().items()
+            }
+        )
         env["SMOKEHOUSE_TEST_RECORD_DIR"] = str(record)
         url = exit_stack.enter_context(contextmanager(_serve)(settings))
         built = Stack(mode, settings, env, url, tmp)

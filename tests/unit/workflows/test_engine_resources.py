@@ -128,6 +128,7 @@ def test_unsupported_resources_are_refused_at_create_time() -> None:
         machines.check(
             '{"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "x", "End": true}}}',
             "STANDARD",
+            aws_sdk_allow="",
         )
     assert exc.value.code == "InvalidDefinition"
 
