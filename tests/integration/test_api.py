@@ -53,9 +53,16 @@ def test_readyz_names_the_component_that_is_down(
     settings = settings_factory(mqtt_url=f"mqtt://127.0.0.1:{free_port()}", access_keys=KEYS)
     with TestClient(create_app(settings)) as client:
         ready = client.get("/readyz")
-    assert ready.status_code == 503
-    assert ready.json()["failing"] == ["mqtt"]
-    assert "refused" in ready.json()["components"]["mqtt"]["detail"].lower()
+        viewer = client.get("/readyz", headers=auth(VIEWER_SECRET))
+        admin = client.get("/readyz", headers=auth(ADMIN_SECRET))
+    assert ready.status_code == viewer.status_code == admin.status_code == 503
+    # Anonymous callers (and viewers) learn which component fails, not why nor where.
+    for answer in (ready, viewer):
+        assert answer.json()["failing"] == ["mqtt"]
+        assert answer.json()["components"]["mqtt"] == {"ok": False}
+        assert "127.0.0.1" not in answer.text
+        assert "refused" not in answer.text.lower()
+    assert "refused" in admin.json()["components"]["mqtt"]["detail"].lower()
 
 
 def test_metrics_count_requests_by_route(client: TestClient) -> None:
