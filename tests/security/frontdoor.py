@@ -78,15 +78,15 @@ class Body:
 
 
 def build_client(tmp: Path, **overrides: Any) -> TestClient:
-    settings = load_settings(
-        data_dir=tmp / "data",
-        database_url=migrated_sqlite(tmp / "security.db"),
-        http_port=free_port(),
-        embedded_mqtt_port=free_port(),
-        log_format="console",
-        access_keys=KEYS,
-        **overrides,
-    )
+    values: dict[str, Any] = {
+        "data_dir": tmp / "data",
+        "database_url": migrated_sqlite(tmp / "security.db"),
+        "http_port": free_port(),
+        "embedded_mqtt_port": free_port(),
+        "log_format": "console",
+        "access_keys": KEYS,
+    }
+    settings = load_settings(**(values | overrides))
     return TestClient(create_app(settings))
 
 
