@@ -289,3 +289,18 @@ def test_100mb_chunked_over_a_socket_without_a_key(server: str, path: str) -> No
     # buffers (a few MB), not the 100 MB the client had to send.
     assert produced < 16 * MB, f"{produced // MB} MB of the body were read"
     assert grown < 50 * 1024, f"RSS grew by {grown} KiB"
+
+
+def test_a_websocket_message_over_the_cap_closes_the_socket(client: TestClient) -> None:
+    """graphql-transport-ws messages are capped like GraphQL bodies (close code 1009)."""
+    from starlette.websockets import WebSocketDisconnect
+
+    with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_json({"type": "connection_init", "payload": {"x-api-key": token(ADMIN)}})
+        assert ws.receive_json()["type"] == "connection_ack"
+        query = "subscription { alarms { id } }"
+        huge = {"query": query, "variables": {"pad": "y" * (GRAPHQL_MAX_BYTES + 1)}}
+        ws.send_json({"id": "1", "type": "subscribe", "payload": huge})
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 1009
