@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from app.auth import KeyRing, credential_from_headers, load_or_create_local_key, parse_access_keys
+from app.auth import (
+    AccessKey,
+    KeyRing,
+    check_secret_strength,
+    credential_from_headers,
+    issue_session,
+    load_or_create_local_key,
+    parse_access_keys,
+    verify_session,
+)
 
 
 def test_parse_keys_with_roles() -> None:
@@ -70,12 +79,6 @@ def test_credential_from_headers(headers: dict[str, str], expected: str | None) 
 
 # --- session tokens and secret strength (pure) ---------------------------------------------------
 
-from app.auth import (  # noqa: E402
-    AccessKey,
-    check_secret_strength,
-    issue_session,
-    verify_session,
-)
 
 _KEY = AccessKey("AKS", "session-unit-6Tz9Qw3Lm8Xc2Vb5", "viewer")
 
