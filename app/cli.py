@@ -266,6 +266,30 @@ def config() -> None:
     typer.echo(json.dumps(load_settings().masked(), indent=2))
 
 
+@cli.command()
+@friendly_errors
+def session(
+    key_id: Annotated[
+        str | None, typer.Option("--key-id", help="Which access key (default: the first).")
+    ] = None,
+    ttl: Annotated[
+        int | None,
+        typer.Option(min=60, help="Lifetime in seconds (default SMOKEHOUSE_SESSION_TTL_SECONDS)."),
+    ] = None,
+) -> None:
+    """Print a session token for scripts (send it as ``Authorization: Bearer <token>`` to GraphQL
+    and the work-queue routes): the access key's secret never has to travel."""
+    from app.auth import issue_session
+    from app.credentials import keyring_for
+
+    settings = load_settings()
+    keys = keyring_for(settings)
+    key = keys.by_id(key_id) if key_id else keys.first()
+    if key is None:
+        raise typer.BadParameter(f"no access key {key_id!r}", param_hint="--key-id")
+    typer.echo(issue_session(key, ttl_seconds=ttl or settings.session_ttl_seconds))
+
+
 cli.add_typer(rules_cli)
 cli.add_typer(events_cli)
 cli.add_typer(queue_cli)

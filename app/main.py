@@ -16,6 +16,7 @@ from app.aws import aws_router, registry
 from app.bus.definitions import apply_all
 from app.config import Settings, load_settings
 from app.credentials import keyring_for
+from app.frontdoor import FrontDoor
 from app.graphql.schema import graphql_router
 from app.handlers import load_handler_modules
 from app.health.routes import router as health_router
@@ -55,6 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = FastAPI(title="smokehouse", version=app.__version__, lifespan=lifespan)
     api.state.settings = settings
     api.state.keyring = keyring
+    # Innermost first: the front door sits inside the request log (its 401/413s are logged) and
+    # inside CORS (a browser sees CORS headers on them).
+    api.add_middleware(
+        FrontDoor,
+        keyring=lambda: keyring,
+        webhook_max_bytes=settings.runners.webhook_max_bytes,
+    )
     api.add_middleware(RequestContextMiddleware)
     api.include_router(health_router)
     api.include_router(graphql_router(), prefix="/graphql")

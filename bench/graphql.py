@@ -36,10 +36,13 @@ from common import REDIS, ROOT, emit, fresh_postgres
 # as `python bench/graphql.py`), strawberry's `import graphql` would find it instead.
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(__file__)]
 
+from app.auth import AccessKey, issue_session  # noqa: E402  (after the sys.path fix)
+
 DEVICE = "bench-pit"
 PROBES = ("pit", "brisket", "ribs", "ambient")
 HOURS = 12
-SECRET = "bench-secret"
+SECRET = "bench-viewer-5Kq9Wz2Tx7Mc4Lp8"
+TOKEN = issue_session(AccessKey("AKBENCH", SECRET, "viewer"))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -170,7 +173,9 @@ def downsample(
     }
     timings: list[float] = []
     points = 0
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"x-api-key": SECRET}) as http:
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"}
+    ) as http:
         for i in range(queries + 5):
             began = time.perf_counter()
             response = http.post("/graphql", json={"query": query, "variables": variables})
@@ -200,7 +205,7 @@ async def fanout(port: int, subscribers: int, messages: int, settings: Any) -> l
         async with connect(
             f"ws://127.0.0.1:{port}/graphql", subprotocols=["graphql-transport-ws"]
         ) as ws:  # type: ignore[list-item]
-            await ws.send(json.dumps({"type": "connection_init", "payload": {"x-api-key": SECRET}}))
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"x-api-key": TOKEN}}))
             assert json.loads(await ws.recv())["type"] == "connection_ack"
             query = (
                 f'subscription {{ readings(deviceId: "{DEVICE}") {{ seq ts probes {{ tempC }} }} }}'

@@ -36,7 +36,7 @@ from typing import Any
 
 from common import REDIS, ROOT, emit, fresh_postgres, workers
 
-TOKEN = "bench-token"
+TOKEN = "bench-hook-8Rn3Vx6Qk1Zt4Wm9"
 sys.path.insert(0, str(ROOT))
 
 from tests.integration.runners.payloads import headers, job_hook  # noqa: E402

@@ -1,8 +1,12 @@
 """``POST /``: the AWS JSON 1.0/1.1 protocol endpoint, so boto3's ``events`` and ``stepfunctions``
 clients (and the AWS CLI, Terraform, ...) can be pointed at smokehouse with ``endpoint_url``.
 
-One request goes through, in this order (the order AWS's JSON services use, so a client sees the
-same error AWS would give it first):
+Before any of this, the front door (:mod:`app.frontdoor`) has run SigV4's header checks
+(:func:`app.aws.sigv4.authenticate_headers`: the ``Authorization`` header parses, the date is in
+range, the access key id exists) without reading the body, and capped the body at 1 MiB; an
+anonymous caller never gets a byte of its body read. Then one request goes through, in this
+order (the order AWS's JSON services use, so a client sees the same error AWS would give it
+first):
 
 1. body size (``RequestEntityTooLargeException`` 413, before reading more than the limit),
 2. content type ``application/x-amz-json-1.0``/``1.1`` (else ``UnknownOperationException`` 404; the

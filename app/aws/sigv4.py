@@ -115,32 +115,10 @@ def verify(
     ``services`` are the signing names accepted in the credential scope (the router passes the one
     that matches the ``X-Amz-Target`` prefix). ``now`` must be timezone-aware.
     """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
     headers = _header_map(request.headers)
-    authorization = _first(headers, "authorization")
-    if authorization is None or not authorization.strip().startswith("AWS4-"):
-        raise AwsError(
-            "MissingAuthenticationTokenException", "Request is missing Authentication Token"
-        )
-    authorization = authorization.strip()
-    algorithm, params = _parse_authorization(authorization, headers)
-
-    stamp, signed_at = _request_time(headers)
-    _check_skew(stamp, signed_at, now.astimezone(UTC))
-
-    signed_headers = sorted({name.strip().lower() for name in params["SignedHeaders"].split(";")})
-    if "host" not in signed_headers and ":authority" not in signed_headers:
-        raise _invalid("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
-    if algorithm != ALGORITHM:
-        raise _incomplete(
-            f"Unsupported AWS 'algorithm': '{algorithm}' (only {ALGORITHM} for now). "
-        )
-
-    key_id, scope_date, region, service = _check_scope(params["Credential"], stamp, services)
-    key = lookup(key_id)
-    if key is None:
-        raise AwsError("UnrecognizedClientException", INVALID_TOKEN)
+    key, stamp, signed_at, signed_headers, params, (scope_date, region, service) = _check_headers(
+        headers, lookup, now, services
+    )
 
     payload_hash = _first(headers, "x-amz-content-sha256")
     body_hash = hashlib.sha256(request.body).hexdigest()
@@ -165,6 +143,51 @@ def verify(
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
         )
     return Verified(key=key, region=region, service=service, signed_at=signed_at)
+
+
+def authenticate_headers(
+    headers: Iterable[tuple[str, str]],
+    lookup: KeyLookup,
+    now: datetime,
+    *,
+    services: Collection[str] = SERVICES,
+) -> AccessKey:
+    """Steps 1-9 (everything that needs no body): the ``Authorization`` header parses, the date
+    is within 15 minutes of ``now``, the scope fits and the access key id exists. The front door
+    runs this before it reads a byte of the body; :func:`verify` then checks the signature over
+    the (capped) body."""
+    return _check_headers(_header_map(headers), lookup, now, services)[0]
+
+
+def _check_headers(
+    headers: dict[str, list[str]], lookup: KeyLookup, now: datetime, services: Collection[str]
+) -> tuple[AccessKey, str, datetime, list[str], dict[str, str], tuple[str, str, str]]:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    authorization = _first(headers, "authorization")
+    if authorization is None or not authorization.strip().startswith("AWS4-"):
+        raise AwsError(
+            "MissingAuthenticationTokenException", "Request is missing Authentication Token"
+        )
+    authorization = authorization.strip()
+    algorithm, params = _parse_authorization(authorization, headers)
+
+    stamp, signed_at = _request_time(headers)
+    _check_skew(stamp, signed_at, now.astimezone(UTC))
+
+    signed_headers = sorted({name.strip().lower() for name in params["SignedHeaders"].split(";")})
+    if "host" not in signed_headers and ":authority" not in signed_headers:
+        raise _invalid("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+    if algorithm != ALGORITHM:
+        raise _incomplete(
+            f"Unsupported AWS 'algorithm': '{algorithm}' (only {ALGORITHM} for now). "
+        )
+
+    key_id, scope_date, region, service = _check_scope(params["Credential"], stamp, services)
+    key = lookup(key_id)
+    if key is None:
+        raise AwsError("UnrecognizedClientException", INVALID_TOKEN)
+    return key, stamp, signed_at, signed_headers, params, (scope_date, region, service)
 
 
 def signing_key(secret: str, date: str, region: str, service: str) -> bytes:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.auth import AccessKey, parse_access_keys
+from app.auth import DEFAULT_SESSION_TTL, AccessKey, check_secret_strength, parse_access_keys
 from app.config.egress import EgressSettings
 from app.config.iot import AlarmSettings, IotSettings, ProvisioningSettings
 from app.config.runners import GitLabSettings, RunnersSettings
@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     cors_origins: str = Field(
         default="", description="Comma-separated origins allowed to call the API from a browser."
     )
+    session_ttl_seconds: int = Field(
+        default=DEFAULT_SESSION_TTL,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="How long a session token (POST /auth/session, `smokehouse session`) lives.",
+    )
 
     iot: IotSettings = Field(default_factory=IotSettings)
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
@@ -146,7 +152,22 @@ class Settings(BaseSettings):
     @field_validator("access_keys")
     @classmethod
     def _check_keys(cls, value: SecretStr) -> SecretStr:
-        parse_access_keys(value.get_secret_value())
+        for key in parse_access_keys(value.get_secret_value()):
+            check_secret_strength(f"the secret of access key {key.id!r}", key.secret)
+        return value
+
+    @field_validator("gitlab")
+    @classmethod
+    def _check_webhook_tokens(cls, value: GitLabSettings) -> GitLabSettings:
+        """``SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN``: every configured token must be strong."""
+        tokens = value.webhook_token.get_secret_value() if value.webhook_token else ""
+        for number, token in enumerate(t.strip() for t in tokens.split(",") if t.strip()):
+            try:
+                check_secret_strength(f"webhook token #{number + 1}", token)
+            except ValueError as exc:  # named by its own variable, not the section's
+                raise ConfigError(
+                    f"{value.model_config.get('env_prefix')}WEBHOOK_TOKEN", str(exc)
+                ) from None
         return value
 
     @property

@@ -1,8 +1,10 @@
 """Request context and permissions: who is calling, and may they write?
 
-HTTP requests authenticate with ``x-api-key`` or ``Authorization: Bearer``; anonymous requests get
-401 before any resolver runs. WebSocket subscriptions put the same header in ``connection_init``'s
-payload (browsers cannot set headers on a WebSocket), checked in ``on_ws_connect``.
+HTTP requests carry a session token (``POST /auth/session``) in ``Authorization: Bearer`` or
+``x-api-key``; the front door (:mod:`app.frontdoor`) refuses anonymous ones with 401 before the
+body is read, and this context checks again. WebSocket subscriptions put the same header in
+``connection_init``'s payload (browsers cannot set headers on a WebSocket), checked in
+``on_ws_connect``. An access key's secret is never accepted here: it must not travel.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from strawberry.fastapi import BaseContext
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
-from app.auth import AccessKey, KeyRing, credential_from_headers
+from app.auth import SCOPE_CALLER, AccessKey, KeyRing, credential_from_headers
 from app.config import Settings
 from app.db import get_database
 
@@ -52,19 +54,21 @@ class Context(BaseContext):
 
 async def get_context(connection: HTTPConnection) -> Context:
     state = connection.app.state
-    secret = credential_from_headers(connection.headers)
-    key = state.keyring.by_secret(secret) if secret else None
+    key = connection.scope.get(SCOPE_CALLER) or state.keyring.authenticate(
+        credential_from_headers(connection.headers)
+    )
     if key is None and connection.scope["type"] == "http":
         raise HTTPException(
             status_code=401,
-            detail="Missing or invalid API key: send x-api-key or Authorization: Bearer <key>",
+            detail="Missing or invalid session token: log in with POST /auth/session and send "
+            "Authorization: Bearer <token>",
             headers={"WWW-Authenticate": "Bearer"},
         )
     return Context(state.settings, state.keyring, key)
 
 
 class IsAuthenticated(BasePermission):
-    message = "Not authenticated: send an API key"
+    message = "Not authenticated: send a session token"
 
     def has_permission(self, source: Any, info: Info[Context, Any], **kwargs: Any) -> bool:
         return info.context.key is not None

@@ -44,10 +44,9 @@ schema = strawberry.Schema(
 class SmokehouseGraphQLRouter(GraphQLRouter[Context, None]):
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         params = {str(k).lower(): str(v) for k, v in (context.connection_params or {}).items()}
-        secret = credential_from_headers(params)
-        key = context.keyring.by_secret(secret) if secret else None
+        key = context.keyring.authenticate(credential_from_headers(params))
         if key is None:
-            raise ConnectionRejectionError({"reason": "missing or invalid API key"})
+            raise ConnectionRejectionError({"reason": "missing or invalid session token"})
         context.key = key
         return None
 

@@ -1,6 +1,7 @@
 """``POST /queues/{queue}/messages`` and ``GET /queues/{queue}/messages/{id}``: the HTTP producer.
 
-Authenticated like GraphQL (``x-api-key`` or ``Authorization: Bearer``); sending needs an admin
+Authenticated like GraphQL (a session token in ``Authorization: Bearer`` or ``x-api-key``; the
+front door checks it before the body is read and caps the body at 256 KiB); sending needs an admin
 key. The message is committed, then enqueued (:func:`app.queues.messages.send_and_enqueue`).
 """
 
@@ -13,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from app.auth import AccessKey, credential_from_headers
+from app.auth import SCOPE_CALLER, AccessKey, credential_from_headers
 from app.db import get_database
 from app.queues import messages
 from app.queues.models import QueueMessage
@@ -23,12 +24,13 @@ router = APIRouter(tags=["queues"])
 
 def caller(request: Request) -> AccessKey:
     """The caller's key; 401 without a valid one."""
-    secret = credential_from_headers(request.headers)
-    key = request.app.state.keyring.by_secret(secret) if secret else None
+    key = request.scope.get(SCOPE_CALLER) or request.app.state.keyring.authenticate(
+        credential_from_headers(request.headers)
+    )
     if key is None:
         raise HTTPException(
             status_code=401,
-            detail="Missing or invalid API key: send x-api-key or Authorization: Bearer <key>",
+            detail="Missing or invalid session token: send Authorization: Bearer <token>",
             headers={"WWW-Authenticate": "Bearer"},
         )
     return key  # type: ignore[no-any-return]

@@ -169,8 +169,8 @@ def dedupe_key(headers: Mapping[str, str]) -> str | None:
 def parse_payload(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise WebhookRejected(400, f"the body is not JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # too deep: 400, not 500
+        raise WebhookRejected(400, f"the body is not JSON: {str(exc)[:200]}") from None
     if not isinstance(payload, dict):
         raise WebhookRejected(400, "the body must be a JSON object")
     kind = payload.get("object_kind")

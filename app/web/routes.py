@@ -4,6 +4,7 @@
 claims ``/graphql``, ``/healthz``, ``/readyz``, ``/metrics``, ``/webhooks/…`` or ``/queues/…``.
 The page is sent with ``no-cache`` (revalidated every load, so an upgrade shows at once); the
 assets carry ETags from :class:`StaticFiles`, so a phone on the LAN revalidates cheaply.
+``POST /auth/session`` is the login: it exchanges an access key's secret for a session token.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.auth import credential_from_headers
+from app.auth import SCOPE_CALLER, credential_from_headers, issue_session
 from app.config import Settings
 
 STATIC: Final = Path(__file__).resolve().parent / "static"
@@ -30,14 +32,42 @@ async def index() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+class Login(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1, max_length=512, description="The access key's secret.")
+    id: str | None = Field(default=None, max_length=128, description="Its id (optional).")
+
+
+@router.post("/auth/session")
+async def login(body: Login, request: Request) -> dict[str, object]:
+    """Exchange an access key's secret for a session token (the only request that carries the
+    secret; everything after sends the token). The token lives ``SMOKEHOUSE_SESSION_TTL_SECONDS``
+    and dies at once when the key's secret or role changes."""
+    settings: Settings = request.app.state.settings
+    key = request.app.state.keyring.login(body.id, body.key)
+    if key is None:
+        raise HTTPException(status_code=401, detail="Unknown access key")
+    token = issue_session(key, ttl_seconds=settings.session_ttl_seconds)
+    return {
+        "token": token,
+        "tokenType": "Bearer",
+        "expiresIn": settings.session_ttl_seconds,
+        "id": key.id,
+        "role": key.role,
+        "canWrite": key.can_write,
+    }
+
+
 @router.get(f"{PREFIX}/session")
 async def session(request: Request) -> dict[str, object]:
-    """Who this key is: the login form checks a key here, and hides mutations for viewers
-    (the GraphQL mutations refuse them anyway)."""
-    secret = credential_from_headers(request.headers)
-    key = request.app.state.keyring.by_secret(secret) if secret else None
+    """Who this session is: the dashboard hides mutations for viewers (the GraphQL mutations
+    refuse them anyway)."""
+    key = request.scope.get(SCOPE_CALLER) or request.app.state.keyring.authenticate(
+        credential_from_headers(request.headers)
+    )
     if key is None:
-        raise HTTPException(status_code=401, detail="Missing or invalid API key")
+        raise HTTPException(status_code=401, detail="Missing or invalid session token")
     return {"id": key.id, "role": key.role, "canWrite": key.can_write}
 
 
@@ -52,7 +82,7 @@ def cors_origins(settings: Settings) -> list[str]:
 
 def install(api: FastAPI, settings: Settings) -> None:
     """Mount the dashboard on ``api``. Browsers on other origins may call the API only when
-    ``SMOKEHOUSE_CORS_ORIGINS`` lists them (keys travel in headers, never cookies)."""
+    ``SMOKEHOUSE_CORS_ORIGINS`` lists them (session tokens travel in headers, never cookies)."""
     api.include_router(router)
     api.mount(PREFIX, static_files(), name="ui")
     origins = cors_origins(settings)

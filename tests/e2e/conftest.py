@@ -97,10 +97,27 @@ def screenshot(request: pytest.FixtureRequest) -> Callable[[Any, str], Path]:
 
 
 def log_in(page: Any, base_url: str, secret: str) -> None:
+    """Log in with an access key's secret: the page exchanges it for a session token and keeps
+    only the token (the secret is in no storage afterwards)."""
     page.goto(base_url + "/")
     page.get_by_label("API key").fill(secret)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("navigation", name="Sections").wait_for()
+    stored = page.evaluate("() => JSON.stringify([{...sessionStorage}, {...localStorage}])")
+    assert secret not in stored
+    assert "shs1." in stored
+
+
+def secret_sent(requests: list[Any], secret: str) -> list[str]:
+    """The requests (but the login) whose headers or body carry ``secret``."""
+    found = []
+    for request in requests:
+        if request.url.endswith("/auth/session"):
+            continue
+        text = repr(request.headers) + (request.post_data or "")
+        if secret in text:
+            found.append(f"{request.method} {request.url}")
+    return found
 
 
 def unlabelled_controls(page: Any) -> list[str]:

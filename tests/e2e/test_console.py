@@ -17,12 +17,12 @@ import pytest
 
 from app.db import get_database, utcnow
 from app.scaling.models import ScalingDecision
-from tests.e2e.conftest import log_in, unlabelled_controls
+from tests.e2e.conftest import log_in, secret_sent, unlabelled_controls
 from tests.integration.workflows.stack import Stack, stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
 
-ADMIN, VIEWER = "admin-secret", "viewer-secret"
+ADMIN, VIEWER = "admin-7Qw3vN9xK2pL5tR8yB4m", "viewer-4Hj8sD2fG6kZ9cV3nX7q"
 KEYS = f"AKADMIN:{ADMIN}:admin,AKVIEW:{VIEWER}:viewer"
 WAITS = {
     "Comment": "Two visible one-second pauses between a Pass and the end.",
@@ -61,6 +61,8 @@ def test_login_refuses_a_bad_key_and_opens_the_console(
     page.get_by_text("That API key is not valid.").wait_for()
     screenshot(page, "refused")
 
+    sent: list[Any] = []
+    page.on("request", sent.append)
     log_in(page, console.url, ADMIN)
     page.get_by_role("link", name="Rules").click()
     page.get_by_role("heading", name="smokehouse-test-events").wait_for()
@@ -70,8 +72,11 @@ def test_login_refuses_a_bad_key_and_opens_the_console(
     page.get_by_role("link", name="State machines").click()
     page.get_by_role("link", name="hello-world").wait_for()
     screenshot(page, "machines")
-    page.reload()  # the key is kept for the tab's session
+    page.reload()  # the session token is kept for the tab's session
     page.get_by_role("link", name="hello-world").wait_for()
+    # Only the login carried the key's secret (GraphQL, HTTP and the socket got the token).
+    assert any(r.url.endswith("/auth/session") for r in sent)
+    assert secret_sent(sent, ADMIN) == []
 
 
 def test_an_execution_advances_state_by_state(
@@ -159,7 +164,7 @@ def test_a_viewer_sees_everything_and_changes_nothing(
         """async (query) => {
             const r = await fetch("/graphql", {method: "POST",
               headers: {"content-type": "application/json",
-                        "x-api-key": sessionStorage.getItem("smokehouse.apiKey")},
+                        "authorization": "Bearer " + sessionStorage.getItem("smokehouse.session")},
               body: JSON.stringify({query})});
             return (await r.json()).errors[0].message;
         }""",

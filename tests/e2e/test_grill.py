@@ -36,7 +36,7 @@ from tests.services import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
 
-ADMIN, VIEWER = "admin-secret", "viewer-secret"
+ADMIN, VIEWER = "admin-7Qw3vN9xK2pL5tR8yB4m", "viewer-4Hj8sD2fG6kZ9cV3nX7q"
 KEYS = f"AKADMIN:{ADMIN}:admin,AKVIEW:{VIEWER}:viewer"
 DEVICE = "e2e-pit"
 
@@ -191,7 +191,7 @@ def test_an_alarm_appears_live_and_is_acknowledged(
         """async (id) => {
             const r = await fetch("/graphql", {method: "POST",
               headers: {"content-type": "application/json",
-                        "x-api-key": sessionStorage.getItem("smokehouse.apiKey")},
+                        "authorization": "Bearer " + sessionStorage.getItem("smokehouse.session")},
               body: JSON.stringify({query: `mutation { acknowledgeAlarm(id: ${id}) { id } }`})});
             return (await r.json()).errors[0].message;
         }""",

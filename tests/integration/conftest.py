@@ -12,9 +12,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.graphql.subscriptions import active_subscriptions
 from app.main import create_app
-
-#: An admin and a viewer key (``SMOKEHOUSE_ACCESS_KEYS``); see ``tests/integration/graphql_client``.
-KEYS = "AKADMIN:admin-secret:admin,AKVIEW:viewer-secret:viewer"
+from tests.keys import KEYS  # an admin and a viewer key; see tests/keys.py
 
 
 @pytest.fixture

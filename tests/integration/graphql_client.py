@@ -6,24 +6,26 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from tests.keys import ADMIN_SECRET, auth
 
-def gql(client: TestClient, query: str, key: str = "admin-secret", **variables: Any) -> Any:
+
+def gql(client: TestClient, query: str, key: str = ADMIN_SECRET, **variables: Any) -> Any:
     """The whole response body (``data`` and ``errors``); HTTP must be 200."""
     response = client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers={"x-api-key": key}
+        "/graphql", json={"query": query, "variables": variables}, headers=auth(key)
     )
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def data(client: TestClient, query: str, key: str = "admin-secret", **variables: Any) -> Any:
+def data(client: TestClient, query: str, key: str = ADMIN_SECRET, **variables: Any) -> Any:
     """``data`` of a query that must succeed."""
     body = gql(client, query, key, **variables)
     assert "errors" not in body, body["errors"]
     return body["data"]
 
 
-def error(client: TestClient, query: str, key: str = "admin-secret", **variables: Any) -> str:
+def error(client: TestClient, query: str, key: str = ADMIN_SECRET, **variables: Any) -> str:
     """The first error's message of a query that must fail."""
     body = gql(client, query, key, **variables)
     assert body.get("errors"), body

@@ -15,11 +15,11 @@ from starlette.websockets import WebSocketDisconnect
 from app.config import Settings
 from app.logs import JsonFormatter
 from app.main import create_app
+from tests.keys import ADMIN_SECRET, KEYS, VIEWER_SECRET, auth, token
 from tests.services import free_port, mosquitto
 
 pytestmark = pytest.mark.integration
 
-KEYS = "AKADMIN:admin-secret:admin,AKVIEW:viewer-secret:viewer"
 SYSTEM = "{ system { version mode components { name ok detail } } }"
 
 
@@ -53,9 +53,16 @@ def test_readyz_names_the_component_that_is_down(
     settings = settings_factory(mqtt_url=f"mqtt://127.0.0.1:{free_port()}", access_keys=KEYS)
     with TestClient(create_app(settings)) as client:
         ready = client.get("/readyz")
-    assert ready.status_code == 503
-    assert ready.json()["failing"] == ["mqtt"]
-    assert "refused" in ready.json()["components"]["mqtt"]["detail"].lower()
+        viewer = client.get("/readyz", headers=auth(VIEWER_SECRET))
+        admin = client.get("/readyz", headers=auth(ADMIN_SECRET))
+    assert ready.status_code == viewer.status_code == admin.status_code == 503
+    # Anonymous callers (and viewers) learn which component fails, not why nor where.
+    for answer in (ready, viewer):
+        assert answer.json()["failing"] == ["mqtt"]
+        assert answer.json()["components"]["mqtt"] == {"ok": False}
+        assert "127.0.0.1" not in answer.text
+        assert "refused" not in answer.text.lower()
+    assert "refused" in admin.json()["components"]["mqtt"]["detail"].lower()
 
 
 def test_metrics_count_requests_by_route(client: TestClient) -> None:
@@ -94,14 +101,17 @@ def test_access_log_lines_are_json_with_the_request_id(
 def test_graphql_refuses_anonymous_and_wrong_keys(client: TestClient) -> None:
     anonymous = client.post("/graphql", json={"query": SYSTEM})
     assert anonymous.status_code == 401
-    assert "API key" in anonymous.json()["detail"]
-    wrong = client.post("/graphql", json={"query": SYSTEM}, headers={"x-api-key": "nope"})
+    assert "session token" in anonymous.json()["detail"]
+    wrong = client.post("/graphql", json={"query": SYSTEM}, headers=auth("nope"))
     assert wrong.status_code == 401
+    # An access key's own secret is no bearer credential: it must not travel.
+    for raw in ({"x-api-key": ADMIN_SECRET}, {"Authorization": f"Bearer {ADMIN_SECRET}"}):
+        assert client.post("/graphql", json={"query": SYSTEM}, headers=raw).status_code == 401
 
 
 @pytest.mark.parametrize(
     "headers",
-    [{"x-api-key": "viewer-secret"}, {"Authorization": "Bearer admin-secret"}],
+    [{"x-api-key": token(VIEWER_SECRET)}, auth(ADMIN_SECRET)],
 )
 def test_graphql_system_query_with_a_key(client: TestClient, headers: dict[str, str]) -> None:
     answer = client.post("/graphql", json={"query": SYSTEM}, headers=headers)
@@ -123,5 +133,5 @@ def test_graphql_websocket_needs_a_key_in_connection_init(client: TestClient) ->
     assert closed.value.code == 4403
 
     with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
-        ws.send_json({"type": "connection_init", "payload": {"x-api-key": "viewer-secret"}})
+        ws.send_json({"type": "connection_init", "payload": {"x-api-key": token(VIEWER_SECRET)}})
         assert ws.receive_json()["type"] == "connection_ack"

@@ -24,7 +24,7 @@ from tests.services import free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-KEY_ID, SECRET = "AKE2E", "e2e-secret-key"
+KEY_ID, SECRET = "AKE2E", "e2e-key-8Wr3Tn6Yq1Bm4Kd7Zs2"
 
 
 class Receiver:

@@ -18,6 +18,7 @@ from app.bus.service import create_bus, put_rule, put_targets
 from app.config import Settings
 from app.db import get_database, utcnow
 from tests.integration.graphql_client import data, gql
+from tests.keys import VIEWER_SECRET
 
 pytestmark = pytest.mark.integration
 
@@ -171,11 +172,11 @@ def test_viewers_read_and_only_admins_enable_or_disable(
 ) -> None:
     with get_database(settings.sqlalchemy_url).session() as session:
         put_rule(session, name="r", event_pattern={"source": ["a"]})
-    names = [r["name"] for r in data(client, "{ rules { name } }", key="viewer-secret")["rules"]]
+    names = [r["name"] for r in data(client, "{ rules { name } }", key=VIEWER_SECRET)["rules"]]
     assert "r" in names
 
     disable = 'mutation { disableRule(name: "r") { name state } }'
-    denied = gql(client, disable, key="viewer-secret")
+    denied = gql(client, disable, key=VIEWER_SECRET)
     assert denied["errors"][0]["message"] == "This API key is read-only (role viewer)"
     assert data(client, '{ rule(name: "r") { state } }') == {"rule": {"state": "ENABLED"}}
 
@@ -246,7 +247,7 @@ def test_redrive_resets_the_dead_delivery_and_enqueues_it(
     listed = data(
         client,
         "{ deadLetters { id deliveryId eventId ruleName targetId errorCode attempts redrivenAt } }",
-        key="viewer-secret",
+        key=VIEWER_SECRET,
     )
     assert listed["deadLetters"] == [
         {
@@ -261,7 +262,7 @@ def test_redrive_resets_the_dead_delivery_and_enqueues_it(
         }
     ]
     redrive = "mutation ($id: Int!) { redriveDeadLetter(id: $id) { id status attempts } }"
-    denied = gql(client, redrive, key="viewer-secret", id=letter_id)
+    denied = gql(client, redrive, key=VIEWER_SECRET, id=letter_id)
     assert denied["errors"][0]["message"] == "This API key is read-only (role viewer)"
     assert enqueued == []
 

@@ -27,7 +27,7 @@ def test_config_prints_effective_settings_with_secrets_masked(tmp_path: Path) ->
     result = run_cli(
         "config",
         cwd=tmp_path,
-        access_keys="AK:very-secret:admin",
+        access_keys="AK:very-secret-3Lx8Qp5Vn2Wd7Gk4:admin",
         database_url="postgresql://app:dbpw@db/smokehouse",
     )
     assert result.returncode == 0, result.stderr

@@ -37,9 +37,9 @@ from app.graphql.limits import (
 from app.graphql.schema import schema
 from app.graphql.subscriptions import active_subscriptions
 from app.main import create_app
+from tests.keys import ADMIN_SECRET, KEYS, VIEWER_SECRET, auth, token
 from tests.services import ROOT, require_redis, wait_for
 
-KEYS = "AKADMIN:admin-secret:admin,AKVIEW:viewer-secret:viewer"
 GRAPHQL = schema._schema
 
 
@@ -105,9 +105,9 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield test_client
 
 
-def post(client: TestClient, query: str, key: str = "admin-secret", **variables: Any) -> Any:
+def post(client: TestClient, query: str, key: str = ADMIN_SECRET, **variables: Any) -> Any:
     response = client.post(
-        "/graphql", json={"query": query, "variables": variables}, headers={"x-api-key": key}
+        "/graphql", json={"query": query, "variables": variables}, headers=auth(key)
     )
     assert response.status_code == 200, response.text
     return response.json()
@@ -197,7 +197,7 @@ def test_cors_allows_only_the_configured_origins(
         answered = client.post(
             "/graphql",
             json={"query": "{ system { version } }"},
-            headers={"x-api-key": "viewer-secret", "Origin": "http://pi"},
+            headers={**auth(VIEWER_SECRET), "Origin": "http://pi"},
         )
         assert answered.headers["access-control-allow-origin"] == "http://pi"
 
@@ -229,10 +229,10 @@ def test_the_dashboard_is_served_beside_the_aws_api(client: TestClient) -> None:
 
 def test_the_session_endpoint_names_the_role(client: TestClient) -> None:
     assert client.get("/ui/session").status_code == 401
-    assert client.get("/ui/session", headers={"x-api-key": "nope"}).status_code == 401
-    viewer = client.get("/ui/session", headers={"x-api-key": "viewer-secret"}).json()
+    assert client.get("/ui/session", headers=auth("nope")).status_code == 401
+    viewer = client.get("/ui/session", headers=auth(VIEWER_SECRET)).json()
     assert viewer == {"id": "AKVIEW", "role": "viewer", "canWrite": False}
-    admin = client.get("/ui/session", headers={"Authorization": "Bearer admin-secret"}).json()
+    admin = client.get("/ui/session", headers=auth(ADMIN_SECRET)).json()
     assert admin["canWrite"] is True
 
 
@@ -299,7 +299,7 @@ def test_subscriptions_count_out_when_the_client_is_killed(
                     "-c",
                     CLIENT,
                     f"ws://{base}/graphql",
-                    "viewer-secret",
+                    token(VIEWER_SECRET),
                     json.dumps(queries),
                 ],
                 stdout=subprocess.PIPE,

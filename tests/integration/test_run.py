@@ -75,7 +75,10 @@ def test_run_starts_everything_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) 
         query = {"query": "{ system { mode lastWorkerPing } }"}
 
         def pinged() -> bool:
-            answer = httpx.post(f"{base}/graphql", json=query, headers={"x-api-key": key})
+            login = httpx.post(f"{base}/auth/session", json={"key": key}).json()
+            answer = httpx.post(
+                f"{base}/graphql", json=query, headers={"Authorization": f"Bearer {login['token']}"}
+            )
             return answer.json()["data"]["system"]["lastWorkerPing"] is not None
 
         wait_for(pinged, timeout=30, interval=0.5, what="a worker to process the scheduler's ping")

@@ -20,6 +20,7 @@ from app.graphql.subscriptions import active_subscriptions
 from app.scaling.models import ScalingDecision
 from app.workflows import callbacks, service
 from tests.integration.graphql_client import data, gql
+from tests.keys import VIEWER_SECRET, token
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def subscribe(ws: WebSocketTestSession, query: str, **variables: Any) -> None:
-    ws.send_json({"type": "connection_init", "payload": {"x-api-key": "viewer-secret"}})
+    ws.send_json({"type": "connection_init", "payload": {"x-api-key": token(VIEWER_SECRET)}})
     assert ws.receive_json()["type"] == "connection_ack"
     before = active_subscriptions()
     ws.send_json(
@@ -124,7 +125,7 @@ def test_history_of_many_executions_is_batched(settings: Settings, client: TestC
 def test_viewer_cannot_mutate_admin_starts_and_stops(client: TestClient) -> None:
     mutation = """mutation($i: JSON) { startExecution(stateMachine: "hello-world", input: $i,
                   name: "graphql-run") { arn name status input history { type } } }"""
-    denied = gql(client, mutation, key="viewer-secret", i={"name": "v"})
+    denied = gql(client, mutation, key=VIEWER_SECRET, i={"name": "v"})
     assert denied["errors"][0]["message"] == "This API key is read-only (role viewer)"
     assert data(client, "{ executions { arn } }")["executions"] == []
 
@@ -138,7 +139,7 @@ def test_viewer_cannot_mutate_admin_starts_and_stops(client: TestClient) -> None
 
     stop = """mutation($a: String!) { stopExecution(arn: $a, error: "E", cause: "why") {
               status error cause stopDate history(reverse: true, limit: 1) { type } } }"""
-    assert "errors" in gql(client, stop, key="viewer-secret", a=started["arn"])
+    assert "errors" in gql(client, stop, key=VIEWER_SECRET, a=started["arn"])
     stopped = data(client, stop, a=started["arn"])["stopExecution"]
     assert (stopped["status"], stopped["error"], stopped["cause"]) == ("ABORTED", "E", "why")
     assert stopped["stopDate"] is not None

@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.config import ConfigError, Settings, load_settings
 
+HOOK_A, HOOK_B = "hook-a-3Nd8Vr1Qz6Wm4Kt9Xp", "hook-b-7Hc2Xs9Lp4Gb1Fy5Qa"
+
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -72,8 +74,8 @@ def test_unknown_scheme_lists_the_usable_ones() -> None:
 
 def test_masked_configuration_hides_every_secret() -> None:
     settings = load_settings(
-        access_keys="AKID:topsecret:admin,RO:alsosecret:viewer",
-        gitlab_webhook_token="hooktoken",
+        access_keys="AKID:topsecret-4Rk8Wq2Nz6Hv1Lc9:admin,RO:alsosecret-7Dm3Xp5Tb8Gy2Jf6:viewer",
+        gitlab_webhook_token="hooktoken-2Vs9Kc4Qw7Ln3Rz8",
         database_url="postgresql://user:dbpass@db/x",
         broker_url="redis://:redispass@redis:6379/0",
     )
@@ -146,10 +148,10 @@ def test_the_old_variable_names_still_map(
 
 
 def test_the_moved_fields_keep_their_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN", "a,b")
+    monkeypatch.setenv("SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN", f"{HOOK_A},{HOOK_B}")
     settings = load_settings()
     assert settings.gitlab_webhook_token is not None
-    assert settings.gitlab_webhook_token.get_secret_value() == "a,b"
+    assert settings.gitlab_webhook_token.get_secret_value() == f"{HOOK_A},{HOOK_B}"
     assert load_settings(worker_concurrency=5).worker.concurrency == 5
 
 
@@ -192,10 +194,10 @@ def test_every_documented_variable_is_read() -> None:
 
 def test_config_shows_every_section_and_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMOKEHOUSE_GITLAB_API_TOKEN", "glpat-secret")
-    monkeypatch.setenv("SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN", "hook-secret")
+    monkeypatch.setenv("SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN", "hook-secret-8Mt2Yx5Bq9Fk3Wn6")
     monkeypatch.setenv("SMOKEHOUSE_GITLAB_URL", "https://user:gitlabpass@gl.example")
     monkeypatch.setenv("SMOKEHOUSE_IOT_DEVICE_MQTT_URL", "mqtt://dev:devpass@broker:1883")
-    monkeypatch.setenv("SMOKEHOUSE_ACCESS_KEYS", "AKID:topsecret:admin")
+    monkeypatch.setenv("SMOKEHOUSE_ACCESS_KEYS", "AKID:topsecret-4Rk8Wq2Nz6Hv1Lc9:admin")
     monkeypatch.setenv("SMOKEHOUSE_DATABASE_URL", "postgresql://u:dbpass@db/x")
     result = CliRunner().invoke(cli, ["config"])
     assert result.exit_code == 0, result.output

@@ -35,7 +35,8 @@ from app.db import get_database
 from app.main import create_app
 from tests.services import free_port, migrated_sqlite, postgres_database
 
-KEYS = "AKID:secret:admin,AKRO:secret2:viewer"
+ADMIN_SECRET, VIEWER_SECRET = "bus-admin-6Jd9Qs2Lw5Xe8Nc3", "bus-viewer-1Pz7Hk4Vt9Mb2Rf6"
+KEYS = f"AKID:{ADMIN_SECRET}:admin,AKRO:{VIEWER_SECRET}:viewer"
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
 
@@ -73,7 +74,7 @@ class Live:
     settings: Settings
     recorder: Recorder
 
-    def client(self, key_id: str = "AKID", secret: str = "secret", **config: Any) -> Any:
+    def client(self, key_id: str = "AKID", secret: str = ADMIN_SECRET, **config: Any) -> Any:
         return boto3.client(
             "events",
             endpoint_url=self.url,
@@ -170,7 +171,7 @@ def raw_events(live: Live) -> Any:
 
 @pytest.fixture
 def viewer(live: Live) -> Any:
-    return live.client("AKRO", "secret2")
+    return live.client("AKRO", VIEWER_SECRET)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from app.graphql.iot import buckets
 from app.iot import readings
 from app.iot.models import Reading, ReadingRollup
 from tests.integration.graphql_client import data
+from tests.keys import VIEWER_SECRET
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
@@ -156,7 +157,7 @@ def test_points_and_columns_carry_the_same_buckets(settings: Settings, client: T
         readings(deviceId: "pi1", start: $s, end: $e, maxPoints: 20) {
           probeId points { ts tempC minC maxC } columns { ts tempC minC maxC } } }"""
     end = (T0 + timedelta(minutes=10)).isoformat()
-    series = data(client, query, "viewer-secret", s=T0.isoformat(), e=end)["readings"]
+    series = data(client, query, VIEWER_SECRET, s=T0.isoformat(), e=end)["readings"]
     assert [s["probeId"] for s in series] == ["food", "pit"]
     for one in series:
         points, columns = one["points"], one["columns"]

@@ -17,6 +17,7 @@ from app.iot import readings
 from app.iot.alarms.models import Alarm
 from app.iot.models import Cook, Device, IngestDeadLetter, Probe
 from tests.integration.graphql_client import data, error
+from tests.keys import VIEWER_SECRET
 
 pytestmark = pytest.mark.integration
 
@@ -240,7 +241,7 @@ def test_update_probe_validates_and_needs_an_admin_key(
         ({"targetC": 5000.0}, "between -100 and 1000"),
     ]:
         assert reason in error(client, PROBE, i=bad)
-    assert "read-only" in error(client, PROBE, key="viewer-secret", i={"name": "x"})
+    assert "read-only" in error(client, PROBE, key=VIEWER_SECRET, i={"name": "x"})
     row = probe_row(settings)
     assert (row.name, row.high_c, row.low_c, row.role) == ("Butt", 99.0, None, "food")
     missing = 'mutation { updateProbe(deviceId: "pi1", probeId: "zz", input: {}) { name } }'
@@ -251,7 +252,7 @@ def test_acknowledge_silence_and_cooks(settings: Settings, client: TestClient) -
     seed(settings)
     [alarm] = data(client, '{ alarms(state: "open", limit: 1) { id } }')["alarms"]
     ack = "mutation($id: Int!) { acknowledgeAlarm(id: $id) { state acknowledgedAt } }"
-    assert "read-only" in error(client, ack, key="viewer-secret", id=alarm["id"])
+    assert "read-only" in error(client, ack, key=VIEWER_SECRET, id=alarm["id"])
     acked = data(client, ack, id=alarm["id"])["acknowledgeAlarm"]
     assert acked["state"] == "acknowledged"
     assert acked["acknowledgedAt"]

@@ -26,11 +26,11 @@ from app.iot.models import Device
 from app.main import create_app
 from tests.integration.cli import cli_env
 from tests.integration.test_realtime import embedded_broker  # noqa: F401  (fixture)
+from tests.keys import ADMIN_SECRET, KEYS, VIEWER_SECRET, auth, token
 from tests.services import ROOT, migrate, require_redis, wait_for
 
 pytestmark = pytest.mark.integration
 
-KEYS = "AKADMIN:admin-secret:admin,AKVIEW:viewer-secret:viewer"
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
 WORKER = textwrap.dedent(
@@ -74,7 +74,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 def subscribe(ws: WebSocketTestSession, query: str, **variables: Any) -> None:
-    ws.send_json({"type": "connection_init", "payload": {"x-api-key": "viewer-secret"}})
+    ws.send_json({"type": "connection_init", "payload": {"x-api-key": token(VIEWER_SECRET)}})
     assert ws.receive_json()["type"] == "connection_ack"
     ws.send_json(
         {"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}}
@@ -156,7 +156,7 @@ def test_an_acknowledged_alarm_reaches_the_alarm_subscriptions(
         response = client.post(
             "/graphql",
             json={"query": f"mutation {{ acknowledgeAlarm(id: {alarm_id}) {{ state }} }}"},
-            headers={"x-api-key": "admin-secret"},
+            headers=auth(ADMIN_SECRET),
         )
         assert response.json()["data"]["acknowledgeAlarm"]["state"] == "acknowledged"
         for ws in (one, every):

@@ -15,7 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 import tests.integration.scaling.handlers  # noqa: F401  (registers the test handlers)
-from app.auth import AccessKey
 from app.aws.errors import AwsError
 from app.aws.operations import AwsCall
 from app.config import Settings
@@ -28,11 +27,10 @@ from app.workflows import callbacks
 from app.workflows.models import Execution
 from tests.integration.graphql_client import gql
 from tests.integration.scaling.workers import start_worker, stop
+from tests.keys import ADMIN, ADMIN_SECRET, VIEWER_SECRET, auth
 from tests.services import free_port, wait_for
 
 pytestmark = pytest.mark.integration
-
-ADMIN = AccessKey("AKADMIN", "admin-secret", "admin")
 
 
 def store(settings: Settings, queue: str = "default", **fields: Any) -> str:
@@ -153,9 +151,7 @@ def test_bad_input_is_refused_and_stores_nothing(
 ) -> None:
     fields = dict(fields)  # the parameters are shared between the database variants
     queue = fields.pop("queue", "default")
-    response = client.post(
-        f"/queues/{queue}/messages", json=fields, headers={"x-api-key": "admin-secret"}
-    )
+    response = client.post(f"/queues/{queue}/messages", json=fields, headers=auth(ADMIN_SECRET))
     assert response.status_code == status, response.text
     assert reason in response.json()["detail"]
     with get_database(settings.sqlalchemy_url).session() as session:
@@ -165,23 +161,21 @@ def test_bad_input_is_refused_and_stores_nothing(
 def test_http_producer(settings: Settings, client: TestClient) -> None:
     body = {"handler": "echo", "payload": {"n": 1}}
     assert client.post("/queues/default/messages", json=body).status_code == 401
-    wrong = client.post("/queues/default/messages", json=body, headers={"x-api-key": "nope"})
+    wrong = client.post("/queues/default/messages", json=body, headers=auth("nope"))
     assert wrong.status_code == 401
-    viewer = client.post(
-        "/queues/default/messages", json=body, headers={"Authorization": "Bearer viewer-secret"}
-    )
+    viewer = client.post("/queues/default/messages", json=body, headers=auth(VIEWER_SECRET))
     assert viewer.status_code == 403
     bad_mode = client.post(
         "/queues/default/messages",
         json={**body, "mode": "later"},
-        headers={"x-api-key": "admin-secret"},
+        headers=auth(ADMIN_SECRET),
     )
     assert bad_mode.status_code == 422
 
     sent = client.post(
         "/queues/default/messages",
         json={**body, "mode": "async"},
-        headers={"Authorization": "Bearer admin-secret"},
+        headers=auth(ADMIN_SECRET),
     )
     assert sent.status_code == 202, sent.text
     view = sent.json()
@@ -192,15 +186,11 @@ def test_http_producer(settings: Settings, client: TestClient) -> None:
         "queued",
         {"n": 1},
     )
-    got = client.get(
-        f"/queues/default/messages/{view['id']}", headers={"x-api-key": "viewer-secret"}
-    )
+    got = client.get(f"/queues/default/messages/{view['id']}", headers=auth(VIEWER_SECRET))
     assert got.status_code == 200
     assert got.json()["id"] == view["id"]
     assert (
-        client.get(
-            "/queues/bus/messages/" + view["id"], headers={"x-api-key": "viewer-secret"}
-        ).status_code
+        client.get("/queues/bus/messages/" + view["id"], headers=auth(VIEWER_SECRET)).status_code
         == 404
     )
 
@@ -214,7 +204,7 @@ SEND = """mutation($queue: String!, $handler: String, $payload: JSON, $mode: Str
 
 def test_graphql_producer(settings: Settings, client: TestClient) -> None:
     args = {"queue": "default", "handler": "echo", "payload": {"n": 2}, "mode": "sync"}
-    viewer = gql(client, SEND, "viewer-secret", **args)
+    viewer = gql(client, SEND, VIEWER_SECRET, **args)
     assert "read-only" in viewer["errors"][0]["message"]
     unknown = gql(client, SEND, **{**args, "handler": "nope"})
     assert "no handler named 'nope'" in unknown["errors"][0]["message"]
@@ -229,7 +219,7 @@ def test_graphql_producer(settings: Settings, client: TestClient) -> None:
         client,
         "query($id: String!) { queueMessage(id: $id) { status result } "
         'queueMessages(queue: "default", status: "succeeded") { id } }',
-        "viewer-secret",
+        VIEWER_SECRET,
         id=message["id"],
     )
     assert "errors" not in found, found

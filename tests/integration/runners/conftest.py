@@ -25,7 +25,8 @@ from tests.integration.workflows.stack import KEY_ID, KEY_SECRET, Stack, stack
 from tests.services import moto_server, wait_for
 
 WAIT = 60
-VIEWER_SECRET = "viewer-secret"
+OTHER_TOKEN = "other-hook-3Fv8Lq1Xc6Np9Dz4"
+VIEWER_SECRET = "viewer-9Tq4Wm7Zp2Kx6Rb3Ns8v"
 MACHINES = ("gitlab-start-runner", "gitlab-stop-runner")
 _ids = itertools.count(1000)
 
@@ -133,10 +134,11 @@ class RunnerStack:
         return instance
 
     def graphql(self, query: str, secret: str = KEY_SECRET, **variables: Any) -> dict[str, Any]:
+        login = httpx.post(f"{self.url}/auth/session", json={"key": secret}, timeout=30)
         response = httpx.post(
             f"{self.url}/graphql",
             json={"query": query, "variables": variables},
-            headers={"x-api-key": secret},
+            headers={"Authorization": f"Bearer {login.json()['token']}"},
             timeout=30,
         )
         assert response.status_code == 200, response.text
@@ -167,7 +169,7 @@ def runners(
         patch.chdir(tmp)
         worker_env = {
             **moto_env,
-            "SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN": f"other-token,{TOKEN}",
+            "SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN": f"{OTHER_TOKEN},{TOKEN}",
             "SMOKEHOUSE_RUNNERS_PROFILES_FILE": str(profiles),
             "SMOKEHOUSE_RUNNERS_IDLE_SECONDS": "600",
             "SMOKEHOUSE_GITLAB_URL": gitlab.url,
@@ -179,7 +181,7 @@ def runners(
             request.param,
             tmp,
             worker_env,
-            gitlab_webhook_token=f"other-token,{TOKEN}",
+            gitlab_webhook_token=f"{OTHER_TOKEN},{TOKEN}",
             access_keys=f"{KEY_ID}:{KEY_SECRET}:admin,AKVIEWER:{VIEWER_SECRET}:viewer",
         ) as built:
             yield RunnerStack(built, gitlab, boto3.client("ec2"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-TOKEN = "hook-secret"
+TOKEN = "hook-5Gk2Rw8Yt3Mq7Hs1Bx9c"
 INSTANCE = "https://gitlab.example.com"
 
 

@@ -26,7 +26,7 @@ from app.main import create_app
 from tests.integration.cli import cli_env, smokehouse_argv
 from tests.services import free_port, migrate, postgres_database, tcp_open, unavailable, wait_for
 
-KEY_ID, KEY_SECRET = "AKADMIN", "admin-secret"
+KEY_ID, KEY_SECRET = "AKADMIN", "admin-7Qw3vN9xK2pL5tR8yB4m"
 HANDLERS = "tests.integration.workflows.handlers"
 ROLE = "arn:aws:iam::000000000000:role/test"
 FINISHED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")

@@ -29,9 +29,10 @@ def test_token_matches_exactly_membership(given_token: str, tokens: list[str]) -
 def test_tokens_from_settings(settings_factory: object) -> None:
     make = settings_factory  # type: ignore[assignment]
     assert webhook_tokens(make()) == []  # type: ignore[operator]
-    assert webhook_tokens(make(gitlab_webhook_token="one")) == ["one"]  # type: ignore[operator]
-    both = make(gitlab_webhook_token=" one, two ,")  # type: ignore[operator]
-    assert webhook_tokens(both) == ["one", "two"]
+    one, two = "one-5Rt8Km2Xw6Qd3Lz9VbPe", "two-1Hn4Pc7Ys2Gf9Wk6JmUo"
+    assert webhook_tokens(make(gitlab_webhook_token=one)) == [one]  # type: ignore[operator]
+    both = make(gitlab_webhook_token=f" {one}, {two} ,")  # type: ignore[operator]
+    assert webhook_tokens(both) == [one, two]
 
 
 def test_dedupe_key_prefers_idempotency_key_and_names_the_instance() -> None:

@@ -1,12 +1,12 @@
 // GraphQL over HTTP (queries, mutations) and over WebSocket (subscriptions, graphql-transport-ws).
 //
-// The socket client is small on purpose: connection_init carries the API key (browsers cannot
+// The socket client is small on purpose: connection_init carries the session token (browsers cannot
 // set headers on a WebSocket), ping/pong keeps proxies from idling it out, and a dropped
 // connection is reopened with exponential backoff. Every live subscription is sent again on
 // the new socket and its `onReconnect` hook runs, so a view can re-query what it missed while
 // it was away (catch-up) before new `next` messages arrive.
 
-import { getKey } from "./session.js";
+import { authHeaders, getKey } from "./session.js";
 
 export class GraphQLError extends Error {
   constructor(errors) {
@@ -20,10 +20,10 @@ export class AuthError extends Error {}
 export async function gql(query, variables = {}, key = getKey()) {
   const response = await fetch("/graphql", {
     method: "POST",
-    headers: { "content-type": "application/json", "x-api-key": key || "" },
+    headers: { "content-type": "application/json", ...authHeaders(key) },
     body: JSON.stringify({ query, variables }),
   });
-  if (response.status === 401) throw new AuthError("Missing or invalid API key");
+  if (response.status === 401) throw new AuthError("Missing, invalid or expired session");
   const body = await response.json().catch(() => null);
   if (!body) throw new Error(`GraphQL answered HTTP ${response.status}`);
   if (body.errors && body.errors.length) throw new GraphQLError(body.errors);
@@ -71,7 +71,7 @@ class SocketClient {
     this.ws = ws;
     this.acked = false;
     ws.onopen = () => {
-      ws.send(JSON.stringify({ type: "connection_init", payload: { "x-api-key": getKey() } }));
+      ws.send(JSON.stringify({ type: "connection_init", payload: authHeaders() }));
     };
     ws.onmessage = (event) => this.receive(ws, JSON.parse(event.data));
     ws.onclose = (event) => this.closed(ws, event);
