@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from app.auth import DEFAULT_SESSION_TTL, AccessKey, check_secret_strength, parse_access_keys
 from app.config.egress import EgressSettings
 from app.config.iot import AlarmSettings, IotSettings, ProvisioningSettings
-from app.config.runners import GitLabSettings, RunnersSettings
+from app.config.runners import GitLabSettings, RunnersSettings, parse_scoped_tokens
 from app.config.scaling import ScalingSettings
 from app.config.worker import WorkerSettings
 
@@ -159,15 +159,20 @@ class Settings(BaseSettings):
     @field_validator("gitlab")
     @classmethod
     def _check_webhook_tokens(cls, value: GitLabSettings) -> GitLabSettings:
-        """``SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN``: every configured token must be strong."""
+        """Every configured webhook token, scoped or global, must be strong."""
+        prefix = str(value.model_config.get("env_prefix"))
+        scoped = value.webhook_tokens.get_secret_value() if value.webhook_tokens else ""
+        for number, grant in enumerate(parse_scoped_tokens(scoped), start=1):
+            try:
+                check_secret_strength(f"webhook token #{number}", grant.token)
+            except ValueError as exc:  # named by its own variable, not the section's
+                raise ConfigError(f"{prefix}WEBHOOK_TOKENS", str(exc)) from None
         tokens = value.webhook_token.get_secret_value() if value.webhook_token else ""
         for number, token in enumerate(t.strip() for t in tokens.split(",") if t.strip()):
             try:
                 check_secret_strength(f"webhook token #{number + 1}", token)
-            except ValueError as exc:  # named by its own variable, not the section's
-                raise ConfigError(
-                    f"{value.model_config.get('env_prefix')}WEBHOOK_TOKEN", str(exc)
-                ) from None
+            except ValueError as exc:
+                raise ConfigError(f"{prefix}WEBHOOK_TOKEN", str(exc)) from None
         return value
 
     @property

@@ -41,9 +41,9 @@ from tests.integration.runners.payloads import headers as hook_headers
 
 pytestmark = pytest.mark.integration
 
-ACME = "acme-token-5f1c9a2e7b"  # project 380 (acme/api) only
-GROUP = "acme-group-token-93d0c1"  # every project under acme/
-OTHER = "other-token-2b8e4d6a10"  # project 381 (other/web) only
+ACME = "acme-token-5f1c9a2e7b4d8c0e6a"  # project 380 (acme/api) only
+GROUP = "acme-group-token-93d0c17f2e5b"  # every project under acme/
+OTHER = "other-token-2b8e4d6a10c3f9e1"  # project 381 (other/web) only
 TOKENS = f"{ACME}@project:380;{GROUP}@group:acme;\n{OTHER}@project:381"
 PROFILES = """
 default: small
@@ -414,7 +414,7 @@ def test_tokens_match_in_constant_time_and_keep_their_scope(
     settings_factory: Callable[..., Settings],
 ) -> None:
     grants = webhook_grants(
-        settings_factory(gitlab={"webhook_tokens": TOKENS, "webhook_token": "legacy-global-1"})
+        settings_factory(gitlab={"webhook_tokens": TOKENS, "webhook_token": "legacy-global-1-0b5d3e8a6f2c1d"})
     )
     assert [g.is_global for g in grants] == [False, False, False, True]
     acme = match_token(ACME, grants)
@@ -425,7 +425,7 @@ def test_tokens_match_in_constant_time_and_keep_their_scope(
     assert group is not None
     assert group.scope.allows(None, "ACME/Sub/Project")
     assert not group.scope.allows(None, "acme-other/x")
-    assert match_token("legacy-global-1", grants) is not None
+    assert match_token("legacy-global-1-0b5d3e8a6f2c1d", grants) is not None
     assert match_token(ACME[:-1], grants) is None
     assert ACME not in repr(grants)
 
@@ -438,14 +438,14 @@ def test_a_global_token_still_works_and_is_warned_about(
     settings = settings_factory(
         database_url=database_url,
         access_keys=KEYS,
-        gitlab={"webhook_token": "legacy-global-token-1"},
+        gitlab={"webhook_token": "legacy-global-token-1-7c2e9a4f"},
     )
     with (
         caplog.at_level(logging.WARNING, logger="smokehouse.runners"),
         TestClient(create_app(settings)) as client,
     ):
-        answer = post(client, hook(9991, "pending", 381), send_headers("legacy-global-token-1"))
+        answer = post(client, hook(9991, "pending", 381), send_headers("legacy-global-token-1-7c2e9a4f"))
         assert answer.status_code == 200
     warned = [r.getMessage() for r in caplog.records if "every project" in r.getMessage()]
     assert len(warned) == 1
-    assert "legacy-global-token-1" not in warned[0]
+    assert "legacy-global-token-1-7c2e9a4f" not in warned[0]
