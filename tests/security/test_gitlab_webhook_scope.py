@@ -414,7 +414,9 @@ def test_tokens_match_in_constant_time_and_keep_their_scope(
     settings_factory: Callable[..., Settings],
 ) -> None:
     grants = webhook_grants(
-        settings_factory(gitlab={"webhook_tokens": TOKENS, "webhook_token": "legacy-global-1-0b5d3e8a6f2c1d"})
+        settings_factory(
+            gitlab={"webhook_tokens": TOKENS, "webhook_token": "legacy-global-1-0b5d3e8a6f2c1d"}
+        )
     )
     assert [g.is_global for g in grants] == [False, False, False, True]
     acme = match_token(ACME, grants)
@@ -444,7 +446,9 @@ def test_a_global_token_still_works_and_is_warned_about(
         caplog.at_level(logging.WARNING, logger="smokehouse.runners"),
         TestClient(create_app(settings)) as client,
     ):
-        answer = post(client, hook(9991, "pending", 381), send_headers("legacy-global-token-1-7c2e9a4f"))
+        answer = post(
+            client, hook(9991, "pending", 381), send_headers("legacy-global-token-1-7c2e9a4f")
+        )
         assert answer.status_code == 200
     warned = [r.getMessage() for r in caplog.records if "every project" in r.getMessage()]
     assert len(warned) == 1
