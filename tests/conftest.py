@@ -12,7 +12,7 @@ import pytest
 import app.wiring  # noqa: F401  (the test process is an entry point: fill the registries)
 from app.config import Settings, load_settings
 from app.heap import SKIP_VARIABLE
-from tests.services import free_port, migrated_sqlite, postgres_database
+from tests.services import migrated_sqlite, postgres_database, service_port
 
 # One pytest process starts hundreds of apps: gc.freeze() on each would keep every earlier test's
 # garbage forever (app/heap.py). Set before any app starts; subprocesses inherit it.
@@ -107,8 +107,8 @@ def settings_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
     def make(**overrides: object) -> Settings:
         values: dict[str, object] = {
             "data_dir": tmp_path / "data",
-            "http_port": free_port(),
-            "embedded_mqtt_port": free_port(),
+            "http_port": service_port(),
+            "embedded_mqtt_port": service_port(),
             "log_format": "console",
         }
         values.update(overrides)

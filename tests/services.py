@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -63,6 +64,26 @@ def free_port() -> int:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+#: Below Linux's ephemeral range (32768-60999), one slice per xdist worker.
+_SERVICE_PORTS = range(20000 + 1500 * (WORKER_INDEX % 8), 21500 + 1500 * (WORKER_INDEX % 8))
+
+
+def service_port() -> int:
+    """A free port for settings that *name* a port of smokehouse's own (API, embedded MQTT)
+    without binding it yet. Taken below the ephemeral range, so a test server binding port 0
+    can never be handed the same number meanwhile (the egress policy refuses smokehouse's own
+    ports, and such a collision made a test's own server look like one)."""
+    for _ in range(200):
+        port = random.choice(_SERVICE_PORTS)
+        with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free service port below the ephemeral range")
 
 
 def tcp_open(url: str, default_port: int) -> bool:

@@ -180,8 +180,10 @@ def test_the_webhook_group_hands_its_enqueue_to_the_caller(
         target = {"Id": "q", "Arn": "arn:smokehouse:celery:default:system.ping"}
         assert put_targets(session, None, "hooks", [target]) == []
     items = [
-        webhook.prepare(b'{"object_kind": "push"}', {"x-gitlab-event": "Push Hook"})
-        for _ in range(2)
+        webhook.prepare(
+            b'{"object_kind": "push", "after": "%d"}' % n, {"x-gitlab-event": "Push Hook"}
+        )
+        for n in range(2)
     ]
     outcomes, later = webhook.store_many(settings, items)
     assert len(outcomes) == 2
