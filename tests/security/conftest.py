@@ -1,8 +1,9 @@
 """The fuzz tests' summary: examples and 5xx seen per operation, at the end of the run.
 
-Each fuzz test appends ``("fuzz", {...})`` to its ``user_properties`` (tests/security/fuzz_support.py);
-reports carry them to the controller under pytest-xdist, where they are summed here and printed
-as a table plus one JSON line (``FUZZ-SUMMARY {...}``) for the note and for CI logs.
+Each fuzz test appends ``("fuzz", {...})`` to its ``user_properties``
+(tests/security/fuzz_support.py); reports carry them to the controller under pytest-xdist,
+where they are summed here and printed as a table plus one JSON line (``FUZZ-SUMMARY {...}``)
+for the note and for CI logs.
 """
 
 from __future__ import annotations

@@ -76,7 +76,9 @@ def _string(shape: Shape) -> st.SearchStrategy[str]:
         return st.from_regex(compiled, fullmatch=True).map(lambda text: text[:high]).filter(
             lambda text: len(text) >= low
         ) | st.text(string.ascii_letters + string.digits, min_size=max(low, 1), max_size=high)
-    return st.text(min_size=low, max_size=high) | _NASTY_TEXT.filter(lambda t: low <= len(t) <= high)
+    return st.text(min_size=low, max_size=high) | _NASTY_TEXT.filter(
+        lambda t: low <= len(t) <= high
+    )
 
 
 def _number(shape: Shape) -> st.SearchStrategy[Any]:
@@ -102,7 +104,11 @@ def valid_value(shape: Shape, depth: int = 0) -> st.SearchStrategy[Any]:
         required = set(shape.required_members)
         deep = depth >= _MAX_DEPTH
         return st.fixed_dictionaries(
-            {name: valid_value(m, depth + 1) for name, m in shape.members.items() if name in required},
+            {
+                name: valid_value(m, depth + 1)
+                for name, m in shape.members.items()
+                if name in required
+            },
             optional={}
             if deep
             else {
@@ -117,7 +123,9 @@ def valid_value(shape: Shape, depth: int = 0) -> st.SearchStrategy[Any]:
     if isinstance(shape, MapShape):
         low, high = _bounded(shape, _MAX_ITEMS)
         return st.dictionaries(
-            valid_value(shape.key, depth + 1), valid_value(shape.value, depth + 1), min_size=low,
+            valid_value(shape.key, depth + 1),
+            valid_value(shape.value, depth + 1),
+            min_size=low,
             max_size=high,
         )
     if kind == "string":
@@ -137,9 +145,9 @@ def valid_value(shape: Shape, depth: int = 0) -> st.SearchStrategy[Any]:
 _WRONG_TYPE: Final[dict[str, st.SearchStrategy[Any]]] = {
     "string": st.integers() | st.booleans() | st.lists(st.text(max_size=3), max_size=2),
     "blob": st.integers() | st.booleans() | st.dictionaries(st.text(max_size=3), st.none()),
-    "integer": st.text(max_size=5) | st.booleans() | st.floats(allow_nan=False).filter(
-        lambda f: not f.is_integer()
-    ),
+    "integer": st.text(max_size=5)
+    | st.booleans()
+    | st.floats(allow_nan=False).filter(lambda f: not f.is_integer()),
     "long": st.text(max_size=5) | st.booleans() | st.lists(st.integers(), max_size=2),
     "float": st.text(max_size=5) | st.booleans() | st.lists(st.integers(), max_size=2),
     "double": st.text(max_size=5) | st.booleans() | st.dictionaries(st.text(max_size=3), st.none()),
@@ -293,6 +301,13 @@ class Tally:
     def report(self, request: pytest.FixtureRequest) -> None:
         """Hand the figures to the controller (works under pytest-xdist)."""
         request.node.user_properties.append(
-            ("fuzz", {"operation": self.name, "examples": self.examples,
-                      "5xx": self.server_errors, "kinds": self.kinds})
+            (
+                "fuzz",
+                {
+                    "operation": self.name,
+                    "examples": self.examples,
+                    "5xx": self.server_errors,
+                    "kinds": self.kinds,
+                },
+            )
         )

@@ -76,20 +76,29 @@ def _json_any() -> st.SearchStrategy[Any]:
 
 #: Telemetry with one member made wrong: each of these must be refused.
 _BROKEN_MEMBERS: dict[str, st.SearchStrategy[Any]] = {
-    "device_id": st.integers() | st.none() | st.just("bb\x00q1") | st.text(max_size=3).map(
-        lambda t: t + "\x00"
-    ),
-    "seq": st.text(max_size=5) | st.booleans() | st.floats(allow_nan=False).filter(
-        lambda f: not f.is_integer()
-    ) | st.integers(max_value=-1) | st.integers(min_value=2**63),
-    "ts": st.integers() | st.just("2026-13-45T99:99:99Z") | st.just("9999-12-31T23:59:59Z")
+    "device_id": st.integers()
+    | st.none()
+    | st.just("bb\x00q1")
+    | st.text(max_size=3).map(lambda t: t + "\x00"),
+    "seq": st.text(max_size=5)
+    | st.booleans()
+    | st.floats(allow_nan=False).filter(lambda f: not f.is_integer())
+    | st.integers(max_value=-1)
+    | st.integers(min_value=2**63),
+    "ts": st.integers()
+    | st.just("2026-13-45T99:99:99Z")
+    | st.just("9999-12-31T23:59:59Z")
     | st.text(max_size=25).map(lambda t: "2026-01-01T00:00:00" + t + "\x00"),
-    "probes": st.integers() | st.text(max_size=5) | st.just([{}] * 33)
+    "probes": st.integers()
+    | st.text(max_size=5)
+    | st.just([{}] * 33)
     | st.lists(
         st.fixed_dictionaries(
             {
                 "id": st.just("p\x00") | st.integers() | st.just(""),
-                "temp_c": st.text(max_size=3) | st.floats(min_value=1e4) | st.floats(max_value=-1e4),
+                "temp_c": st.text(max_size=3)
+                | st.floats(min_value=1e4)
+                | st.floats(max_value=-1e4),
                 "status": st.just("ok\x00") | st.integers() | st.just("melted"),
             }
         ),
@@ -174,7 +183,8 @@ def test_garbage_payloads_never_crash_ingest_and_store_nothing(
         try:
             run()
             wait_for(lambda: ingestor.stats.acked >= delivered, 60, what="garbage acked")
-            assert ingestor._batcher is not None and ingestor._batcher.is_alive()
+            assert ingestor._batcher is not None
+            assert ingestor._batcher.is_alive()
             # Still processing: a valid reading after the garbage arrives.
             client.publish(telemetry_topic(KNOWN), encode(telemetry(KNOWN, 1)))
             wait_for(lambda: ingestor.stats.accepted >= 1, 30, what="the valid reading")
