@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 3
 PYTEST_XDIST ?= -n $(TEST_WORKERS) --dist loadgroup
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test fuzz lint format bench clean
 
 install: ## Create .venv with every dependency pinned in uv.lock (installs uv with pip if missing)
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -25,6 +25,11 @@ run: install ## The whole system in embedded mode: API, MQTT broker, workers, sc
 
 test: install ## Every test, in parallel (real services when configured; see .ci/run)
 	$(BIN)/pytest $(PYTEST_XDIST) --durations=25 $(PYTEST_ARGS)
+
+# The fuzz tests also run in `make test` with a few examples each; this runs them with more.
+FUZZ_EXAMPLES ?= 200
+fuzz: install ## The security fuzzers (tests/security, -m fuzz) with $(FUZZ_EXAMPLES) examples per test
+	SMOKEHOUSE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest $(PYTEST_XDIST) tests/security -m fuzz $(PYTEST_ARGS)
 
 lint: install ## ruff (lint + format check), mypy (strict on app/ and workers/), import contracts
 	$(BIN)/ruff check .

@@ -11,6 +11,8 @@
   or, without one, by :data:`DEFAULT_LIST_SIZE`. ``maxPoints`` bounds the *points* under a
   series, so the first list below it without its own size is multiplied by it. Variables and
   argument defaults are read, so ``limit: $n`` costs what ``$n`` is.
+* **NUL** (:class:`NulRefuser`): text arguments and variables may not contain U+0000, which
+  PostgreSQL's text cannot hold (the driver's error, SQL included, was the answer).
 * **Caches** (:class:`ParserCache`, :class:`ValidationCache`): the dashboard sends the same few
   documents for every poll and every subscriber; each is parsed and validated once.
 
@@ -41,9 +43,11 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    StringValueNode,
     Undefined,
     value_from_ast_untyped,
 )
+from graphql.language import BREAK, Visitor, visit
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
@@ -221,6 +225,47 @@ class CostLimiter(SchemaExtension):
         yield
 
 
+NUL_MESSAGE: Final = "Text arguments may not contain the NUL character (U+0000)"
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+class _NulInDocument(Visitor):
+    found = False
+
+    def enter_string_value(self, node: StringValueNode, *_: Any) -> Any:
+        if "\x00" in node.value:
+            self.found = True
+            return BREAK
+        return None
+
+
+class NulRefuser(SchemaExtension):
+    """Refuse text with NUL in the document or its variables: PostgreSQL's text cannot hold it,
+    so a lookup such as ``device(id: "\\u0000")`` failed in the driver and answered the driver's
+    message, SQL included. Refused like the other guards, before anything runs."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None and not context.pre_execution_errors:
+            visitor = _NulInDocument()
+            visit(document, visitor)
+            if visitor.found or _has_nul(context.variables):
+                context.pre_execution_errors = [
+                    GraphQLError(NUL_MESSAGE, extensions={"code": "BAD_USER_INPUT"})
+                ]
+        yield
+
+
 #: strawberry's alias and depth limiters, built once: ``MaxAliasesLimiter``/``QueryDepthLimiter``
 #: make new rule classes per operation, and the validation cache is keyed by the rules, so it
 #: never hit (about 10 ms of validation on every dashboard request).
@@ -239,4 +284,5 @@ def extensions() -> list[Callable[[], SchemaExtension]]:
         lambda: AddValidationRules(list(_SIZE_RULES)),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
         CostLimiter,
+        NulRefuser,
     ]

@@ -99,14 +99,22 @@ def requests_of(entries: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, An
         yield current
 
 
+def _storable(text: str) -> str:
+    """Text any database takes: PostgreSQL's text refuses NUL, so a NUL in a refused payload (or
+    in a reason quoting it) would fail the whole batch again and again and wedge ingest. NUL
+    becomes U+FFFD, as bytes that are not UTF-8 already do."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _dead_letter(item: Incoming, rejection: Rejection) -> IngestDeadLetter:
+    device_id = rejection.device_id
     return IngestDeadLetter(
         received_at=item.received_at,
-        topic=item.topic[:512],
-        device_id=rejection.device_id,
+        topic=_storable(item.topic[:512]),
+        device_id=None if device_id is None else _storable(device_id),
         kind=rejection.kind,
-        reason=rejection.reason[:1024],
-        payload=item.payload[:DEAD_LETTER_PAYLOAD_CHARS].decode("utf-8", "replace"),
+        reason=_storable(rejection.reason[:1024]),
+        payload=_storable(item.payload[:DEAD_LETTER_PAYLOAD_CHARS].decode("utf-8", "replace")),
     )
 
 
