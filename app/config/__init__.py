@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     cors_origins: str = Field(
         default="", description="Comma-separated origins allowed to call the API from a browser."
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s) for the secret store, comma-separated: the first encrypts, "
+        "all decrypt. Unset: embedded mode generates <data_dir>/secret-key.",
+    )
 
     iot: IotSettings = Field(default_factory=IotSettings)
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
@@ -144,6 +149,22 @@ class Settings(BaseSettings):
     @classmethod
     def _check_keys(cls, value: SecretStr) -> SecretStr:
         parse_access_keys(value.get_secret_value())
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        from cryptography.fernet import Fernet
+
+        for index, part in enumerate(value.get_secret_value().split(",")):
+            try:
+                Fernet(part.strip())
+            except ValueError:
+                raise ValueError(
+                    f"key {index + 1} is not a Fernet key (32 url-safe base64-encoded bytes)"
+                ) from None
         return value
 
     @property

@@ -39,10 +39,12 @@ from urllib.parse import quote
 import httpx
 from sqlalchemy.orm import Session
 
+from app.bus.connections import connection_auth
 from app.bus.models import ApiDestination, Connection
 from app.bus.targets.base import DeliveryContext, TargetFailure
 from app.bus.transform import path_problem, select
 from app.common.jsonpath import MISSING
+from app.config import Settings
 
 ARN = re.compile(
     r"^arn:aws:events:[a-z0-9-]*:\d{12}:api-destination/([.\-_A-Za-z0-9]{1,64})(?:/([^/]+))?$"
@@ -279,7 +281,7 @@ def judge_response(response: httpx.Response) -> int:
     raise TargetFailure(message, retryable=False, code="HttpError", status_code=status)
 
 
-def load_destination(session: Session, name: str) -> Destination | None:
+def load_destination(session: Session, name: str, settings: Settings) -> Destination | None:
     row = session.get(ApiDestination, name)
     if row is None:
         return None
@@ -291,7 +293,7 @@ def load_destination(session: Session, name: str) -> Destination | None:
         rate_per_second=row.invocation_rate_limit_per_second,
         state=row.state,
         authorization_type=connection.authorization_type if connection else "",
-        auth=dict(connection.auth_parameters or {}) if connection else {},
+        auth=connection_auth(session, settings, connection) if connection else {},
         connection_state=connection.state if connection else "MISSING",
     )
 
@@ -358,7 +360,7 @@ class ApiDestinationTarget:
                 code="BadArn",
             )
         with context.database.session() as session:
-            destination = load_destination(session, parsed[0])
+            destination = load_destination(session, parsed[0], context.settings)
         if destination is None:
             raise TargetFailure(
                 f"API destination {parsed[0]} does not exist", retryable=False, code="NotFound"
