@@ -35,7 +35,7 @@ from app.bus.service import Page, paginate
 from app.config import Settings
 from app.db import utcnow
 from app.secrets import delete, delete_owned, put, reference
-from app.secrets.references import REFERENCE, resolve_references
+from app.secrets.references import REFERENCE
 
 AUTHORIZATION_TYPES = ("BASIC", "OAUTH_CLIENT_CREDENTIALS", "API_KEY")
 CONNECTION_STATES = (
@@ -180,14 +180,6 @@ def _references(value: Any) -> set[str]:
     if isinstance(value, Mapping):
         return {r for v in value.values() for r in _references(v)}
     return set()
-
-
-def connection_auth(session: Session, settings: Settings, connection: Connection) -> dict[str, Any]:
-    """The connection's ``AuthParameters`` with its secrets, for the call about to be made."""
-    resolved: dict[str, Any] = resolve_references(
-        dict(connection.auth_parameters or {}), settings, session
-    )
-    return resolved
 
 
 # --- connections --------------------------------------------------------------------------

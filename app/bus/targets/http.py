@@ -39,12 +39,12 @@ from urllib.parse import quote
 import httpx
 from sqlalchemy.orm import Session
 
-from app.bus.connections import connection_auth
 from app.bus.models import ApiDestination, Connection
 from app.bus.targets.base import DeliveryContext, TargetFailure
 from app.bus.transform import path_problem, select
 from app.common.jsonpath import MISSING
 from app.config import Settings
+from app.secrets import resolve_references
 
 ARN = re.compile(
     r"^arn:aws:events:[a-z0-9-]*:\d{12}:api-destination/([.\-_A-Za-z0-9]{1,64})(?:/([^/]+))?$"
@@ -293,7 +293,10 @@ def load_destination(session: Session, name: str, settings: Settings) -> Destina
         rate_per_second=row.invocation_rate_limit_per_second,
         state=row.state,
         authorization_type=connection.authorization_type if connection else "",
-        auth=connection_auth(session, settings, connection) if connection else {},
+        # the connection's secrets, resolved for this call only
+        auth=resolve_references(dict(connection.auth_parameters or {}), settings, session)
+        if connection
+        else {},
         connection_state=connection.state if connection else "MISSING",
     )
 
