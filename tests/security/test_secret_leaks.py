@@ -42,16 +42,16 @@ WAIT = 60
 MACHINES = ("gitlab-start-runner", "gitlab-stop-runner")
 GRAPHQL = """
 query($jobId: Int!) {
-  executions(limit: 200) {
+  executions(limit: 40) {
     arn name stateMachine status input output error cause
-    history(limit: 1000) { id type details }
+    history(limit: 100) { id type details }
   }
   ciJob(jobId: $jobId) { jobId status phase error ranOn timeline { status } }
-  ciJobs(limit: 500) { jobId error }
+  ciJobs(limit: 100) { jobId error }
   ciRunners(includeStopped: true) { name state error logs gitlabRunnerId }
-  events(bus: "default", limit: 500) { id source detailType envelope }
-  deliveries(limit: 500) { id status lastError attemptLog { outcome error } }
-  deadLetters(limit: 500) { id }
+  events(bus: "default", limit: 200) { id source detailType envelope }
+  deliveries(limit: 100) { id status lastError attemptLog { outcome error } }
+  deadLetters(limit: 100) { id }
 }
 """
 
@@ -142,7 +142,7 @@ def leaks(places: dict[str, list[str]], secret: str) -> list[str]:
 
 @pytest.fixture
 def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG, logger="smokehouse"):
         yield caplog
 
 
