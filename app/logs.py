@@ -65,8 +65,11 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    from app.secrets.redact import RedactingFilter
+
     handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.addFilter(RedactingFilter())  # known secrets and runner tokens become ****
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 MASK = "****"
@@ -55,6 +56,15 @@ def redact_value(value: Any) -> Any:
     if isinstance(value, list):
         return [redact_value(v) for v in value]
     return value
+
+
+def redact_json(value: Any, dumps: Callable[[Any], str]) -> str:
+    """``dumps(value)`` with secrets masked; one regex search when there is none (the usual
+    case), so history and outputs pay almost nothing for it."""
+    text = dumps(value)
+    if _pattern.search(text) is None:
+        return text
+    return dumps(redact_value(value))
 
 
 class RedactingFilter(logging.Filter):

@@ -139,3 +139,44 @@ def test_key_file_is_not_world_readable_even_with_a_loose_umask(tmp_path: Path) 
         os.umask(previous)
     mode = stat.S_IMODE((tmp_path / "loose" / secret_keys.KEY_FILE).stat().st_mode)
     assert mode == 0o600
+
+
+def test_aws_sdk_resolves_references_for_the_call_only_and_errors_are_masked(
+    embedded: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.workflows.asl import TaskError
+    from app.workflows.resources import TaskCall
+    from app.workflows.resources.aws_sdk import AwsSdkResource
+    from app.workflows.store import shown, shown_text
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    forget_all()
+    with get_database(embedded.sqlalchemy_url).session() as session:
+        secret_id = put(session, embedded, kind="t", owner="o", value=TOKEN)
+    forget_all()  # as in another process: only resolving makes it known
+    # MaxCount must be an integer: botocore refuses it before any request, quoting the value.
+    params = {"ImageId": "ami-12345678", "MinCount": 1, "MaxCount": reference(secret_id)}
+    call = TaskCall(
+        resource="arn:aws:states:::aws-sdk:ec2:runInstances",
+        parameters=params,
+        settings=embedded,
+        execution_arn="arn:aws:states:us-east-1:000000000000:execution:m:e",
+        state_machine_arn="arn:aws:states:us-east-1:000000000000:stateMachine:m",
+        state_name="S",
+        ref="S@1.0",
+    )
+    with pytest.raises(TaskError) as caught:
+        AwsSdkResource().run(call)
+    assert caught.value.error == "Ec2.SdkClientException"
+    assert TOKEN in caught.value.cause  # what botocore said: resolved right before the call
+    assert params["MaxCount"] == reference(secret_id)  # the parameters keep the reference
+    # what the history writer records of it: masked
+    assert TOKEN not in (shown_text(caught.value.cause) or "")
+    assert TOKEN not in shown({"taskFailedEventDetails": {"cause": caught.value.cause}})
+
+    with get_database(embedded.sqlalchemy_url).session() as session:
+        delete_owned(session, "o")
+    with pytest.raises(SecretNotFound, match=secret_id):  # gone with its owner: the task fails
+        AwsSdkResource().run(call)
