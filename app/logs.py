@@ -34,6 +34,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # already formatted (and masked) by the redacting filter
+            entry["exc"] = record.exc_text
         return json.dumps(entry, default=str)
 
 
