@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from app.runners.models import LIVE_RUNNER_STATES, Runner, RunnerJob, RunnerJobEvent
 from app.runners.profiles import ContainerProfile, Ec2Profile, Profiles
 from app.runners.transitions import JobFacts, is_terminal, next_status, runner_name
-from app.secrets import delete_owned
+from app.secrets import delete_owned, redact
 
 log = logging.getLogger("smokehouse.runners")
 
@@ -187,6 +187,7 @@ def reserve(
 
 def fail_start(session: Session, runner: Runner, error: str, now: datetime) -> None:
     """The runner could not be started: reported on the job; reconcile may try again."""
+    error = redact(error)  # an engine's or EC2's message may quote what it was given
     runner.state, runner.error, runner.updated_at, runner.stopped_at = "failed", error, now, now
     delete_owned(session, runner.name)  # its token is useless now; a new start makes another
     job = session.get(RunnerJob, runner.job_pk, with_for_update=True)
