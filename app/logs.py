@@ -34,6 +34,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # already formatted (and masked) by the redacting filter
+            entry["exc"] = record.exc_text
         return json.dumps(entry, default=str)
 
 
@@ -65,8 +67,11 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    from app.secrets.redact import RedactingFilter
+
     handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.addFilter(RedactingFilter())  # known secrets and runner tokens become ****
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -26,6 +26,7 @@ from app.iot.models import (
 from app.queues.models import QueueMessage
 from app.runners.models import Runner, RunnerJob, RunnerJobEvent, WebhookReceipt
 from app.scaling.models import ScalingDecision, ScalingQueue, ScalingWorker
+from app.secrets.models import Secret
 from app.system.models import Ping
 from app.workflows.models import (
     Execution,
@@ -66,6 +67,7 @@ __all__ = [
     "ScalingDecision",
     "ScalingQueue",
     "ScalingWorker",
+    "Secret",
     "StateMachine",
     "StateMachineDefinition",
     "Target",

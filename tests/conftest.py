@@ -96,6 +96,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                 terminalreporter.write_line(content[-4000:])
 
 
+#: The secret store's key for production-like test settings (embedded ones generate their own).
+TEST_SECRET_KEY = "3q0ljM1H_0s8Xz7Oc1Zq8kEo2N8Ql0m8M2Q1w3o6Xtk="
+
+
 @pytest.fixture
 def settings_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
     """Build Settings isolated from the developer's environment and .env file."""
@@ -112,6 +116,8 @@ def settings_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
             "log_format": "console",
         }
         values.update(overrides)
+        if str(values.get("database_url") or "").startswith("postgresql"):
+            values.setdefault("secret_key", TEST_SECRET_KEY)  # production needs one given
         return load_settings(**values)
 
     return make

@@ -1,8 +1,12 @@
 """Connections and API destinations: where an ``api-destination`` target sends, and with what auth.
 
 A connection holds the credentials; EventBridge keeps them in Secrets Manager, we keep them in the
-``connections`` row (``auth_parameters`` is the ``AuthParameters`` structure of CreateConnection,
-verbatim). They go out on deliveries and nowhere else: Describe/List answers carry the parameter
+secret store (:mod:`app.secrets`, encrypted, owner ``connection:<name>``): the ``connections`` row's
+``auth_parameters`` is the ``AuthParameters`` structure of CreateConnection with each secret value
+(``Password``, ``ApiKeyValue``, ``ClientSecret``, ``IsValueSecret`` values) replaced by its
+``{{resolve:smokehouse:<id>}}`` reference, resolved only by the delivery that sends it. Rows from
+before the store keep plaintext until their next update (read falls back on it). They go out on
+deliveries and nowhere else: Describe/List answers carry the parameter
 *names* (``Username``, ``ApiKeyName``, non-secret invocation parameters) and never a password, an
 API key value or an ``IsValueSecret`` value, as on AWS.
 
@@ -28,7 +32,10 @@ from app.bus.arns import Scope
 from app.bus.errors import ResourceAlreadyExists, ResourceNotFound, Validation
 from app.bus.models import ApiDestination, Connection
 from app.bus.service import Page, paginate
+from app.config import Settings
 from app.db import utcnow
+from app.secrets import delete, delete_owned, put, reference
+from app.secrets.references import REFERENCE
 
 AUTHORIZATION_TYPES = ("BASIC", "OAUTH_CLIENT_CREDENTIALS", "API_KEY")
 CONNECTION_STATES = (
@@ -138,6 +145,43 @@ def public_auth_parameters(connection: Connection) -> dict[str, Any]:
     return shown
 
 
+# --- credentials in the secret store --------------------------------------------------------
+
+
+def secret_owner(name: str) -> str:
+    return f"connection:{name}"
+
+
+def _seal(session: Session, settings: Settings, name: str, value: Any, secret: bool = False) -> Any:
+    """``value`` with every secret field stored and replaced by its reference."""
+    if isinstance(value, str):
+        if not secret or REFERENCE.fullmatch(value):
+            return value
+        owner = secret_owner(name)
+        return reference(
+            put(session, settings, kind="connection-credential", owner=owner, value=value)
+        )
+    if isinstance(value, list):
+        return [_seal(session, settings, name, v) for v in value]
+    if isinstance(value, Mapping):
+        hidden = bool(value.get("IsValueSecret"))
+        return {
+            k: _seal(session, settings, name, v, k in SECRET_FIELDS or (k == "Value" and hidden))
+            for k, v in value.items()
+        }
+    return value
+
+
+def _references(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return set(REFERENCE.findall(value))
+    if isinstance(value, list):
+        return {r for v in value for r in _references(v)}
+    if isinstance(value, Mapping):
+        return {r for v in value.values() for r in _references(v)}
+    return set()
+
+
 # --- connections --------------------------------------------------------------------------
 
 
@@ -147,18 +191,20 @@ def create_connection(
     name: str,
     authorization_type: str,
     auth_parameters: Mapping[str, Any],
+    settings: Settings,
     description: str | None = None,
 ) -> Connection:
     if session.get(Connection, name) is not None:
         raise ResourceAlreadyExists(f"Connection {name} already exists.")
     check_auth_parameters(authorization_type, auth_parameters)
     now = utcnow()
+    delete_owned(session, secret_owner(name))  # a connection of this name deleted earlier
     connection = Connection(
         name=name,
         uuid=str(uuid.uuid4()),
         description=description,
         authorization_type=authorization_type,
-        auth_parameters=copy.deepcopy(dict(auth_parameters)),
+        auth_parameters=_seal(session, settings, name, copy.deepcopy(dict(auth_parameters))),
         state="AUTHORIZED",
         created_at=now,
         last_modified_at=now,
@@ -213,6 +259,7 @@ def update_connection(
     session: Session,
     name: str,
     *,
+    settings: Settings,
     description: str | None = None,
     authorization_type: str | None = None,
     auth_parameters: Mapping[str, Any] | None = None,
@@ -233,6 +280,10 @@ def update_connection(
     if description is not None:
         connection.description = description
     connection.authorization_type = new_type
+    before = _references(connection.auth_parameters)
+    merged = _seal(session, settings, name, merged)  # plaintext from before the store too
+    for gone in before - _references(merged):
+        delete(session, gone)
     connection.auth_parameters = merged
     connection.last_modified_at = utcnow()
     session.flush()
@@ -252,6 +303,7 @@ def delete_connection(session: Session, name: str) -> Connection:
             "delete or update them first."
         )
     session.delete(connection)
+    delete_owned(session, secret_owner(name))
     session.flush()
     return connection
 

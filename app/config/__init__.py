@@ -136,6 +136,11 @@ class Settings(BaseSettings):
         le=7 * 24 * 3600,
         description="How long a session token (POST /auth/session, `smokehouse session`) lives.",
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s) for the secret store, comma-separated: the first encrypts, "
+        "all decrypt. Unset: embedded mode generates <data_dir>/secret-key.",
+    )
 
     iot: IotSettings = Field(default_factory=IotSettings)
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
@@ -173,6 +178,22 @@ class Settings(BaseSettings):
                 check_secret_strength(f"webhook token #{number + 1}", token)
             except ValueError as exc:
                 raise ConfigError(f"{prefix}WEBHOOK_TOKEN", str(exc)) from None
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        from cryptography.fernet import Fernet
+
+        for index, part in enumerate(value.get_secret_value().split(",")):
+            try:
+                Fernet(part.strip())
+            except ValueError:
+                raise ValueError(
+                    f"key {index + 1} is not a Fernet key (32 url-safe base64-encoded bytes)"
+                ) from None
         return value
 
     @property

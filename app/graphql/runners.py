@@ -21,6 +21,7 @@ from app.runners import manual
 from app.runners.models import LIVE_RUNNER_STATES, Runner, RunnerJob, RunnerJobEvent
 from app.runners.profiles import ContainerProfile, Ec2Profile, Profiles, load_profiles
 from app.runners.settings import profiles_path
+from app.secrets.redact import redact
 
 MAX_LIMIT = 500
 LOG_TAIL = 8192
@@ -127,7 +128,7 @@ def _runner(row: Runner, job_id: int, now: datetime) -> CiRunner:
         stopped_at=row.stopped_at,
         running_minutes=minutes,
         cost_hint=f"{what}, {minutes:g} min",
-        logs=row.logs[-LOG_TAIL:] if row.logs else None,
+        logs=redact(row.logs[-LOG_TAIL:]) if row.logs else None,
     )
 
 

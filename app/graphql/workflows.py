@@ -30,6 +30,7 @@ from strawberry.types import Info
 from app.config import Settings
 from app.graphql.context import CanWrite, Context, IsAuthenticated, in_session
 from app.graphql.subscriptions import watch
+from app.secrets.redact import redact_value
 from app.workflows import callbacks, errors, service
 from app.workflows import graph as workflow_graph
 from app.workflows import models as m
@@ -46,7 +47,7 @@ def _limit(value: int) -> int:
 
 
 def _json(text: str | None) -> JSON | None:
-    return None if text is None else JSON(json.loads(text))
+    return None if text is None else JSON(redact_value(json.loads(text)))
 
 
 # --- types --------------------------------------------------------------------------------

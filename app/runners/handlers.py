@@ -30,6 +30,10 @@ from app.runners.profiles import (
 from app.runners.settings import profiles_path
 from app.runners.transitions import JobFacts, is_terminal, job_facts
 from app.runners.webhook import DEFAULT_INSTANCE
+from app.secrets import delete_owned, put, reference, resolve_references
+
+#: The kind of secret a runner's GitLab token is stored as (owner: the runner's name).
+TOKEN_KIND = "gitlab-runner-token"
 
 log = logging.getLogger("smokehouse.runners")
 
@@ -122,7 +126,9 @@ def plan_start(payload: Any, context: HandlerContext) -> Any:
     """A job is pending: pick its profile, reserve its one runner, build the launch.
 
     Returns ``{"action": "ec2", "runner", "launch", "option"}``, ``{"action": "container",
-    "runner", "token"}``, or ``{"action": "skip", "reason"}``."""
+    "runner", "token"}``, or ``{"action": "skip", "reason"}``. The runner token is never in
+    the result: it goes into the secret store and ``token`` (or the user data) holds only its
+    ``{{resolve:smokehouse:<id>}}`` reference, resolved by the launching step alone."""
     settings = context.app_settings()
     gitlab, facts, detail, event_id = _event(payload)
     refused = verify.check_pending(settings, gitlab, facts, detail, event_id)
@@ -167,6 +173,10 @@ def plan_start(payload: Any, context: HandlerContext) -> Any:
             if runner is not None:
                 lifecycle.fail_start(session, runner, f"GitLab runner: {exc}", utcnow())
         return {"action": "failed", "runner": name, "reason": f"GitLab runner: {exc}"}
+    if token:
+        with database.session() as session:
+            delete_owned(session, name)  # a retried start's earlier token is dead
+            token = reference(put(session, settings, kind=TOKEN_KIND, owner=name, value=token))
     if isinstance(profile, ContainerProfile):
         return {"action": "container", "runner": name, "token": token}
     option = launch_options(profile)[0]
@@ -287,6 +297,7 @@ def start_container(payload: Any, context: HandlerContext) -> Any:
         runner = session.get(Runner, name)
         if runner is None:
             return {"started": False, "reason": "runner gone"}
+        token = resolve_references(token, settings, session)  # only here, never returned
         job = session.get(RunnerJob, runner.job_pk)
         assert job is not None
         profile = profiles.profiles.get(runner.profile)
@@ -360,6 +371,7 @@ def _stop_container(settings: Settings, engine: Any, name: str) -> None:
             if logs is not None:
                 row.logs = logs
             row.state, row.stopped_at, row.updated_at = "terminated", utcnow(), utcnow()
+            delete_owned(session, name)  # the runner's token dies with it
 
 
 @handler("runners.plan-stop")

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from app.runners.models import LIVE_RUNNER_STATES, Runner, RunnerJob, RunnerJobEvent
 from app.runners.profiles import ContainerProfile, Ec2Profile, Profiles
 from app.runners.transitions import JobFacts, is_terminal, next_status, runner_name
+from app.secrets import delete_owned, redact
 
 log = logging.getLogger("smokehouse.runners")
 
@@ -186,7 +187,9 @@ def reserve(
 
 def fail_start(session: Session, runner: Runner, error: str, now: datetime) -> None:
     """The runner could not be started: reported on the job; reconcile may try again."""
+    error = redact(error)  # an engine's or EC2's message may quote what it was given
     runner.state, runner.error, runner.updated_at, runner.stopped_at = "failed", error, now, now
+    delete_owned(session, runner.name)  # its token is useless now; a new start makes another
     job = session.get(RunnerJob, runner.job_pk, with_for_update=True)
     if job is not None and not is_terminal(job.status):
         job.phase, job.error, job.updated_at = "failed", error, now
@@ -292,6 +295,7 @@ def mark_terminated(session: Session, names: list[str], now: datetime) -> list[R
         if runner.provider_id is None and runner.state in ("launching", "terminating"):
             continue
         runner.state, runner.stopped_at, runner.updated_at = "terminated", now, now
+        delete_owned(session, name)  # the runner's token dies with it
         done.append(runner)
     return done
 

@@ -12,6 +12,7 @@ from typing import Any
 from app.config import Settings
 from app.db import get_database, utcnow
 from app.runners.models import Runner
+from app.secrets import delete_owned
 
 
 class UnknownRunner(LookupError):
@@ -55,6 +56,7 @@ def terminate_runner(
         runner = session.get(Runner, name, with_for_update=True)
         assert runner is not None
         runner.state, runner.stopped_at, runner.updated_at = "terminated", utcnow(), utcnow()
+        delete_owned(session, name)  # the runner's token dies with it
         if logs is not None:
             runner.logs = logs
         return runner.state

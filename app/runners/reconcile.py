@@ -32,6 +32,7 @@ from app.runners.models import LIVE_RUNNER_STATES, Runner, RunnerJob
 from app.runners.profiles import ContainerProfile, Ec2Profile, Profiles
 from app.runners.settings import RunnersSettings
 from app.runners.transitions import RunnerView, reclaim_reason
+from app.secrets import delete_owned
 
 log = logging.getLogger("smokehouse.runners")
 
@@ -125,6 +126,7 @@ def _mark(session: Session, runner: Runner | None, reason: str, now: datetime) -
         return
     runner.state, runner.stopped_at, runner.updated_at = "terminated", now, now
     runner.error = runner.error or reason
+    delete_owned(session, runner.name)  # the runner's token dies with it
 
 
 def reconcile_ec2(

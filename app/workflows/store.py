@@ -26,6 +26,7 @@ from sqlalchemy import Table, and_, bindparam, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.db import dialect_insert
+from app.secrets.redact import redact, redact_json
 from app.workflows.asl import (
     Advance,
     CancelTask,
@@ -124,6 +125,15 @@ def dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def shown(value: Any) -> str:
+    """:func:`dump` for what callers read (history, outputs): known secrets masked."""
+    return redact_json(value, dump)
+
+
+def shown_text(text: str | None) -> str | None:
+    return None if text is None else redact(text)
+
+
 @dataclass(slots=True)
 class Loaded:
     """An execution as a step needs it."""
@@ -174,9 +184,9 @@ def execution_values(adv: Advance, now: datetime) -> dict[str, Any]:
     values: dict[str, Any] = {"state": dump_state(st), "status": st.status}
     if st.finished:
         values["stop_date"] = now
-        values["output"] = dump(st.output) if st.status == "SUCCEEDED" else None
+        values["output"] = shown(st.output) if st.status == "SUCCEEDED" else None
         values["error"] = st.error
-        values["cause"] = st.cause
+        values["cause"] = shown_text(st.cause)
     return values
 
 
@@ -195,9 +205,9 @@ def update_execution(session: Session, loaded: Loaded, adv: Advance, now: dateti
         statement = _FINISH
         params.update(
             p_stop=now,
-            p_output=dump(st.output) if st.status == "SUCCEEDED" else None,
+            p_output=shown(st.output) if st.status == "SUCCEEDED" else None,
             p_error=st.error,
-            p_cause=st.cause,
+            p_cause=shown_text(st.cause),
         )
     result = session.connection().execute(statement, params)
     if result.rowcount != 1:
@@ -249,7 +259,7 @@ def _history_rows(execution_id: int, history: Sequence[HistoryEvent], region: st
                 "timestamp": parse_iso(event.timestamp),
                 "details": None
                 if event.details_key is None
-                else dump({event.details_key: details}),
+                else shown({event.details_key: details}),
             }
         )
     return rows
@@ -393,9 +403,9 @@ def write_step(
             "p_state": dump_state(st),
             "p_status": st.status,
             "p_stop": now if finished else None,
-            "p_output": dump(st.output) if st.status == "SUCCEEDED" else None,
+            "p_output": shown(st.output) if st.status == "SUCCEEDED" else None,
             "p_error": st.error if finished else None,
-            "p_cause": st.cause if finished else None,
+            "p_cause": shown_text(st.cause) if finished else None,
             "p_events": json.dumps(plan.history, default=_iso),
             "p_tasks": json.dumps(plan.tasks, default=_iso),
             "p_cancel": plan.cancel,

@@ -40,7 +40,7 @@ from app.config import load_settings
 from app.db import get_database
 from app.main import create_app
 from tests.security.fuzz_support import FUZZ_SETTINGS, Tally, invalid_params, valid_value
-from tests.services import free_port, migrated_sqlite, postgres_database
+from tests.services import migrated_sqlite, postgres_database, service_port
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.integration]
 
@@ -121,8 +121,8 @@ def endpoint(
                 database_url=database_url,
                 access_keys=f"{ADMIN_ID}:{ADMIN_SECRET}:admin",
                 log_format="console",
-                http_port=free_port(),
-                embedded_mqtt_port=free_port(),
+                http_port=service_port(),
+                embedded_mqtt_port=service_port(),
                 auto_migrate=False,
             )
             with TestClient(create_app(settings), raise_server_exceptions=False) as client:

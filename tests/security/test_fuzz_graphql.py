@@ -34,12 +34,12 @@ from app.config import load_settings
 from app.graphql.schema import schema
 from app.main import create_app
 from tests.integration.graphql_client import gql
+from tests.keys import ADMIN_SECRET, KEYS
 from tests.security.fuzz_support import FUZZ_SETTINGS, Tally
-from tests.services import free_port, migrated_sqlite, postgres_database
+from tests.services import migrated_sqlite, postgres_database, service_port
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.integration]
 
-ADMIN_SECRET = "gq4Vn8Rt2Lm6Xw0Pz3Ks9Bd5Hf1Jc7Ya4Te8Uo2Q"
 SDL = str(schema)
 QUERY_FIELDS = sorted(schema._schema.query_type.fields)  # type: ignore[union-attr]
 MUTATION_FIELDS = sorted(schema._schema.mutation_type.fields)  # type: ignore[union-attr]
@@ -130,10 +130,10 @@ def client(
             settings = load_settings(
                 data_dir=home / "data",
                 database_url=database_url,
-                access_keys=f"AKFUZZGRAPHQL00000001:{ADMIN_SECRET}:admin",
+                access_keys=KEYS,
                 log_format="console",
-                http_port=free_port(),
-                embedded_mqtt_port=free_port(),
+                http_port=service_port(),
+                embedded_mqtt_port=service_port(),
                 auto_migrate=False,
             )
             with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:

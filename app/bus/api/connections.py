@@ -54,6 +54,7 @@ def create_connection_op(params: Params, call: AwsCall) -> Answer:
             name=params["Name"],
             authorization_type=params["AuthorizationType"],
             auth_parameters=params["AuthParameters"],
+            settings=call.require_settings(),
             description=params.get("Description"),
         )
         return pick(
@@ -105,6 +106,7 @@ def update_connection_op(params: Params, call: AwsCall) -> Answer:
             description=params.get("Description"),
             authorization_type=params.get("AuthorizationType"),
             auth_parameters=params.get("AuthParameters"),
+            settings=call.require_settings(),
         )
         return pick(
             _summary(scope(call), connection),

@@ -48,6 +48,7 @@ from app.bus.models import ApiDestination, Connection
 from app.bus.targets.base import DeliveryContext, TargetFailure
 from app.bus.transform import path_problem, select
 from app.common.jsonpath import MISSING
+from app.config import Settings
 from app.egress import (
     EgressRefused,
     EgressTimeout,
@@ -57,6 +58,7 @@ from app.egress import (
     policy_for,
     request,
 )
+from app.secrets import resolve_references
 
 ARN = re.compile(
     r"^arn:aws:events:[a-z0-9-]*:\d{12}:api-destination/([.\-_A-Za-z0-9]{1,64})(?:/([^/]+))?$"
@@ -275,7 +277,7 @@ def judge_response(response: Response | httpx.Response) -> int:
     raise TargetFailure(message, retryable=False, code="HttpError", status_code=status)
 
 
-def load_destination(session: Session, name: str) -> Destination | None:
+def load_destination(session: Session, name: str, settings: Settings) -> Destination | None:
     row = session.get(ApiDestination, name)
     if row is None:
         return None
@@ -287,7 +289,10 @@ def load_destination(session: Session, name: str) -> Destination | None:
         rate_per_second=row.invocation_rate_limit_per_second,
         state=row.state,
         authorization_type=connection.authorization_type if connection else "",
-        auth=dict(connection.auth_parameters or {}) if connection else {},
+        # the connection's secrets, resolved for this call only
+        auth=resolve_references(dict(connection.auth_parameters or {}), settings, session)
+        if connection
+        else {},
         connection_state=connection.state if connection else "MISSING",
     )
 
@@ -354,7 +359,7 @@ class ApiDestinationTarget:
                 code="BadArn",
             )
         with context.database.session() as session:
-            destination = load_destination(session, parsed[0])
+            destination = load_destination(session, parsed[0], context.settings)
         if destination is None:
             raise TargetFailure(
                 f"API destination {parsed[0]} does not exist", retryable=False, code="NotFound"

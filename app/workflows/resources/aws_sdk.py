@@ -38,6 +38,7 @@ from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError, UnknownServiceError
 from botocore.response import StreamingBody
 
+from app.secrets.references import resolve_references
 from app.workflows.asl import TaskError
 from app.workflows.resources.base import TaskCall, require_json
 
@@ -224,6 +225,8 @@ class AwsSdkResource:
             raise TaskError("States.Runtime", "the parameters of an aws-sdk task must be an object")
         client = _client(service)
         prefix = pascal_service(client.meta.service_model.service_id)
+        # {{resolve:smokehouse:<id>}} secrets, for this call only (never back into params/history)
+        params = resolve_references(params, call.settings)
         try:
             response = getattr(client, xform_name(parts[1]))(**params)
         except ClientError as exc:

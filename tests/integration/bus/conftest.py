@@ -33,6 +33,7 @@ from app.bus.models import Delivery, Replay
 from app.config import Settings, load_settings
 from app.db import get_database
 from app.main import create_app
+from tests.conftest import TEST_SECRET_KEY
 from tests.services import free_port, migrated_sqlite, postgres_database
 
 ADMIN_SECRET, VIEWER_SECRET = "bus-admin-6Jd9Qs2Lw5Xe8Nc3", "bus-viewer-1Pz7Hk4Vt9Mb2Rf6"
@@ -130,6 +131,8 @@ def live(bus_database_url: str, tmp_path_factory: Any) -> Iterator[Live]:
             http_port=free_port(),
             embedded_mqtt_port=free_port(),
             auto_migrate=False,
+            # production needs the secret store's key given (embedded generates one)
+            secret_key=TEST_SECRET_KEY if bus_database_url.startswith("postgresql") else None,
         )
         recorder = Recorder(settings.sqlalchemy_url)
         server, thread, sock, url = _serve(create_app(settings))

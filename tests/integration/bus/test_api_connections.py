@@ -9,13 +9,17 @@ api-destination 'x' does not exist."; bad members are "N validation error(s) det
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from sqlalchemy import select
 
 from app.bus.models import Connection
+from app.secrets import resolve_references
+from app.secrets.models import Secret
 from tests.integration.bus.conftest import ACCOUNT, REGION, Live
 
 pytestmark = pytest.mark.integration
@@ -88,10 +92,17 @@ def test_api_key_connection_never_shows_its_secrets(events: Any, live: Live, uid
         (name, "API_KEY", "AUTHORIZED")
     ]
     assert "AuthParameters" not in listed[0]
-    with live.session() as session:  # the delivery side still has them
+    with live.session() as session:  # stored encrypted: the row holds references only
         stored = session.get(Connection, name)
         assert stored is not None
-        assert stored.auth_parameters["ApiKeyAuthParameters"]["ApiKeyValue"] == "s3cr3t"
+        row = json.dumps(stored.auth_parameters)
+        for secret in ("s3cr3t", "hidden", "secret-q"):
+            assert secret not in row
+        assert "smokehouse" in row  # not secret: kept as given
+        resolved = resolve_references(stored.auth_parameters, live.settings, session)
+        assert resolved["ApiKeyAuthParameters"]["ApiKeyValue"] == "s3cr3t"  # for the delivery
+        headers = resolved["InvocationHttpParameters"]["HeaderParameters"]
+        assert headers[1]["Value"] == "hidden"
 
 
 def test_basic_connection_update_and_delete(events: Any, live: Live, uid: str) -> None:
@@ -111,10 +122,12 @@ def test_basic_connection_update_and_delete(events: Any, live: Live, uid: str) -
     with live.session() as session:
         stored = session.get(Connection, name)
         assert stored is not None
-        assert stored.auth_parameters["BasicAuthParameters"] == {
-            "Username": "user",
-            "Password": "new-pass",
-        }
+        assert "new-pass" not in json.dumps(stored.auth_parameters)
+        assert resolve_references(stored.auth_parameters, live.settings, session)[
+            "BasicAuthParameters"
+        ] == {"Username": "user", "Password": "new-pass"}
+        owned = session.scalars(select(Secret).where(Secret.owner == f"connection:{name}")).all()
+        assert len(owned) == 1  # the replaced password's secret went with it
     switched = events.update_connection(
         Name=name, AuthorizationType="API_KEY", AuthParameters=api_key()
     )
@@ -128,6 +141,8 @@ def test_basic_connection_update_and_delete(events: Any, live: Live, uid: str) -
         switched["ConnectionArn"],
         "DELETING",
     )
+    with live.session() as session:  # its secrets went with it
+        assert not session.scalars(select(Secret).where(Secret.owner == f"connection:{name}")).all()
     for call in (events.describe_connection, events.delete_connection):
         with pytest.raises(events.exceptions.ResourceNotFoundException) as caught:
             call(Name=name)

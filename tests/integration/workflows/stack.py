@@ -23,6 +23,7 @@ from botocore.config import Config
 
 from app.config import Settings, load_settings
 from app.main import create_app
+from tests.conftest import TEST_SECRET_KEY
 from tests.integration.cli import cli_env, smokehouse_argv
 from tests.services import free_port, migrate, postgres_database, tcp_open, unavailable, wait_for
 
@@ -195,6 +196,7 @@ def stack(mode: str, tmp: Path, aws_env: dict[str, str], **overrides: Any) -> It
         if mode == "production":
             values["database_url"] = exit_stack.enter_context(postgres_database(migrated=True))
             values["broker_url"] = exit_stack.enter_context(own_redis(tmp))
+            values.setdefault("secret_key", TEST_SECRET_KEY)
         settings = load_settings(**values)
         migrate(settings.sqlalchemy_url)
         record = tmp / "records"
@@ -206,7 +208,9 @@ def stack(mode: str, tmp: Path, aws_env: dict[str, str], **overrides: Any) -> It
             log_level="WARNING",
             workflow_task_lease_seconds=settings.workflow_task_lease_seconds,
             workflow_sweep_grace_seconds=settings.workflow_sweep_grace_seconds,
-            **{k: v for k, v in values.items() if k in ("database_url", "broker_url")},
+            **{
+                k: v for k, v in values.items() if k in ("database_url", "broker_url", "secret_key")
+            },
         )
         env.update(aws_env)
         env.update(
