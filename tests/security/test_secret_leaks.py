@@ -66,13 +66,16 @@ def _sfn(url: str, key_id: str, secret: str) -> Any:
     )
 
 
-def _graphql(url: str, secret: str, job: int) -> str:
+def _graphql(url: str, key_id: str, secret: str, job: int) -> str:
+    """GraphQL as a user asks it: log in (the only request carrying the secret), then query."""
     import httpx
 
+    login = httpx.post(f"{url}/auth/session", json={"id": key_id, "key": secret}, timeout=30)
+    assert login.status_code == 200, login.text
     response = httpx.post(
         f"{url}/graphql",
         json={"query": GRAPHQL, "variables": {"jobId": job}},
-        headers={"x-api-key": secret},
+        headers={"Authorization": f"Bearer {login.json()['token']}"},
         timeout=30,
     )
     assert response.status_code == 200, response.text
@@ -120,8 +123,8 @@ def sweep(built: Stack, job: int, caplog: pytest.LogCaptureFixture) -> dict[str,
     places: dict[str, list[str]] = {
         "step functions (admin)": _step_functions(built.url, KEY_ID, KEY_SECRET),
         "step functions (viewer)": _step_functions(built.url, "AKVIEWER", VIEWER_SECRET),
-        "graphql (admin)": [_graphql(built.url, KEY_SECRET, job)],
-        "graphql (viewer)": [_graphql(built.url, VIEWER_SECRET, job)],
+        "graphql (admin)": [_graphql(built.url, KEY_ID, KEY_SECRET, job)],
+        "graphql (viewer)": [_graphql(built.url, "AKVIEWER", VIEWER_SECRET, job)],
         "database": _database_rows(built.settings.sqlalchemy_url),
         "api log": [caplog.text],
         "worker logs": [w.log.read_text(errors="replace") for w in built.workers],
