@@ -26,6 +26,7 @@ from app.migrate import upgrade
 from app.queues.routes import router as queue_router
 from app.runners.routes import router as runners_router
 from app.runners.settings import warn_global_tokens
+from app.secrets.keys import key_ring
 from app.web.routes import install as install_web
 from app.workflows.definitions import apply_all as apply_state_machines
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     keyring = keyring_for(settings)
+    key_ring(settings)  # production without SMOKEHOUSE_SECRET_KEY stops here, not at a 500 later
     load_handler_modules(settings.handler_module_list)
 
     @asynccontextmanager

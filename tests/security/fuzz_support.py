@@ -13,18 +13,25 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import string
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import pytest
 from botocore.model import ListShape, MapShape, Shape, StructureShape
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from app.aws.validate import _compiled
+from app.config import Settings, load_settings
+from app.main import create_app
+from tests.conftest import TEST_SECRET_KEY
+from tests.services import migrated_sqlite, postgres_database, service_port
 
 EXAMPLES: Final = int(os.environ.get("SMOKEHOUSE_FUZZ_EXAMPLES", "5"))
 
@@ -311,3 +318,32 @@ class Tally:
                 },
             )
         )
+
+
+@contextlib.contextmanager
+def fuzzed_app(
+    database: str, home: Path, access_keys: str
+) -> Iterator[tuple[TestClient, Settings]]:
+    """The real app on a fresh migrated SQLite or PostgreSQL database, isolated from the
+    developer's environment, for a module of fuzz tests (server errors answered, not raised)."""
+    with pytest.MonkeyPatch.context() as patch, contextlib.ExitStack() as stack:
+        for name in list(os.environ):
+            if name.startswith("SMOKEHOUSE_") and not name.startswith("SMOKEHOUSE_TEST_"):
+                patch.delenv(name)
+        patch.chdir(home)
+        if database == "sqlite":
+            database_url = migrated_sqlite(home / "fuzz.db")
+        else:
+            database_url = stack.enter_context(postgres_database(migrated=True))
+        settings = load_settings(
+            data_dir=home / "data",
+            database_url=database_url,
+            access_keys=access_keys,
+            log_format="console",
+            http_port=service_port(),
+            embedded_mqtt_port=service_port(),
+            auto_migrate=False,
+            secret_key=TEST_SECRET_KEY,
+        )
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            yield client, settings

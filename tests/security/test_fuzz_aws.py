@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,11 +35,14 @@ from sqlalchemy.exc import SAWarning
 from app.aws import registry
 from app.aws.operations import MODELS, Operation
 from app.aws.validate import service_model
-from app.config import load_settings
 from app.db import get_database
-from app.main import create_app
-from tests.security.fuzz_support import FUZZ_SETTINGS, Tally, invalid_params, valid_value
-from tests.services import migrated_sqlite, postgres_database, service_port
+from tests.security.fuzz_support import (
+    FUZZ_SETTINGS,
+    Tally,
+    fuzzed_app,
+    invalid_params,
+    valid_value,
+)
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.integration]
 
@@ -103,33 +105,9 @@ def endpoint(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Endpoint]:
     home: Path = tmp_path_factory.mktemp(f"fuzz-aws-{request.param}")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("SMOKEHOUSE_") and not name.startswith("SMOKEHOUSE_TEST_"):
-                patch.delenv(name)
-        patch.chdir(home)
-        if request.param == "sqlite":
-            urls: Iterator[str] = iter([migrated_sqlite(home / "fuzz.db")])
-            cleanup = None
-        else:
-            cleanup = postgres_database(migrated=True)
-            urls = iter([cleanup.__enter__()])
-        database_url = next(urls)
-        try:
-            settings = load_settings(
-                data_dir=home / "data",
-                database_url=database_url,
-                access_keys=f"{ADMIN_ID}:{ADMIN_SECRET}:admin",
-                log_format="console",
-                http_port=service_port(),
-                embedded_mqtt_port=service_port(),
-                auto_migrate=False,
-            )
-            with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-                yield Endpoint(client, settings.sqlalchemy_url)
-        finally:
-            if cleanup is not None:
-                cleanup.__exit__(None, None, None)
+    keys = f"{ADMIN_ID}:{ADMIN_SECRET}:admin"
+    with fuzzed_app(request.param, home, keys) as (client, settings):
+        yield Endpoint(client, settings.sqlalchemy_url)
 
 
 def _check_answer(response: Any, what: str) -> None:

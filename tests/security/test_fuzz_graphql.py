@@ -15,7 +15,6 @@ still answers afterwards.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,13 +29,10 @@ from hypothesis import strategies as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.aws.errors import AwsError
-from app.config import load_settings
 from app.graphql.schema import schema
-from app.main import create_app
 from tests.integration.graphql_client import gql
 from tests.keys import ADMIN_SECRET, KEYS
-from tests.security.fuzz_support import FUZZ_SETTINGS, Tally
-from tests.services import migrated_sqlite, postgres_database, service_port
+from tests.security.fuzz_support import FUZZ_SETTINGS, Tally, fuzzed_app
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.integration]
 
@@ -115,32 +111,8 @@ def client(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
     home: Path = tmp_path_factory.mktemp(f"fuzz-graphql-{request.param}")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("SMOKEHOUSE_") and not name.startswith("SMOKEHOUSE_TEST_"):
-                patch.delenv(name)
-        patch.chdir(home)
-        cleanup = None
-        if request.param == "sqlite":
-            database_url = migrated_sqlite(home / "fuzz.db")
-        else:
-            cleanup = postgres_database(migrated=True)
-            database_url = cleanup.__enter__()
-        try:
-            settings = load_settings(
-                data_dir=home / "data",
-                database_url=database_url,
-                access_keys=KEYS,
-                log_format="console",
-                http_port=service_port(),
-                embedded_mqtt_port=service_port(),
-                auto_migrate=False,
-            )
-            with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
-                yield test_client
-        finally:
-            if cleanup is not None:
-                cleanup.__exit__(None, None, None)
+    with fuzzed_app(request.param, home, KEYS) as (test_client, _):
+        yield test_client
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from app.secrets import keys as secret_keys
 from app.secrets.models import Secret
 from app.secrets.redact import MASK, RedactingFilter, forget_all, redact, redact_value
 from app.secrets.store import SecretNotFound
+from tests.keys import KEYS
 from tests.services import migrated_sqlite, postgres_database
 
 TOKEN = "glrt-abcDEF123_secret-token"
@@ -110,6 +111,20 @@ def test_production_without_a_key_fails_when_a_secret_is_first_used(
             put(session, settings, kind="t", owner="o", value="needs-a-key")
         assert caught.value.setting == "SMOKEHOUSE_SECRET_KEY"
         assert "\n" not in str(caught.value)
+
+
+def test_the_api_will_not_start_in_production_without_a_key(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """The API stores connection credentials: without a key it would answer CreateConnection
+    with a 500 (found by the AWS fuzzer), so it refuses to start, in one line."""
+    from app.main import create_app
+
+    with postgres_database(migrated=True) as url:
+        settings = settings_factory(database_url=url, secret_key="", access_keys=KEYS)
+        with pytest.raises(ConfigError) as caught:
+            create_app(settings)
+        assert caught.value.setting == "SMOKEHOUSE_SECRET_KEY"
 
 
 def test_redaction_masks_known_secrets_and_runner_tokens(
