@@ -153,3 +153,21 @@ def test_weak_secrets_stop_the_start_with_one_line(
     assert message.startswith(f"{variable}: ")
     assert "\n" not in message
     assert value.split(":")[1 if ":" in value else 0] not in message
+
+
+@pytest.mark.parametrize(
+    "value", ["short-token@project:12", f"{'q' * 30}@group:acme", "CHANGE-ME-hook-token@*"]
+)
+def test_weak_scoped_webhook_tokens_stop_the_start(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """Scoped tokens (``token@scope``) are held to the same rule as the global ones."""
+    for name in [n for n in __import__("os").environ if n.startswith("SMOKEHOUSE_")]:
+        if not name.startswith("SMOKEHOUSE_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("SMOKEHOUSE_GITLAB_WEBHOOK_TOKENS", f"{'x7Lp2Qw9' * 4}@project:1;{value}")
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert message.startswith("SMOKEHOUSE_GITLAB_WEBHOOK_TOKENS: webhook token #2 ")
+    assert value.split("@")[0] not in message
