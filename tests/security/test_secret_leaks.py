@@ -12,7 +12,9 @@ import base64
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,47 @@ def _step_functions(url: str, key_id: str, secret: str) -> list[str]:
     return seen
 
 
+UPDATES = """subscription { executionUpdates {
+  execution { arn status input output error cause } events { id type details } } }"""
+
+
+@contextmanager
+def watched_updates(url: str, key_id: str, secret: str) -> Iterator[list[str]]:
+    """A viewer's ``executionUpdates`` subscription over a real WebSocket, held open while the
+    flow runs: every message it pushes is kept for the sweep."""
+    import httpx
+    from websockets.sync.client import connect
+
+    login = httpx.post(f"{url}/auth/session", json={"id": key_id, "key": secret}, timeout=30)
+    assert login.status_code == 200, login.text
+    seen: list[str] = []
+    stop = threading.Event()
+    with connect(
+        url.replace("http://", "ws://") + "/graphql", subprotocols=["graphql-transport-ws"]
+    ) as ws:
+        init = {"authorization": f"Bearer {login.json()['token']}"}
+        ws.send(json.dumps({"type": "connection_init", "payload": init}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "connection_ack"
+        ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": UPDATES}}))
+
+        def read() -> None:
+            while not stop.is_set():
+                try:
+                    seen.append(str(ws.recv(timeout=0.2)))
+                except TimeoutError:
+                    continue
+                except Exception:  # the socket closed under us: what was read is kept
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            yield seen
+        finally:
+            stop.set()
+            reader.join(5)
+
+
 def _database_rows(url: str) -> list[str]:
     """Every row of every table but the secret store's own (whose values are ciphertext)."""
     seen: list[str] = []
@@ -155,29 +198,44 @@ def test_ec2_runner_token_reaches_the_instance_and_nothing_else(
     logs: pytest.LogCaptureFixture,
 ) -> None:
     name = runner_name(INSTANCE, job_id)
-    instance = runners.start(job_id)
-    [created] = [r for r in runners.gitlab.runners.values() if r["description"] == name]
-    token = created["token"]
-    assert token.startswith("glrt-")
-    user_data = base64.b64decode(
-        runners.ec2.describe_instance_attribute(
-            InstanceId=instance["InstanceId"], Attribute="userData"
-        )["UserData"]["Value"]
-    ).decode()
-    assert token in user_data  # it did reach the runner
-    assert "{{resolve:" not in user_data
+    with watched_updates(runners.stack.url, "AKVIEWER", VIEWER_SECRET) as updates:
+        instance = runners.start(job_id)
+        [created] = [r for r in runners.gitlab.runners.values() if r["description"] == name]
+        token = created["token"]
+        assert token.startswith("glrt-")
+        user_data = base64.b64decode(
+            runners.ec2.describe_instance_attribute(
+                InstanceId=instance["InstanceId"], Attribute="userData"
+            )["UserData"]["Value"]
+        ).decode()
+        assert token in user_data  # it did reach the runner
+        assert "{{resolve:" not in user_data
 
-    running = runner_block(created["id"], name, ["aws"])
-    assert runners.post(job_hook(job_id, "running", runner=running), headers()).status_code == 200
-    assert runners.post(job_hook(job_id, "success", runner=running), headers()).status_code == 200
-    wait_for(
-        lambda: (r := runners.runner(job_id)) is not None and r.state == "terminated",
-        WAIT,
-        what="the runner to be recorded terminated",
-    )
-    runners.settle()
+        running = runner_block(created["id"], name, ["aws"])
+        assert (
+            runners.post(job_hook(job_id, "running", runner=running), headers()).status_code == 200
+        )
+        assert (
+            runners.post(job_hook(job_id, "success", runner=running), headers()).status_code == 200
+        )
+        wait_for(
+            lambda: (r := runners.runner(job_id)) is not None and r.state == "terminated",
+            WAIT,
+            what="the runner to be recorded terminated",
+        )
+        runners.settle()
+        wait_for(
+            lambda: sum("ExecutionSucceeded" in u for u in updates) >= 2,
+            WAIT,
+            what="the viewer's subscription to see both workflows succeed",
+        )
 
-    found = leaks(sweep(runners.stack, job_id, logs), token)
+    # The pushed history carries the launch parameters, where the token used to travel: the
+    # reference stands in its place.
+    assert any("{{resolve:smokehouse:" in update for update in updates)
+    places = sweep(runners.stack, job_id, logs)
+    places["executionUpdates (viewer)"] = updates
+    found = leaks(places, token)
     assert not found, "the runner token leaked:\n" + "\n".join(found)
     from app.secrets.models import Secret
 
