@@ -39,6 +39,7 @@ from app.iot.ingest.subscriber import Ingestor
 from app.iot.models import Device
 from app.iot.settings import IotSettings, load_iot_settings
 from app.mqtt import MqttEndpoint
+from tests.conftest import TEST_SECRET_KEY
 from tests.integration.cli import cli_env, smokehouse_argv
 from tests.integration.workflows.stack import own_redis
 from tests.services import ROOT, migrate, mosquitto, postgres_database, wait_for
@@ -257,6 +258,7 @@ def iot_stack(mode: str, tmp_path: Path, **settings: Any) -> Iterator[IotStack]:
             values["database_url"] = stack.enter_context(postgres_database(migrated=True))
             values["broker_url"] = stack.enter_context(own_redis(tmp_path))
             values["redis_url"] = values["broker_url"]
+            values["secret_key"] = TEST_SECRET_KEY  # production: the API will not start without
         values["mqtt_url"] = stack.enter_context(mosquitto(tmp_path))
         built_settings = load_settings(**values)
         migrate(built_settings.sqlalchemy_url)
