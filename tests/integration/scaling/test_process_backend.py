@@ -83,8 +83,14 @@ def test_scale_from_zero_to_work_and_back(
         wait_for(lambda: not backend.reap_children() and not backend.children, 10)
         with database.session() as session:
             desired = [d.desired for d in session.scalars(select(ScalingDecision))]
-            registered = [w for w in session.scalars(select(ScalingWorker)) if w.pid]
-        assert len(registered) >= 3  # the pool really scaled out: three workers came up
+            started = list(session.scalars(select(ScalingWorker)))
+        # The pool really scaled out: three worker processes were started, and the work was
+        # shared. Whether the third also registered depends on how fast a loaded machine boots
+        # it against two others draining six 1 s messages (a benchmark's business, bench/
+        # autoscale.py): under CPU load it was once stopped, idle, before it had registered.
+        assert len(started) >= 3
+        assert len({worker for worker, _ in lines}) >= 2
+        assert sum(1 for w in started if w.pid) >= 2
         assert desired[0] == 3
         assert desired[-1] == 0
     finally:
