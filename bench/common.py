@@ -21,6 +21,10 @@ POSTGRES = os.environ.get(
     "SMOKEHOUSE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REDIS = os.environ.get("SMOKEHOUSE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+#: Production mode wants a Fernet key for its secret store (the API will not start without).
+SECRET_KEY = "pvx-feUR0P4JuJjLP57-Ny_K10XjFT2UcSQjt7DNENY="
+#: An admin access key long and random enough for the start-up check.
+ACCESS_KEYS = "AKBENCH:bench-admin-7Hq2Lx9Vc4Rt8Mz3Kp6Wn1:admin"
 
 
 @contextmanager
@@ -45,7 +49,13 @@ def fresh_postgres() -> Iterator[str]:
 
 @contextmanager
 def workers(env: dict[str, str], count: int, *args: str) -> Iterator[list[subprocess.Popen[bytes]]]:
-    full = {**os.environ, **env, "PYTHONPATH": str(ROOT), "SMOKEHOUSE_LOG_LEVEL": "WARNING"}
+    full = {
+        "SMOKEHOUSE_SECRET_KEY": SECRET_KEY,
+        **os.environ,
+        **env,
+        "PYTHONPATH": str(ROOT),
+        "SMOKEHOUSE_LOG_LEVEL": "WARNING",
+    }
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "app.cli", "worker", *args],

@@ -30,7 +30,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from common import REDIS, ROOT, emit, fresh_postgres
+from common import REDIS, ROOT, SECRET_KEY, emit, fresh_postgres
 
 # This file is named like the graphql-core package: with bench/ first on sys.path (as when run
 # as `python bench/graphql.py`), strawberry's `import graphql` would find it instead.
@@ -299,6 +299,7 @@ def main() -> None:
             "SMOKEHOUSE_REDIS_URL": REDIS,
             "SMOKEHOUSE_ACCESS_KEYS": f"AKBENCH:{SECRET}:viewer",
             "SMOKEHOUSE_AUTO_MIGRATE": "false",
+            "SMOKEHOUSE_SECRET_KEY": SECRET_KEY,
             "SMOKEHOUSE_LOG_LEVEL": "WARNING",
             "SMOKEHOUSE_DATA_DIR": data_dir,
         }

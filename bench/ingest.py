@@ -40,7 +40,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, emit, fresh_postgres, workers
+from common import ROOT, SECRET_KEY, emit, fresh_postgres, workers
+
+#: The GraphQL subscriber logs in as a viewer: a session token, never the key's secret.
+VIEWER_SECRET = "bench-viewer-3Wq8Zk5Tn2Xc7Lm4Rp9V"
+VIEWER_KEYS = f"AKBENCHVIEW:{VIEWER_SECRET}:viewer"
+
+
+def _viewer_token() -> str:
+    sys.path.insert(0, str(ROOT))
+    from app.auth import AccessKey, issue_session
+
+    return issue_session(AccessKey("AKBENCHVIEW", VIEWER_SECRET, "viewer"))
 
 
 @contextmanager
@@ -595,7 +606,8 @@ def main() -> None:
                     **env,
                     "PYTHONPATH": str(ROOT),
                     "SMOKEHOUSE_HTTP_PORT": str(http_port),
-                    "SMOKEHOUSE_ACCESS_KEYS": "AKBENCH:bench-secret:viewer",
+                    "SMOKEHOUSE_ACCESS_KEYS": VIEWER_KEYS,
+                    "SMOKEHOUSE_SECRET_KEY": SECRET_KEY,
                 },
                 stdout=(tmp / "api.log").open("wb"),
                 stderr=subprocess.STDOUT,
@@ -613,7 +625,7 @@ def main() -> None:
             if not wait_until(api_up, 60):
                 raise SystemExit(f"api did not start:\n{(tmp / 'api.log').read_text()[-2000:]}")
             live: LiveSubscriber | SubscriberProcess = SubscriberProcess(
-                f"ws://127.0.0.1:{http_port}/graphql", "bench-secret", device_ids
+                f"ws://127.0.0.1:{http_port}/graphql", _viewer_token(), device_ids
             )
         else:
             live = LiveSubscriber(settings, device_ids)

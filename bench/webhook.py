@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import REDIS, ROOT, emit, fresh_postgres, workers
+from common import ACCESS_KEYS, REDIS, ROOT, SECRET_KEY, emit, fresh_postgres, workers
 
 TOKEN = "bench-hook-8Rn3Vx6Qk1Zt4Wm9"
 sys.path.insert(0, str(ROOT))
@@ -246,7 +246,8 @@ def main() -> None:
                 "SMOKEHOUSE_HTTP_PORT": str(api_port),
                 "SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN": TOKEN,
                 "SMOKEHOUSE_RUNNERS_PROFILES_FILE": str(tmp / "runners.yaml"),
-                "SMOKEHOUSE_ACCESS_KEYS": "AKBENCH:bench-secret:admin",
+                "SMOKEHOUSE_ACCESS_KEYS": ACCESS_KEYS,
+                "SMOKEHOUSE_SECRET_KEY": SECRET_KEY,
                 "SMOKEHOUSE_LOG_LEVEL": "WARNING",
             }
             api = subprocess.Popen(
