@@ -506,6 +506,7 @@ def main() -> None:
 
     from sqlalchemy import func, select
 
+    import app.wiring  # noqa: F401  (fills the registries: state machines as bus targets)
     from app.bus.definitions import apply_all as apply_rules
     from app.bus.models import Event, Rule
     from app.config import load_settings
