@@ -187,16 +187,15 @@ def worker(
 @cli.command()
 @friendly_errors
 def scheduler() -> None:
-    """The periodic scheduler (Celery beat): pings, sweeps, reconcile loops."""
+    """The periodic scheduler (Celery beat): pings, sweeps, reconcile loops. Run as many as you
+    like: the one holding the scheduler lease sends, the others stand by (app.broker.beat)."""
     from app.broker.celery import create_celery, load_worker_app
 
     load_worker_app()
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     celery = create_celery(settings)
-    celery.Beat(
-        schedule=str(settings.data_dir / "beat-schedule"), loglevel=settings.log_level
-    ).run()
+    celery.Beat(loglevel=settings.log_level).run()
 
 
 @cli.command("mqtt-broker")

@@ -23,6 +23,7 @@ from app.iot.models import (
     Probe,
     Reading,
 )
+from app.leases.models import LeaseRow
 from app.queues.models import QueueMessage
 from app.runners.models import Runner, RunnerJob, RunnerJobEvent, WebhookReceipt
 from app.scaling.models import ScalingDecision, ScalingQueue, ScalingWorker
@@ -55,6 +56,7 @@ __all__ = [
     "ExecutionTask",
     "IngestDeadLetter",
     "IngestedMessage",
+    "LeaseRow",
     "Ping",
     "Probe",
     "QueueMessage",

@@ -72,23 +72,39 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
         "beat_schedule": {
-            "system-ping": {"task": "system.ping", "schedule": 30.0, "args": ()},
-            "bus-sweep": {"task": "bus.sweep", "schedule": 10.0, "args": ()},
-            "bus-purge-archives": {"task": "bus.purge_archives", "schedule": 3600.0, "args": ()},
-            "workflows-sweep": {"task": "workflows.sweep", "schedule": 5.0, "args": ()},
-            "scaling-autoscale": {"task": "scaling.autoscale", "schedule": 10.0, "args": ()},
-            "runners-reconcile": {"task": "runners.reconcile", "schedule": 60.0, "args": ()},
-            "iot-close-idle-cooks": {"task": "iot.close_idle_cooks", "schedule": 60.0},
-            "iot-purge": {"task": "iot.purge", "schedule": 3600.0},
-            "iot-alarms-sweep-offline": {"task": "iot_alarms.sweep_offline", "schedule": 15.0},
-            "scaling-sweep-messages": {"task": "scaling.sweep_messages", "schedule": 15.0},
+            name: {"task": task, "schedule": seconds, "args": ()}
+            for name, (task, seconds) in BEAT_SCHEDULE.items()
         },
+        # Only the scheduler holding the ``scheduler`` lease sends (app.broker.beat).
+        "beat_scheduler": "app.broker.beat:LeasedScheduler",
     }
+
+
+#: The scheduler's periodic tasks: entry name -> (task, interval in seconds).
+BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
+    "system-ping": ("system.ping", 30.0),
+    "bus-sweep": ("bus.sweep", 10.0),
+    "bus-purge-archives": ("bus.purge_archives", 3600.0),
+    "workflows-sweep": ("workflows.sweep", 5.0),
+    "scaling-autoscale": ("scaling.autoscale", 10.0),
+    "runners-reconcile": ("runners.reconcile", 60.0),
+    "iot-close-idle-cooks": ("iot.close_idle_cooks", 60.0),
+    "iot-purge": ("iot.purge", 3600.0),
+    "iot-alarms-sweep-offline": ("iot_alarms.sweep_offline", 15.0),
+    "scaling-sweep-messages": ("scaling.sweep_messages", 15.0),
+}
+
+#: Periodic tasks run one at a time under a lease (``app.broker.singleton``); the ping is not a
+#: singleton: each one proves a path from a scheduler through the broker to a worker.
+SINGLETON_TASKS = frozenset(task for task, _ in BEAT_SCHEDULE.values()) - {"system.ping"}
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or load_settings()
-    celery = Celery("smokehouse", include=list(TASK_MODULES))
+    # Every task is made from SingletonTask (named by string: Celery imports it on first use).
+    celery = Celery(
+        "smokehouse", include=list(TASK_MODULES), task_cls="app.broker.singleton:SingletonTask"
+    )
     celery.conf.update(celery_config(settings))
     celery.conf.smokehouse_settings = settings
     load_handler_modules(settings.handler_module_list)

@@ -25,6 +25,7 @@ from app.config.egress import EgressSettings
 from app.config.iot import AlarmSettings, IotSettings, ProvisioningSettings
 from app.config.runners import GitLabSettings, RunnersSettings, parse_scoped_tokens
 from app.config.scaling import ScalingSettings
+from app.config.scheduler import SchedulerSettings
 from app.config.worker import WorkerSettings
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "ProvisioningSettings",
     "RunnersSettings",
     "ScalingSettings",
+    "SchedulerSettings",
     "Settings",
     "WorkerSettings",
     "load_section",
@@ -148,6 +150,7 @@ class Settings(BaseSettings):
     gitlab: GitLabSettings = Field(default_factory=GitLabSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
 
     @field_validator("database_url", "broker_url", "redis_url", "mqtt_url")
     @classmethod

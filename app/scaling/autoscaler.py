@@ -16,8 +16,15 @@ One pass:
 4. **Record and publish** a changed decision: a ``scaling_decisions`` row and a bus event
    (``source: smokehouse.scaling``) in the same transaction; deliveries are enqueued after commit.
 5. **Act**: the backend moves the pool towards the desired count (every pass, so a crashed worker
-   is replaced even when the decision did not change); what it started is pre-registered as
-   ``starting`` and what it stopped is marked ``draining``.
+   is replaced even when the decision did not change); each worker it starts is recorded as
+   ``starting`` *before* it is started, and what it stopped is marked ``draining``.
+
+**One pass per queue at a time, anywhere.** The beat task, ``smokehouse scaling run`` and any
+number of copies of either may run: the reap holds the ``autoscaler:reap`` lease and a queue's
+pass holds ``autoscaler:<queue>`` (``app.leases``), so a dead worker's messages are restored once
+and two passes never start workers for the same shortfall. A pass that finds its queue's lease
+held skips the queue; the recorder checks the lease's fencing token before each start, so a
+holder that stalled past its lease starts nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import Database, get_database, utcnow
+from app.leases import Holding, fenced, held, holder_id
 from app.scaling import registry
 from app.scaling.backends.base import Backend, ScaleResult, WorkerView
 from app.scaling.depth import QueueDepth, probe
@@ -115,6 +123,10 @@ class QueuePass:
     error: str | None = None
 
 
+class LeaseLost(RuntimeError):
+    """The queue's lease passed to another autoscaler mid-pass: start nothing more."""
+
+
 class Autoscaler:
     def __init__(
         self,
@@ -134,6 +146,8 @@ class Autoscaler:
         self.publish = publish
         self.policy = policy_config(scaling, settings.worker.concurrency)
         self.liveness = timedelta(seconds=scaling.liveness_seconds)
+        self.holder = holder_id("autoscaler")
+        self.lease_seconds = settings.scheduler.lease_seconds
 
     @classmethod
     def from_settings(
@@ -147,7 +161,12 @@ class Autoscaler:
     # -- 1. reap ---------------------------------------------------------------------------------
 
     def reap(self, now: datetime) -> int:
-        """Mark silent workers dead, then put back what they held. Returns messages restored."""
+        """Mark silent workers dead, then put back what they held (under the ``autoscaler:reap``
+        lease: one restorer at a time). Returns messages restored; 0 when another holds it."""
+        with held(self.database, "autoscaler:reap", self.holder, self.lease_seconds) as holding:
+            return 0 if holding is None else self._reap(now)
+
+    def _reap(self, now: datetime) -> int:
         with self.database.session() as session:
             dead = registry.reap(session, now, self.liveness)
             for worker in dead:
@@ -174,14 +193,27 @@ class Autoscaler:
     # -- 2-5. per queue ---------------------------------------------------------------------------
 
     def run_once(self, now: datetime | None = None) -> list[QueuePass]:
+        """One pass over every queue; queues whose lease another autoscaler holds are skipped."""
         now = now or utcnow()
         self.reap(now)
         queues = self.scaling.queue_list
         depths = self.probe(self.settings.celery_broker_url, queues)
-        return [self.pass_queue(queue, depths[queue], now) for queue in queues]
+        passes = []
+        for queue in queues:
+            lease = f"autoscaler:{queue}"
+            with held(self.database, lease, self.holder, self.lease_seconds) as holding:
+                if holding is None:
+                    log.debug("queue %s: another autoscaler is passing it", queue)
+                    continue
+                passes.append(self.pass_queue(queue, depths[queue], now, holding))
+        return passes
 
-    def pass_queue(self, queue: str, depth: QueueDepth, now: datetime) -> QueuePass:
+    def pass_queue(
+        self, queue: str, depth: QueueDepth, now: datetime, holding: Holding | None = None
+    ) -> QueuePass:
         with self.database.session() as session:
+            if holding is not None and not fenced(session, holding.lease):
+                raise LeaseLost(queue)
             workers = registry.live_workers(session, now, self.liveness, queue)
             views = [view(w) for w in workers]
             observed = observe(queue, depth, workers, now)
@@ -200,7 +232,7 @@ class Autoscaler:
                 if self.publish:
                     self.publish_event(session, recorded)
         outcome = QueuePass(queue, observed, decision, previous, recorded, None)
-        self.act(outcome, views, now)
+        self.act(outcome, views, now, holding)
         return outcome
 
     def record(
@@ -261,9 +293,36 @@ class Autoscaler:
         if result.failed_count:
             log.warning("scaling event not accepted: %s", result.entries)
 
-    def act(self, outcome: QueuePass, views: list[WorkerView], now: datetime) -> None:
+    def recorder(self, queue: str, now: datetime, holding: Holding | None) -> Callable[[str], None]:
+        """What the backend calls before it starts a worker: commit its ``starting`` row, if
+        this autoscaler still holds the queue's lease (else raise: start nothing)."""
+
+        def record(worker_id: str) -> None:
+            with self.database.session() as session:
+                if holding is not None and not fenced(session, holding.lease):
+                    raise LeaseLost(queue)
+                registry.preregister(
+                    session,
+                    worker_id,
+                    queues=[queue],
+                    concurrency=self.settings.worker.concurrency,
+                    backend=self.backend.name,
+                    backend_ref=None,
+                    now=now,
+                )
+
+        return record
+
+    def act(
+        self,
+        outcome: QueuePass,
+        views: list[WorkerView],
+        now: datetime,
+        holding: Holding | None = None,
+    ) -> None:
+        record = self.recorder(outcome.queue, now, holding)
         try:
-            result = self.backend.scale(outcome.queue, outcome.decision.desired, views)
+            result = self.backend.scale(outcome.queue, outcome.decision.desired, views, record)
         except Exception as exc:  # the decision stands; the next pass tries again
             outcome.error = f"{type(exc).__name__}: {exc}"[:1024]
             log.warning("backend %s failed for %s: %s", self.backend.name, outcome.queue, exc)
@@ -278,15 +337,7 @@ class Autoscaler:
             return
         with self.database.session() as session:
             for started in result.started:
-                registry.preregister(
-                    session,
-                    started.id,
-                    queues=[outcome.queue],
-                    concurrency=self.settings.worker.concurrency,
-                    backend=self.backend.name,
-                    backend_ref=started.backend_ref,
-                    now=now,
-                )
+                registry.link(session, started.id, started.backend_ref)
             registry.mark_draining(session, result.stopped)
 
     # -- the loop ---------------------------------------------------------------------------------

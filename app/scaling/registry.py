@@ -219,6 +219,14 @@ def preregister(
     return session.merge(worker)
 
 
+def link(session: Session, worker_id: str, backend_ref: str | None) -> None:
+    """Attach the backend's handle (pid, container id) to a worker recorded before its start;
+    a worker that registered itself meanwhile keeps everything else it wrote."""
+    worker = session.get(ScalingWorker, worker_id)
+    if worker is not None and backend_ref and not worker.backend_ref:
+        worker.backend_ref = backend_ref
+
+
 def mark_draining(session: Session, worker_ids: Sequence[str]) -> None:
     """Workers asked to stop: no longer capacity, and never asked twice."""
     for worker_id in worker_ids:

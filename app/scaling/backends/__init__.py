@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from app.config import Settings
-from app.scaling.backends.base import Backend, NoBackend, ScaleResult, Started, WorkerView, plan
+from app.scaling.backends.base import (
+    Backend,
+    NoBackend,
+    Recorder,
+    ScaleResult,
+    Started,
+    WorkerView,
+    plan,
+)
 from app.scaling.settings import ScalingSettings
 
 
@@ -41,4 +49,13 @@ def create_backend(settings: Settings, scaling: ScalingSettings) -> Backend:
     return NoBackend()
 
 
-__all__ = ["Backend", "NoBackend", "ScaleResult", "Started", "WorkerView", "create_backend", "plan"]
+__all__ = [
+    "Backend",
+    "NoBackend",
+    "Recorder",
+    "ScaleResult",
+    "Started",
+    "WorkerView",
+    "create_backend",
+    "plan",
+]

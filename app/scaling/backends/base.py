@@ -2,17 +2,29 @@
 
 The autoscaler hands a backend the desired count and a snapshot of the queue's live workers from
 the registry; the backend decides *which* workers go (``plan``: only idle ones, newest first, so
-a busy worker is never stopped) and carries it out. It returns what it started (ids it chose, so
-the autoscaler can pre-register them as ``starting`` and not start them twice) and what it asked
+a busy worker is never stopped) and carries it out. It returns what it started and what it asked
 to stop (warm shutdown: they drain and leave).
+
+**Recorded before started.** A backend that starts a worker under an id of its choosing calls
+``record(id)`` first; the autoscaler commits a ``starting`` row for it (and checks it still holds
+the queue's lease) before the process or container exists. A crash between the two leaves a row
+that never heartbeats (reaped), never a worker nobody knows about; a lost lease raises and
+nothing starts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+
+#: Called with a new worker's id before the backend starts it (see the module docstring).
+Recorder = Callable[[str], None]
+
+
+def no_record(worker_id: str) -> None:
+    """The recorder of callers that keep no registry (tests, tools)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +82,15 @@ def plan(desired: int, workers: Sequence[WorkerView], backend: str) -> Plan:
 class Backend(Protocol):
     name: str
 
-    def scale(self, queue: str, desired: int, workers: Sequence[WorkerView]) -> ScaleResult:
-        """Move ``queue``'s pool towards ``desired`` workers."""
+    def scale(
+        self,
+        queue: str,
+        desired: int,
+        workers: Sequence[WorkerView],
+        record: Recorder = no_record,
+    ) -> ScaleResult:
+        """Move ``queue``'s pool towards ``desired`` workers, calling ``record(id)`` before
+        starting each one."""
         ...
 
     def close(self) -> None:
@@ -84,7 +103,13 @@ class NoBackend:
 
     name = "none"
 
-    def scale(self, queue: str, desired: int, workers: Sequence[WorkerView]) -> ScaleResult:
+    def scale(
+        self,
+        queue: str,
+        desired: int,
+        workers: Sequence[WorkerView],
+        record: Recorder = no_record,
+    ) -> ScaleResult:
         return ScaleResult(note="no backend: decision recorded only")
 
     def close(self) -> None:

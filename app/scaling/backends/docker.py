@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.docker_engine import is_gone, list_containers
-from app.scaling.backends.base import ScaleResult, Started, WorkerView, plan
+from app.scaling.backends.base import Recorder, ScaleResult, Started, WorkerView, no_record, plan
 
 log = logging.getLogger("smokehouse.scaling.docker")
 
@@ -69,8 +69,9 @@ class DockerBackend:
                 removed += 1
         return removed
 
-    def start_one(self, queue: str) -> Started:
+    def start_one(self, queue: str, record: Recorder = no_record) -> Started:
         worker_id = f"ctr-{queue}-{uuid.uuid4().hex[:10]}"
+        record(worker_id)
         environment = {
             **self.environment,
             "SMOKEHOUSE_WORKER_ID": worker_id,
@@ -95,12 +96,18 @@ class DockerBackend:
             log.info("asked container %s (%s) to stop", container.short_id, worker.id)
         return bool(matches)
 
-    def scale(self, queue: str, desired: int, workers: Sequence[WorkerView]) -> ScaleResult:
+    def scale(
+        self,
+        queue: str,
+        desired: int,
+        workers: Sequence[WorkerView],
+        record: Recorder = no_record,
+    ) -> ScaleResult:
         self.remove_exited(queue)
         todo = plan(desired, workers, self.name)
         result = ScaleResult()
         for _ in range(todo.start):
-            result.started.append(self.start_one(queue))
+            result.started.append(self.start_one(queue, record))
         for worker in todo.stop:
             if self.stop_one(worker):
                 result.stopped.append(worker.id)

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from app.scaling.backends.base import ScaleResult, WorkerView, plan
+from app.scaling.backends.base import Recorder, ScaleResult, WorkerView, no_record, plan
 
 log = logging.getLogger("smokehouse.scaling.kubernetes")
 
@@ -56,7 +56,15 @@ class KubernetesBackend:
         body = {"metadata": {"annotations": {DELETION_COST: IDLE_COST}}}
         self.core.patch_namespaced_pod(pod, self.namespace, body)
 
-    def scale(self, queue: str, desired: int, workers: Sequence[WorkerView]) -> ScaleResult:
+    def scale(
+        self,
+        queue: str,
+        desired: int,
+        workers: Sequence[WorkerView],
+        record: Recorder = no_record,
+    ) -> ScaleResult:
+        """Pods get their names from Kubernetes: the Deployment's replica count is the record
+        (``record`` is not called; a pod registers itself by its name)."""
         current = self.replicas()
         if desired >= current:
             if desired > current:

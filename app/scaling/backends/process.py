@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from app.scaling.backends.base import ScaleResult, Started, WorkerView, plan
+from app.scaling.backends.base import Recorder, ScaleResult, Started, WorkerView, no_record, plan
 
 log = logging.getLogger("smokehouse.scaling.process")
 
@@ -60,8 +60,9 @@ class ProcessBackend:
             self.children.pop(worker_id)
         return gone
 
-    def start_one(self, queue: str) -> Started:
+    def start_one(self, queue: str, record: Recorder = no_record) -> Started:
         worker_id = f"proc-{queue}-{uuid.uuid4().hex[:10]}"
+        record(worker_id)
         env = {
             **self.env,
             "SMOKEHOUSE_WORKER_ID": worker_id,
@@ -99,7 +100,13 @@ class ProcessBackend:
         log.info("asked worker %s (pid %s) to stop", worker.id, pid)
         return True
 
-    def scale(self, queue: str, desired: int, workers: Sequence[WorkerView]) -> ScaleResult:
+    def scale(
+        self,
+        queue: str,
+        desired: int,
+        workers: Sequence[WorkerView],
+        record: Recorder = no_record,
+    ) -> ScaleResult:
         self.reap_children()
         todo = plan(desired, workers, self.name)
         result = ScaleResult()
@@ -107,7 +114,7 @@ class ProcessBackend:
         for index in range(todo.start):
             if index == 1 and cold and self.head_start_seconds > 0:
                 time.sleep(self.head_start_seconds)  # the first worker boots alone for a moment
-            result.started.append(self.start_one(queue))
+            result.started.append(self.start_one(queue, record))
         for worker in todo.stop:
             if self.stop_one(worker):
                 result.stopped.append(worker.id)

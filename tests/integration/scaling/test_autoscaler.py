@@ -15,7 +15,7 @@ from app.config import Settings
 from app.db import get_database
 from app.scaling import registry
 from app.scaling.autoscaler import EVENT_SOURCE, Autoscaler, dump_state, load_state
-from app.scaling.backends.base import ScaleResult, Started, WorkerView, plan
+from app.scaling.backends.base import Recorder, ScaleResult, Started, WorkerView, no_record, plan
 from app.scaling.depth import QueueDepth
 from app.scaling.models import ScalingDecision, ScalingWorker
 from app.scaling.policy import PolicyState
@@ -34,7 +34,13 @@ class RecordingBackend:
     fail: bool = False
     counter: int = 0
 
-    def scale(self, queue: str, desired: int, workers: Sequence[WorkerView]) -> ScaleResult:
+    def scale(
+        self,
+        queue: str,
+        desired: int,
+        workers: Sequence[WorkerView],
+        record: Recorder = no_record,
+    ) -> ScaleResult:
         self.calls.append((queue, desired, list(workers)))
         if self.fail:
             raise RuntimeError("backend down")
@@ -42,6 +48,7 @@ class RecordingBackend:
         started = []
         for _ in range(todo.start):
             self.counter += 1
+            record(f"fake-{self.counter}")
             started.append(Started(f"fake-{self.counter}", str(self.counter)))
         return ScaleResult(started=started, stopped=[w.id for w in todo.stop])
 
@@ -198,3 +205,83 @@ def test_serve_wakes_at_once_when_a_queue_gets_work(stack: Settings) -> None:
     finally:
         stop.set()
         loop.join(5)
+
+
+@dataclass
+class CrashingBackend(RecordingBackend):
+    """Records its worker, then dies before the worker exists (the autoscaler's host lost)."""
+
+    seen_before_start: list[dict[str, str]] = field(default_factory=list)
+    settings: Settings | None = None
+
+    def scale(
+        self,
+        queue: str,
+        desired: int,
+        workers: Sequence[WorkerView],
+        record: Recorder = no_record,
+    ) -> ScaleResult:
+        if self.seen_before_start:  # crashed once already: a normal pass now
+            return super().scale(queue, desired, workers, record)
+        self.counter += 1
+        record(f"fake-{self.counter}")
+        assert self.settings is not None
+        self.seen_before_start.append(globals()["workers"](self.settings))
+        raise RuntimeError("killed between record and start")
+
+
+def test_a_worker_is_recorded_before_it_is_started(stack: Settings) -> None:
+    backend = CrashingBackend(settings=stack)
+    autoscaler = make(stack, FakeDepth(ready=1), backend, liveness_seconds=30)
+    [outcome] = autoscaler.run_once(T0)
+    assert backend.seen_before_start == [{"fake-1": "starting"}]  # committed before the start
+    assert outcome.error is not None
+    # The next pass counts the recorded worker: no second start for the same shortfall.
+    [again] = autoscaler.run_once(T0 + timedelta(seconds=5))
+    assert [len(w) for _, _, w in backend.calls] == [1]  # it saw the recorded worker
+    assert again.result is not None
+    assert again.result.started == []
+
+
+def test_a_queue_whose_lease_another_autoscaler_holds_is_not_passed(stack: Settings) -> None:
+    from app.leases import acquire
+
+    backend = RecordingBackend()
+    other = acquire(get_database(stack.sqlalchemy_url), "autoscaler:work", "other", 60)
+    assert other is not None
+    assert make(stack, FakeDepth(ready=5), backend).run_once(T0) == []
+    assert backend.calls == []
+    assert workers(stack) == {}
+
+
+def test_an_autoscaler_that_lost_its_lease_mid_pass_starts_nothing(stack: Settings) -> None:
+    from sqlalchemy import update
+
+    from app.leases import LeaseRow, acquire
+
+    database = get_database(stack.sqlalchemy_url)
+
+    @dataclass
+    class StallingBackend(RecordingBackend):
+        def scale(
+            self,
+            queue: str,
+            desired: int,
+            workers: Sequence[WorkerView],
+            record: Recorder = no_record,
+        ) -> ScaleResult:
+            # A long pause: the lease lapses and another autoscaler takes the queue.
+            with database.session() as session:
+                session.execute(
+                    update(LeaseRow)
+                    .where(LeaseRow.name == "autoscaler:work")
+                    .values(expires_at=datetime(2000, 1, 1, tzinfo=UTC))
+                )
+            assert acquire(database, "autoscaler:work", "other", 60) is not None
+            return super().scale(queue, desired, workers, record)
+
+    backend = StallingBackend()
+    [outcome] = make(stack, FakeDepth(ready=5), backend).run_once(T0)
+    assert outcome.error is not None
+    assert "LeaseLost" in outcome.error
+    assert workers(stack) == {}  # nothing recorded, so nothing started

@@ -1,0 +1,27 @@
+"""The periodic scheduler (``SMOKEHOUSE_SCHEDULER_*``): how long its singleton leases last.
+
+Any number of ``smokehouse scheduler`` processes may run; the one holding the ``scheduler``
+lease sends the periodic tasks, and each periodic task runs under a lease of its own. A dead
+holder's lease lapses after ``lease_seconds``; a standby checks every fifth of it, so the next
+one takes over within 1.2 leases.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+from app.config.section import section_config
+
+PREFIX = "SMOKEHOUSE_SCHEDULER_"
+
+
+class SchedulerSettings(BaseSettings):
+    model_config = section_config(PREFIX)
+
+    lease_seconds: float = Field(
+        default=6.0,
+        ge=1.0,
+        le=600.0,
+        description="A singleton's lease lasts this long unless renewed (every third of it).",
+    )
