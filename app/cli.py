@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from typing import Annotated, Any
@@ -228,7 +229,7 @@ def migrate() -> None:
 @cli.command()
 @friendly_errors
 def health(
-    role: Annotated[str, typer.Argument(help="api, worker or scheduler")] = "api",
+    role: Annotated[str, typer.Argument(help="api, worker, scheduler or ingest")] = "api",
 ) -> None:
     """Exit 0 if this container's role is healthy (used by Docker HEALTHCHECKs)."""
     import socket
@@ -253,8 +254,18 @@ def health(
             ping = last_ping(session)
         # The scheduler sends a ping every 30 s; a fresh one proves it (and a worker) runs.
         healthy = ping is not None and utcnow() - ping.sent_at < timedelta(seconds=120)
+    elif role == "ingest":
+        # Its metrics port answers, and it has not been failing to store a batch for 30 s
+        # (the database away: it retries without acking, and says so here).
+        url = f"http://127.0.0.1:{settings.iot.metrics_port}/metrics"
+        found = re.search(
+            r"^smokehouse_iot_store_failing_seconds ([0-9.e+]+)$",
+            httpx.get(url, timeout=3).text,
+            re.M,
+        )
+        healthy = found is not None and float(found.group(1)) < 30
     else:
-        raise typer.BadParameter("role must be api, worker or scheduler")
+        raise typer.BadParameter("role must be api, worker, scheduler or ingest")
     raise typer.Exit(0 if healthy else 1)
 
 

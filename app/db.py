@@ -66,6 +66,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed unit of work may succeed if simply tried again: the database (or the
+    network to it) is down, busy, locked or restarting, or it chose us as a deadlock or
+    serialization victim. Anything else -- bad data, a constraint, a bug -- fails the same way
+    every time, and retrying it is a loop: the caller must set that message aside instead."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        return True
+    return isinstance(exc, sa_exc.DisconnectionError | ConnectionError | TimeoutError)
+
+
 def dialect_insert(bind: Session | Connection) -> Any:
     """The dialect's ``insert`` (PostgreSQL or SQLite), which has ``on_conflict_do_nothing``."""
     engine = bind.get_bind() if isinstance(bind, Session) else bind

@@ -36,6 +36,7 @@ from app.iot.alarms.evaluate import eta_seconds
 from app.iot.alarms.models import ALARM_STATES
 from app.iot.alarms.models import Alarm as AlarmRow
 from app.iot.downsample import Bucket, buckets
+from app.iot.ingest.redrive import CannotRedrive, redrive
 from app.iot.models import Cook as CookRow
 from app.iot.models import Device as DeviceRow
 from app.iot.models import IngestDeadLetter
@@ -197,7 +198,25 @@ class IotDeadLetter:
     device_id: str | None
     kind: str
     reason: str
-    payload: str
+    payload: str = strawberry.field(
+        description="The first 4 KiB as text; bytes that are not UTF-8, and NUL, as \\xNN."
+    )
+    redrivable: bool = strawberry.field(description="Its exact bytes were kept (not too_large).")
+    redriven_at: datetime | None
+
+
+def _iot_dead_letter(r: IngestDeadLetter) -> IotDeadLetter:
+    return IotDeadLetter(
+        id=r.id,
+        received_at=r.received_at,
+        topic=r.topic,
+        device_id=r.device_id,
+        kind=r.kind,
+        reason=r.reason,
+        payload=r.payload,
+        redrivable=r.raw is not None and r.redriven_at is None,
+        redriven_at=r.redriven_at,
+    )
 
 
 @strawberry.type
@@ -499,18 +518,7 @@ async def resolve_dead_letters(info: Info[Context, Any], limit: int = 50) -> lis
             .order_by(IngestDeadLetter.received_at.desc(), IngestDeadLetter.id.desc())
             .limit(_limit(limit))
         )
-        return [
-            IotDeadLetter(
-                id=r.id,
-                received_at=r.received_at,
-                topic=r.topic,
-                device_id=r.device_id,
-                kind=r.kind,
-                reason=r.reason,
-                payload=r.payload,
-            )
-            for r in rows
-        ]
+        return [_iot_dead_letter(r) for r in rows]
 
     return await in_session(info.context.settings, work)
 
@@ -604,6 +612,22 @@ async def resolve_end_cook(info: Info[Context, Any], device_id: strawberry.ID) -
     return await in_session(info.context.settings, work)
 
 
+async def resolve_redrive_iot_dead_letter(info: Info[Context, Any], id: int) -> IotDeadLetter:
+    """Run a refused message's exact bytes through ingest again (after provisioning its device,
+    say); refused again, it becomes a new dead letter. Each dead letter is redriven once."""
+    settings = info.context.settings
+
+    def work(session: Session) -> IotDeadLetter:
+        try:
+            letter, _ = redrive(session, settings, settings.iot, id, utcnow())
+        except CannotRedrive as exc:
+            raise ValueError(str(exc)) from None
+        session.flush()
+        return _iot_dead_letter(letter)
+
+    return await in_session(settings, work)
+
+
 @strawberry.type
 class IotMutation:
     update_probe: Probe = strawberry.field(
@@ -618,6 +642,9 @@ class IotMutation:
     start_cook: Cook = strawberry.field(resolver=resolve_start_cook, permission_classes=[CanWrite])
     end_cook: Cook | None = strawberry.field(
         resolver=resolve_end_cook, permission_classes=[CanWrite]
+    )
+    redrive_iot_dead_letter: IotDeadLetter = strawberry.field(
+        resolver=resolve_redrive_iot_dead_letter, permission_classes=[CanWrite]
     )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -163,9 +164,12 @@ class IngestDeadLetter(Base):
     topic: Mapped[str] = mapped_column(String(512))
     device_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: ``not_json``, ``schema``, ``not_finite``, ``impossible``, ``too_large``,
-    #: ``unknown_device``, ``topic_mismatch``.
+    #: ``unknown_device``, ``topic_mismatch``, ``unprocessable`` (the database refused it).
     kind: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(1024))
-    #: The first 4 KiB of the payload, as text (bytes that are not UTF-8 replaced).
+    #: The first 4 KiB of the payload, as text (bytes that are not UTF-8 or NUL escaped).
     payload: Mapped[str] = mapped_column(Text)
+    #: The message's exact bytes (up to the payload limit), for a redrive.
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    redriven_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

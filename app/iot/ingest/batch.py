@@ -106,7 +106,16 @@ def _storable(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
-def _dead_letter(item: Incoming, rejection: Rejection) -> IngestDeadLetter:
+def escaped(payload: bytes) -> str:
+    """A payload as readable text that any database stores: UTF-8 as is, other bytes and NUL
+    as ``\\xNN`` escapes (the exact bytes are kept beside it, in ``raw``)."""
+    text = payload.decode("utf-8", "backslashreplace")
+    return text.replace("\x00", "\\x00")
+
+
+def dead_letter(item: Incoming, rejection: Rejection, max_raw_bytes: int) -> IngestDeadLetter:
+    """The row that keeps a refused message: its reason, a readable copy, its exact bytes
+    (those within the payload limit: a ``too_large`` one is not kept whole)."""
     device_id = rejection.device_id
     return IngestDeadLetter(
         received_at=item.received_at,
@@ -114,7 +123,8 @@ def _dead_letter(item: Incoming, rejection: Rejection) -> IngestDeadLetter:
         device_id=None if device_id is None else _storable(device_id),
         kind=rejection.kind,
         reason=_storable(rejection.reason[:1024]),
-        payload=_storable(item.payload[:DEAD_LETTER_PAYLOAD_CHARS].decode("utf-8", "replace")),
+        payload=escaped(item.payload[:DEAD_LETTER_PAYLOAD_CHARS]),
+        raw=item.payload if len(item.payload) <= max_raw_bytes else None,
     )
 
 
@@ -198,7 +208,7 @@ def write_batch(
                 outcome.device_id,
             )
         if isinstance(outcome, Rejection):
-            session.add(_dead_letter(item, outcome))
+            session.add(dead_letter(item, outcome, iot.max_payload_bytes))
             result.rejected.append((outcome, item.topic))
         elif isinstance(outcome, Telemetry):
             telemetry.append((item, outcome))

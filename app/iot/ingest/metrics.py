@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 log = logging.getLogger("smokehouse.iot.ingest")
 
@@ -23,6 +23,11 @@ MESSAGES = Counter(
     "smokehouse_iot_messages_total",
     "MQTT messages ingest handled, by outcome (accepted, duplicate, rejected, status)",
     ["outcome"],
+)
+STORE_FAILING_SECONDS = Gauge(
+    "smokehouse_iot_store_failing_seconds",
+    "How long ingest has been unable to store a batch (0 when the last write committed); "
+    "`smokehouse health ingest` fails past 30 s",
 )
 BATCH_SECONDS = Histogram(
     "smokehouse_iot_batch_seconds",

@@ -14,6 +14,14 @@
 
 Acks carry the connection's generation: a message received before a reconnect is not acked with
 a packet id that belongs to the old connection; the broker redelivers it and dedupe drops it.
+
+**Poison messages.** A batch that fails is looked at before it is retried. A *transient* failure
+(the database is down, locked, restarting: :func:`app.db.is_transient`) is retried with a
+backoff growing to 10 s, nothing is acked meanwhile, and ``smokehouse_iot_store_failing_seconds``
+grows, which ``smokehouse health ingest`` reports. Any other failure is the data's: the batch is
+split in halves and each half written on its own, down to the one message that fails, which is
+dead-lettered (kind ``unprocessable``, its exact bytes and the error kept, redrivable) and acked
+with the rest. One bad message costs a few extra transactions, never the batch or the process.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -34,16 +42,26 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
+from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import get_database, utcnow
-from app.iot.ingest.batch import BatchResult, Incoming, write_batch
-from app.iot.ingest.metrics import BATCH_SECONDS, MESSAGES, REJECTED, RateLimitedLog
+from app.db import get_database, is_transient, utcnow
+from app.iot.ingest.batch import BatchResult, Incoming, dead_letter, write_batch
+from app.iot.ingest.metrics import (
+    BATCH_SECONDS,
+    MESSAGES,
+    REJECTED,
+    STORE_FAILING_SECONDS,
+    RateLimitedLog,
+)
 from app.iot.ingest.protocol import speaks_v5
+from app.iot.ingest.telemetry import Rejection, parse_topic
 from app.iot.settings import IotSettings
 from app.mqtt import MqttEndpoint
 
 log = logging.getLogger("smokehouse.iot.ingest")
+
+T = TypeVar("T")
 
 TELEMETRY_TOPIC = "smokehouse/+/telemetry"
 STATUS_TOPIC = "smokehouse/+/status"
@@ -102,6 +120,7 @@ class Ingestor:
         self._stopping = threading.Event()
         self._client: mqtt.Client | None = None
         self._batcher: threading.Thread | None = None
+        self._failing_since: float | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -322,26 +341,75 @@ class Ingestor:
                 self.stats.acked += 1
 
     def _write(self, batch: list[Received]) -> BatchResult | None:
-        database = get_database(self.settings.sqlalchemy_url)
+        """Write the batch (split around poison); ``None`` if stopping before it was written."""
         items = [Incoming(r.topic, r.payload, r.received_at) for r in batch]
+        try:
+            return self._store(items)
+        except _Stopping:
+            return None  # the broker redelivers what was not acked
+
+    def _store(self, items: list[Incoming]) -> BatchResult:
+        try:
+            return self._retrying(
+                lambda session: write_batch(session, self.settings, self.iot, items, self.clock())
+            )
+        except _Poison as poison:
+            if len(items) == 1:
+                return self._set_aside(items[0], poison.error)
+        middle = len(items) // 2
+        return _merged([self._store(items[:middle]), self._store(items[middle:])])
+
+    def _set_aside(self, item: Incoming, error: BaseException) -> BatchResult:
+        """Dead-letter the one message the database refuses, so it and its batch get acked."""
+        reason = f"the database refused it: {type(error).__name__}: {_first_line(error)}"
+        parsed = parse_topic(item.topic)
+        rejection = Rejection("unprocessable", reason, parsed[0] if parsed else None)
+        log.error("ingest set a message on %s aside: %s", item.topic[:200], reason)
+        try:
+            self._retrying(
+                lambda session: session.add(
+                    dead_letter(item, rejection, self.iot.max_payload_bytes)
+                )
+            )
+        except _Poison as poison:  # cannot even be kept: logged whole, then acked
+            log.critical(
+                "ingest dropped a message it could neither store nor dead-letter (%s); "
+                "topic %r, payload %r",
+                _first_line(poison.error),
+                item.topic[:512],
+                item.payload[:4096],
+            )
+        return BatchResult(rejected=[(rejection, item.topic)])
+
+    def _retrying(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one transaction until it commits; transient failures back off and
+        retry (nothing acked), any other raises :class:`_Poison`; :class:`_Stopping` if asked to
+        stop while waiting."""
+        database = get_database(self.settings.sqlalchemy_url)
         delay = 0.2
         while True:
             started = time.perf_counter()
             try:
                 with database.session() as session:
-                    result = write_batch(session, self.settings, self.iot, items, self.clock())
+                    result = work(session)
                 BATCH_SECONDS.observe(time.perf_counter() - started)
+                self._failing_since = None
+                STORE_FAILING_SECONDS.set(0)
                 return result
-            except Exception as exc:  # the database is down or busy: retry, never ack unwritten
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise _Poison(exc) from exc
+                now = time.monotonic()
+                self._failing_since = self._failing_since or now
+                STORE_FAILING_SECONDS.set(now - self._failing_since)
                 log.error(
-                    "could not write a batch of %d messages (%s: %s); retrying in %.1f s",
-                    len(batch),
+                    "could not store ingest's batch (%s: %s); retrying in %.1f s",
                     type(exc).__name__,
-                    str(exc).splitlines()[0][:300] if str(exc) else "",
+                    _first_line(exc),
                     delay,
                 )
                 if self._stopping.wait(delay):
-                    return None
+                    raise _Stopping from exc
                 delay = min(delay * 2, 10.0)
 
     def _count(self, result: BatchResult) -> None:
@@ -357,3 +425,30 @@ class Ingestor:
         for rejection, topic in result.rejected:
             REJECTED.labels(rejection.kind).inc()
             self.refusals.refused(rejection.kind, topic, rejection.reason)
+
+
+class _Poison(Exception):
+    """A write failed for a reason retrying will not fix (see :func:`app.db.is_transient`)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Stopping(Exception):
+    """Asked to stop while a write was waiting to be retried."""
+
+
+def _merged(results: list[BatchResult]) -> BatchResult:
+    merged = BatchResult()
+    for result in results:
+        merged.accepted += result.accepted
+        merged.duplicates += result.duplicates
+        merged.statuses += result.statuses
+        merged.rejected.extend(result.rejected)
+    return merged
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error)
+    return text.splitlines()[0][:300] if text else ""
