@@ -3,8 +3,15 @@
 The claim is one conditional UPDATE (atomic on SQLite and PostgreSQL alike), so two workers that
 got the same delivery task — a redelivered message, a sweeper duplicate — never attempt it at the
 same time, and a finished delivery is never attempted again. The target call happens between two
-short transactions: no database lock is held while an HTTP endpoint thinks. A worker killed during
-the call leaves a claim that expires, and the sweeper sends the delivery again (at-least-once).
+short transactions: no database lock is held while an HTTP endpoint thinks. While the call runs
+its claim is renewed (every third of ``SMOKEHOUSE_BUS_CLAIM_SECONDS``), so a slow target (an
+Express workflow of up to 5 minutes) is never attempted twice at once; a worker killed during the
+call stops renewing, its claim expires, and the sweeper sends the delivery again (at-least-once).
+
+**Receive cap.** Every claim counts as an attempt, including one whose worker died before it
+could record anything. A delivery claimed more than ``MaximumRetryAttempts + 1`` times — a
+message that kills whichever worker takes it — is dead-lettered at its next claim instead of
+being attempted again: never a crash loop.
 
 Retry policy is EventBridge's: ``RetryPolicy.MaximumRetryAttempts`` (default 185) and
 ``MaximumEventAgeInSeconds`` (default 86,400), exponential backoff with jitter, ``Retry-After``
@@ -15,6 +22,9 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -138,6 +148,37 @@ def _claim(settings: Settings, delivery_id: str, now: datetime) -> Claimed | Non
         )
 
 
+@contextmanager
+def _claim_kept(settings: Settings, delivery_id: str, attempt: int) -> Iterator[None]:
+    """Renew this attempt's claim while the body (the target call) runs."""
+    stop = threading.Event()
+    claim = timedelta(seconds=settings.bus_claim_seconds)
+
+    def keep() -> None:
+        while not stop.wait(settings.bus_claim_seconds / 3):
+            try:
+                with get_database(settings.sqlalchemy_url).session() as session:
+                    session.execute(
+                        update(Delivery)
+                        .where(
+                            Delivery.id == delivery_id,
+                            Delivery.status == "pending",
+                            Delivery.attempts == attempt,
+                        )
+                        .values(claimed_until=utcnow() + claim)
+                    )
+            except Exception as exc:  # the claim may lapse: at worst, an attempt again
+                log.warning("could not renew the claim of delivery %s: %s", delivery_id, exc)
+
+    keeper = threading.Thread(target=keep, name=f"claim:{delivery_id}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        keeper.join()
+
+
 def deliver(settings: Settings, delivery_id: str, rng: random.Random | None = None) -> str:
     """Run one attempt of a delivery if it is due and unclaimed; return what happened."""
     rng = rng or random.Random()
@@ -149,7 +190,15 @@ def deliver(settings: Settings, delivery_id: str, rng: random.Random | None = No
     status_code: int | None = None
     failure: TargetFailure | None = None
     adapter = adapter_for(claimed.spec["Arn"])
+    policy = RetryPolicy.of(claimed.spec)
     try:
+        if claimed.attempt > policy.max_retries + 1:
+            raise TargetFailure(
+                f"claimed {claimed.attempt} times without an outcome: earlier attempts' workers "
+                "died (a message that kills its worker)",
+                retryable=False,
+                code="ReceiveCapExceeded",
+            )
         if adapter is None:
             raise TargetFailure(
                 f"no adapter for target ARN {claimed.spec['Arn']}",
@@ -173,7 +222,8 @@ def deliver(settings: Settings, delivery_id: str, rng: random.Random | None = No
             database=database,
             enqueue_deliveries=lambda ids: enqueue_deliveries(settings, ids),
         )
-        status_code = adapter.deliver(context, payload)
+        with _claim_kept(settings, delivery_id, claimed.attempt):
+            status_code = adapter.deliver(context, payload)
     except TargetFailure as exc:
         failure = exc
         status_code = exc.status_code
@@ -188,7 +238,7 @@ def deliver(settings: Settings, delivery_id: str, rng: random.Random | None = No
             attempt=claimed.attempt,
             created_at=claimed.created_at,
             now=finished,
-            policy=RetryPolicy.of(claimed.spec),
+            policy=policy,
             rng=rng,
         )
     return _record(settings, delivery_id, claimed, started, finished, status_code, failure, verdict)

@@ -2,19 +2,20 @@
 machine with the target's input (EventBridge's Step Functions target). It lives with workflows
 and joins the bus's target registry through :mod:`app.wiring`: the bus does not know workflows.
 
-The execution is named after the delivery id, so every attempt of one delivery asks for the
-same execution: StartExecution's idempotency (same name, same input) answers the running one,
-and an attempt that finds it already finished (``ExecutionAlreadyExists``) succeeds too — a
-retried delivery starts it once. Express machines are started asynchronously and, as on AWS,
-at least once.
+**Standard** machines: the execution is named after the delivery id, so every attempt of one
+delivery asks for the same execution: StartExecution's idempotency (same name, same input)
+answers the running one, and an attempt that finds it already finished
+(``ExecutionAlreadyExists``) succeeds too — a retried delivery starts it once. The delivery
+succeeds once the execution has started; the execution's own failures are in its history.
 
-An Express machine whose ``TimeoutSeconds`` fits well within the delivery claim
-(``SMOKEHOUSE_BUS_CLAIM_SECONDS``) runs inline in this delivery, saving a Celery hop; a longer
-(or unbounded) one goes to ``workflows.run_express``, so no other worker retries a delivery that
-is still running. Either way the delivery succeeds once the execution has started: a FAILED
-Express execution is logged, never retried or dead-lettered (EventBridge only calls
-StartExecution). A worker killed mid-run leaves the delivery claimed; it is retried and the
-execution runs again (at least once, as on AWS).
+**Express** machines run inside the delivery, and their outcome *is* the delivery's: SUCCEEDED
+succeeds; FAILED, TIMED_OUT or ABORTED (or a crash) is a failed attempt (``ExecutionFailed``,
+``ExecutionTimedOut``, ``ExecutionAborted``), retried by the rule's RetryPolicy and then
+dead-lettered, redrivable. EventBridge itself only calls StartExecution and forgets an Express
+failure; here nothing a rule routes is lost silently (enrich-and-store's readings included). The
+delivery's claim is renewed while the run lasts (up to Express's 5 minutes), so no other worker
+attempts it meanwhile; a worker killed mid-run is retried after its claim lapses, and the run
+happens again: at least once, each run with the same input.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session
 from app.aws.errors import AwsError
 from app.bus.targets.base import DeliveryContext, TargetFailure
 from app.config import Settings
-from app.workflows import dispatch, express, machines, service
+from app.workflows import express, machines, service
 from app.workflows.asl import CompiledMachine, Start
 from app.workflows.models import StateMachine
 
@@ -42,10 +43,6 @@ PERMANENT = frozenset(
 )
 
 
-#: An inline run may use at most this share of the delivery claim.
-INLINE_CLAIM_SHARE = 0.5
-
-
 @dataclass(frozen=True, slots=True)
 class _Express:
     machine: StateMachine
@@ -53,25 +50,40 @@ class _Express:
     compiled: CompiledMachine
 
 
-def runs_inline(settings: Settings, machine: CompiledMachine) -> bool:
-    """Whether an Express run surely ends before another worker may retry its delivery."""
-    timeout = machine.timeout_seconds
-    return timeout is not None and timeout <= settings.bus_claim_seconds * INLINE_CLAIM_SHARE
+#: An Express run's end state -> the delivery's error code.
+FAILED_STATUSES = {
+    "FAILED": "ExecutionFailed",
+    "TIMED_OUT": "ExecutionTimedOut",
+    "ABORTED": "ExecutionAborted",
+}
 
 
-def _run_inline(settings: Settings, started: _Express) -> None:
+def _run(settings: Settings, started: _Express) -> None:
+    """Run the Express execution; anything but SUCCEEDED fails the attempt (retryable)."""
     start = started.start
     try:
         result = express.run(settings, started.compiled, start)
-    except Exception:  # the execution started; its failure is its own, not the delivery's
+    except Exception as exc:
         log.exception("express execution %s crashed", start.execution_id)
-        return
+        raise TargetFailure(
+            f"express execution {start.execution_id} crashed: {type(exc).__name__}",
+            retryable=True,
+            code="ExecutionFailed",
+        ) from None
     log.info(
         "express execution %s: %s",
         start.execution_id,
         result.status,
         extra={"error": result.error, "cause": result.cause},
     )
+    if result.status != "SUCCEEDED":
+        detail = ": ".join(str(p) for p in (result.error, result.cause) if p)
+        raise TargetFailure(
+            f"express execution {start.execution_id} {result.status}"
+            + (f" ({detail[:500]})" if detail else ""),
+            retryable=True,
+            code=FAILED_STATUSES.get(result.status, "ExecutionFailed"),
+        )
 
 
 def execution_name(delivery_id: str) -> str:
@@ -107,8 +119,5 @@ class StateMachineTarget:
                 exc.message, retryable=exc.code not in PERMANENT, code=exc.code
             ) from None
         if isinstance(started, _Express):
-            if runs_inline(settings, started.compiled):
-                _run_inline(settings, started)
-            else:  # nothing was committed: a failed send fails (and retries) the delivery
-                dispatch.send_express(settings, express.payload(started.machine, started.start))
+            _run(settings, started)
         return None

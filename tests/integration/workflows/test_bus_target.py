@@ -5,17 +5,19 @@ starting it, a sweeper duplicate) — before or after that execution finished.""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app.bus import service as bus
 from app.bus import targets
 from app.bus.arns import Scope
 from app.bus.delivery import deliver
 from app.bus.events import put_events
-from app.bus.models import Delivery
+from app.bus.models import DeadLetter, Delivery
 from app.db import get_database, utcnow
 from app.handlers import HandlerContext, handler
 from app.workflows import dispatch
@@ -105,12 +107,17 @@ def inline_probe(payload: Any, context: HandlerContext) -> Any:
     return payload
 
 
-def express_target(wf: Stack, unique: str, definition: dict[str, Any]) -> str:
+def express_target(
+    wf: Stack, unique: str, definition: dict[str, Any], retries: int | None = None
+) -> str:
     """Route ``test.<unique>`` events to a new Express machine; the delivery id of one event."""
     machine = wf.create(unique, definition, "EXPRESS")
+    target: dict[str, Any] = {"Id": "sfn", "Arn": machine}
+    if retries is not None:
+        target["RetryPolicy"] = {"MaximumRetryAttempts": retries}
     with get_database(wf.settings.sqlalchemy_url).session() as session:
         bus.put_rule(session, name=unique, event_pattern={"source": [f"test.{unique}"]})
-        assert bus.put_targets(session, None, unique, [{"Id": "sfn", "Arn": machine}]) == []
+        assert bus.put_targets(session, None, unique, [target]) == []
         put = put_events(
             session,
             [{"Source": f"test.{unique}", "DetailType": "Reading", "Detail": '{"t": 21}'}],
@@ -134,7 +141,6 @@ def test_a_bounded_express_target_runs_inline(
     INLINE_SEEN.clear()
     definition = {
         "StartAt": "Probe",
-        "TimeoutSeconds": 10,
         "States": {
             "Probe": {
                 "Type": "Task",
@@ -149,29 +155,59 @@ def test_a_bounded_express_target_runs_inline(
     assert [{"t": 21, "unique": unique}] == INLINE_SEEN  # ran before the delivery returned
 
 
-def test_a_failed_inline_express_run_still_delivers(
-    wf: Stack, unique: str, with_target: None, monkeypatch: pytest.MonkeyPatch
+def make_due(wf: Stack, delivery_id: str) -> None:
+    with get_database(wf.settings.sqlalchemy_url).session() as session:
+        session.execute(
+            update(Delivery).where(Delivery.id == delivery_id).values(next_attempt_at=utcnow())
+        )
+
+
+@pytest.mark.parametrize(
+    ("states", "code"),
+    [
+        ({"Boom": {"Type": "Fail", "Error": "Overheated", "Cause": "too hot"}}, "ExecutionFailed"),
+        ({"Boom": {"Type": "Wait", "Seconds": 5, "End": True}}, "ExecutionTimedOut"),
+    ],
+)
+def test_failed_express_dead_letters(
+    wf: Stack,
+    unique: str,
+    with_target: None,
+    monkeypatch: pytest.MonkeyPatch,
+    states: dict[str, Any],
+    code: str,
 ) -> None:
+    """Before: the delivery succeeded and the failure was only a log line."""
     no_hop(monkeypatch)
-    definition = {
-        "StartAt": "Boom",
-        "TimeoutSeconds": 10,
-        "States": {"Boom": {"Type": "Fail", "Error": "Overheated", "Cause": "too hot"}},
-    }
-    delivery_id = express_target(wf, unique, definition)
-    assert deliver(wf.settings, delivery_id) == "succeeded"
+    definition = {"StartAt": "Boom", "TimeoutSeconds": 1, "States": states}
+    delivery_id = express_target(wf, unique, definition, retries=1)
+    assert deliver(wf.settings, delivery_id) == "retry"
+    make_due(wf, delivery_id)
+    assert deliver(wf.settings, delivery_id) == "failed"
     with get_database(wf.settings.sqlalchemy_url).session() as session:
         delivery = session.get(Delivery, delivery_id)
         assert delivery is not None
-        assert delivery.status == "succeeded"
+        assert delivery.status == "dead"
+        [letter] = session.scalars(select(DeadLetter).where(DeadLetter.delivery_id == delivery_id))
+        assert letter.error_code == code
+        assert letter.attempts == 2
 
 
-def test_an_unbounded_express_target_goes_to_a_worker(
+def test_express_keeps_its_claim(
     wf: Stack, unique: str, with_target: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sent: list[Any] = []
-    monkeypatch.setattr(dispatch, "send_express", lambda settings, payload: sent.append(payload))
-    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
+    """A run longer than the claim is not attempted by a second worker meanwhile."""
+    no_hop(monkeypatch)
+    settings = wf.settings.model_copy(update={"bus_claim_seconds": 0.9})
+    definition = {
+        "StartAt": "Slow",
+        "States": {"Slow": {"Type": "Wait", "Seconds": 3, "End": True}},
+    }
     delivery_id = express_target(wf, unique, definition)
-    assert deliver(wf.settings, delivery_id) == "succeeded"
-    assert len(sent) == 1  # no TimeoutSeconds: could outlive the delivery claim
+    outcome: list[str] = []
+    first = threading.Thread(target=lambda: outcome.append(deliver(settings, delivery_id)))
+    first.start()
+    time.sleep(2.0)  # two claims' worth: without renewal it would have lapsed
+    assert deliver(settings, delivery_id) == "skipped"
+    first.join(10)
+    assert outcome == ["succeeded"]
