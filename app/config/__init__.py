@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from app.auth import DEFAULT_SESSION_TTL, AccessKey, check_secret_strength, parse_access_keys
 from app.config.egress import EgressSettings
 from app.config.iot import AlarmSettings, IotSettings, ProvisioningSettings
+from app.config.queues import QueuesSettings
 from app.config.runners import GitLabSettings, RunnersSettings, parse_scoped_tokens
 from app.config.scaling import ScalingSettings
 from app.config.scheduler import SchedulerSettings
@@ -35,6 +36,7 @@ __all__ = [
     "GitLabSettings",
     "IotSettings",
     "ProvisioningSettings",
+    "QueuesSettings",
     "RunnersSettings",
     "ScalingSettings",
     "SchedulerSettings",
@@ -151,6 +153,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    queues: QueuesSettings = Field(default_factory=QueuesSettings)
 
     @field_validator("database_url", "broker_url", "redis_url", "mqtt_url")
     @classmethod

@@ -245,10 +245,26 @@ async def resolve_send_message(
     return found
 
 
+async def resolve_redrive_queue_message(info: Info[Context, Any], id: str) -> QueueMessage:
+    """Queue a dead-lettered message again with a fresh receive budget (only ``dead`` ones)."""
+    settings = info.context.settings
+
+    def work(session: Session) -> QueueMessage:
+        try:
+            return _message(messages.redrive(session, settings, id, utcnow()))
+        except messages.MessageError as exc:
+            raise ValueError(exc.reason) from None
+
+    return await in_session(settings, work)
+
+
 @strawberry.type
 class ScalingMutation:
     send_message: QueueMessage = strawberry.field(
         resolver=resolve_send_message, permission_classes=[CanWrite]
+    )
+    redrive_queue_message: QueueMessage = strawberry.field(
+        resolver=resolve_redrive_queue_message, permission_classes=[CanWrite]
     )
 
 

@@ -213,13 +213,25 @@ class Claimed:
 
 
 def _claim(settings: Settings, message_id: str) -> Claimed | None:
-    """Mark the message running (async: waiting, with its token); ``None`` if it finished."""
+    """Mark the message running (async: waiting, with its token); ``None`` if it finished, or
+    if this receive is past its queue's cap (then it is dead-lettered instead of run)."""
     with get_database(settings.sqlalchemy_url).session() as session:
         row = session.get(QueueMessage, message_id, with_for_update=True)
         if row is None:
             log.warning("work-queue message %s does not exist; dropped", message_id)
             return None
         if row.status in FINISHED:
+            return None
+        cap = settings.queues.receive_cap(row.queue)
+        if row.attempts >= cap:
+            row.status = "dead"
+            row.error = "ReceiveCapExceeded"
+            row.cause = (
+                f"received {row.attempts} times without finishing (the cap for queue "
+                f"{row.queue!r} is {cap}): its runs died with their workers"
+            )
+            row.finished_at = utcnow()
+            log.error("work-queue message %s dead-lettered: %s", row.id, row.cause)
             return None
         row.attempts += 1
         row.started_at = row.started_at or utcnow()
@@ -393,6 +405,25 @@ class MessageTokens:
 
 
 # --- reading ------------------------------------------------------------------------------
+
+
+def redrive(session: Session, settings: Settings, message_id: str, now: datetime) -> QueueMessage:
+    """Give a dead-lettered message a fresh receive budget and queue it again (sent after
+    commit). Only ``dead`` messages: redriving one twice, or a live one, is refused."""
+    row = session.get(QueueMessage, message_id, with_for_update=True)
+    if row is None:
+        raise MessageError(f"no message {message_id}", 404)
+    if row.status != "dead":
+        raise MessageError(f"message {message_id} is {row.status}, not dead-lettered")
+    row.status = "queued"
+    row.attempts = 0
+    row.error = row.cause = None
+    row.task_token = None
+    row.started_at = row.finished_at = None
+    row.enqueued_at = now
+    session.flush()
+    after_commit(session).call(_enqueue_stored, settings, [(row.id, row.queue)])
+    return row
 
 
 def list_messages(

@@ -12,8 +12,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base, UtcDateTime
 
 MESSAGE_MODES = ("sync", "async")
-MESSAGE_STATUSES = ("queued", "running", "waiting", "succeeded", "failed")
-FINISHED = ("succeeded", "failed")
+MESSAGE_STATUSES = ("queued", "running", "waiting", "succeeded", "failed", "dead")
+#: ``dead``: received more than its queue's cap (``SMOKEHOUSE_QUEUES_MAX_RECEIVE_COUNT``)
+#: without finishing -- it kept killing its worker; never run again unless redriven.
+FINISHED = ("succeeded", "failed", "dead")
 
 
 class QueueMessage(Base):

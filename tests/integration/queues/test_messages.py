@@ -18,7 +18,7 @@ import tests.integration.scaling.handlers  # noqa: F401  (registers the test han
 from app.aws.errors import AwsError
 from app.aws.operations import AwsCall
 from app.config import Settings
-from app.db import get_database
+from app.db import get_database, utcnow
 from app.migrate import upgrade
 from app.queues import messages
 from app.queues.models import QueueMessage
@@ -292,3 +292,41 @@ def test_a_message_stored_while_the_broker_is_down_is_sent_by_the_sweeper(
         stop(worker)
     assert load(up, message_id).result == {"n": 4}
     assert runs.read_text().split() == [message_id]
+
+
+def test_a_message_that_kills_its_worker_is_dead_lettered_at_its_receive_cap(
+    settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each receive kills the pool process (Celery puts the message back); after two receives
+    (the queue's cap) it is dead, not run again, and the worker goes on with the next message.
+    Redriven, it gets a fresh budget. Before: it was received and killed a worker forever."""
+    queue = f"scaling-test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("SMOKEHOUSE_SCALING_QUEUES", queue)
+    caps = f"{queue}=2"
+    settings = settings_factory(queues={"max_receive_counts": caps})
+    upgrade(settings.sqlalchemy_url)
+    attempts = tmp_path / "attempts.txt"
+    [poison] = messages.send_and_enqueue(
+        settings, queue, handler="scaling-test-kill-worker", payload={"path": str(attempts)}
+    )
+    worker = start_worker(settings, "poison", queue, tmp_path)
+    try:
+        wait_for(lambda: load(settings, poison).status == "dead", 90, what="the dead letter")
+        row = load(settings, poison)
+        assert row.error == "ReceiveCapExceeded"
+        assert attempts.read_text().split() == ["1", "2"]  # never a third run
+        [behind] = messages.send_and_enqueue(
+            settings, queue, handler="scaling-test-double", payload={"n": 2}
+        )
+        wait_for(lambda: load(settings, behind).status == "succeeded", 60, what="the next one")
+
+        with get_database(settings.sqlalchemy_url).session() as session:
+            messages.redrive(session, settings, poison, utcnow())
+        wait_for(lambda: attempts.read_text().split()[2:] == ["1"], 60, what="a fresh budget")
+        with (
+            get_database(settings.sqlalchemy_url).session() as session,
+            pytest.raises(messages.MessageError, match="not dead-lettered"),
+        ):
+            messages.redrive(session, settings, behind, utcnow())
+    finally:
+        stop(worker)

@@ -46,3 +46,16 @@ def start_async(payload: Any, context: HandlerContext) -> Any:
     with open(payload["path"], "w") as out:
         out.write(context.extra["task_token"])
     return None
+
+
+@handler("scaling-test-kill-worker")
+def kill_worker(payload: Any, context: HandlerContext) -> Any:
+    """Kill the pool process running it (-9): a message that takes down whichever worker
+    receives it. Appends the attempt number to ``path`` first."""
+    import os
+    import signal
+
+    with open(payload["path"], "a") as out:
+        out.write(f"{context.attempt}\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return None

@@ -27,6 +27,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         broker_url=settings.broker_url or "",
         log_format="console",
         handler_modules="tests.integration.scaling.handlers",
+        queues_max_receive_counts=settings.queues.max_receive_counts,
     )
     env = {k: v for k, v in env.items() if v != ""}
     return {**env, **FAST, **extra}
