@@ -229,7 +229,9 @@ def migrate() -> None:
 @cli.command()
 @friendly_errors
 def health(
-    role: Annotated[str, typer.Argument(help="api, worker, scheduler or ingest")] = "api",
+    role: Annotated[
+        str, typer.Argument(help="api, worker, scheduler, ingest or autoscaler")
+    ] = "api",
 ) -> None:
     """Exit 0 if this container's role is healthy (used by Docker HEALTHCHECKs)."""
     import socket
@@ -264,8 +266,20 @@ def health(
             re.M,
         )
         healthy = found is not None and float(found.group(1)) < 30
+    elif role == "autoscaler":
+        from sqlalchemy import func, select
+
+        from app.db import get_database, utcnow
+        from app.scaling.models import ScalingQueue
+
+        # Some autoscaler passed a queue within three intervals (a standby's passes are
+        # skipped under the lease while another passes: the function is what is healthy).
+        with get_database(settings.sqlalchemy_url).session() as session:
+            last = session.scalar(select(func.max(ScalingQueue.updated_at)))
+        window = timedelta(seconds=3 * settings.scaling.interval_seconds + 10)
+        healthy = last is not None and utcnow() - last < window
     else:
-        raise typer.BadParameter("role must be api, worker, scheduler or ingest")
+        raise typer.BadParameter("role must be api, worker, scheduler, ingest or autoscaler")
     raise typer.Exit(0 if healthy else 1)
 
 

@@ -1,17 +1,20 @@
 """Where domains plug into each other's registries: imported once by every entry point.
 
 Domains that must not know each other meet through registries (DESIGN.md, "Rules of the house"):
-the bus delivers to state machines through its target registry, and workflows resolve task
-tokens held by work-queue messages through their token registry. Importing this module fills
-both. Every process that serves requests or runs tasks imports it first -- ``create_app``, the
-Celery worker app and the ``smokehouse`` command -- so no process can miss a registration
-because it happened not to import some module.
+the bus delivers to state machines through its target registry, workflows resolve task tokens
+held by work-queue messages through their token registry, and the leading scheduler runs the
+autoscaler's wake-up check through its tick hooks. Importing this module fills all three. Every
+process that serves requests or runs tasks imports it first -- ``create_app``, the Celery worker
+app and the ``smokehouse`` command -- so no process can miss a registration because it happened
+not to import some module.
 """
 
 from __future__ import annotations
 
+from app.broker.tick_hooks import register_tick_hook
 from app.bus.targets import register_adapter
 from app.queues.messages import MessageTokens
+from app.scaling.wake import WakeCheck
 from app.workflows.bus_target import StateMachineTarget
 from app.workflows.tokens import register_token_holder
 
@@ -25,6 +28,7 @@ def install() -> None:
         return
     register_adapter(StateMachineTarget())
     register_token_holder(MessageTokens())
+    register_tick_hook(WakeCheck)
     _installed = True
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from celery.beat import Scheduler
 
+from app.broker.tick_hooks import TICK_HOOKS
 from app.db import get_database
 from app.leases import Lease, acquire, holder_id, release, renew
 
@@ -44,6 +45,8 @@ class LeasedScheduler(Scheduler):  # type: ignore[misc]
         self.lease: Lease | None = None
         self.valid_until = 0.0
         self.next_check = 0.0
+        self.hooks = [factory(settings) for factory in TICK_HOOKS]
+        self.hooks_due = [0.0] * len(self.hooks)
         super().__init__(*args, **kwargs)
 
     def leads(self) -> bool:
@@ -73,7 +76,17 @@ class LeasedScheduler(Scheduler):  # type: ignore[misc]
         if not self.leads():
             return max(self.next_check - time.monotonic(), 0.05)
         interval = float(super().tick(*args, **kwargs))
-        return max(min(interval, self.next_check - time.monotonic()), 0.05)
+        wake = self.next_check
+        for index, hook in enumerate(self.hooks):
+            now = time.monotonic()
+            if now >= self.hooks_due[index]:
+                try:
+                    hook(self.app)
+                except Exception:  # a hook never stops the ticks
+                    log.exception("scheduler hook %r failed", hook)
+                self.hooks_due[index] = now + hook.interval
+            wake = min(wake, self.hooks_due[index])
+        return max(min(interval, wake - time.monotonic()), 0.05)
 
     def close(self) -> None:
         super().close()

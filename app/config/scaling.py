@@ -37,7 +37,10 @@ class ScalingSettings(BaseSettings):
     docker_image: str = Field(default="smokehouse:latest")
     docker_network: str | None = None
     kubernetes_namespace: str = "default"
-    kubernetes_deployment: str = "smokehouse-worker"
+    kubernetes_deployment: str = Field(
+        default="smokehouse-worker-{queue}",
+        description="Each queue's Deployment; {queue} is the queue (appended when absent).",
+    )
 
     @property
     def queue_list(self) -> list[str]:

@@ -25,11 +25,17 @@ def test_compose_has_the_production_stack() -> None:
 
 @pytest.mark.parametrize("name", sorted(OURS))
 def test_each_role_runs_a_real_cli_command(name: str) -> None:
-    command = OURS[name]["command"]
+    command = list(OURS[name]["command"])
     assert command[0] in COMMANDS, f"{name}: 'smokehouse {command[0]}' does not exist"
-    params = COMMANDS[command[0]].params
+    found = COMMANDS[command.pop(0)]
+    while hasattr(found, "commands"):  # a group: `smokehouse scaling run`
+        assert command, f"{name}: a group needs a subcommand"
+        sub = command.pop(0)
+        assert sub in found.commands, f"{name}: unknown subcommand {sub}"
+        found = found.commands[sub]
+    params = found.params
     options = {o for p in params for o in (*p.opts, *getattr(p, "secondary_opts", ()))}
-    for arg in command[1:]:
+    for arg in command:
         assert arg.split("=")[0] in options, f"{name}: unknown option {arg}"
 
 
@@ -42,7 +48,7 @@ def test_every_service_has_a_healthcheck_or_is_one_shot(name: str) -> None:
         return
     test = health["test"]
     if test[:3] == ["CMD", "smokehouse", "health"]:
-        assert test[3] in ("api", "worker", "scheduler")
+        assert test[3] in ("api", "worker", "scheduler", "ingest", "autoscaler")
 
 
 def test_dependencies_wait_for_healthy_services() -> None:
@@ -102,16 +108,17 @@ EXAMPLE = (ROOT / ".env.example").read_text()
 EXAMPLE_VALUES = dict(re.findall(r"^(\w+)=(.*)$", EXAMPLE, re.MULTILINE))
 #: Every secret a role may hold, and which roles hold it.
 SECRETS = {
-    "POSTGRES_PASSWORD": {"migrate", "api", "worker", "scheduler", "ingest"},
-    "REDIS_PASSWORD": {"api", "worker", "scheduler", "ingest"},
-    "SMOKEHOUSE_MQTT_PASSWORD": {"api", "worker", "ingest"},
+    # The autoscaler hands a worker's secrets down to the worker containers it starts.
+    "POSTGRES_PASSWORD": {"migrate", "api", "worker", "scheduler", "ingest", "autoscaler"},
+    "REDIS_PASSWORD": {"api", "worker", "scheduler", "ingest", "autoscaler"},
+    "SMOKEHOUSE_MQTT_PASSWORD": {"api", "worker", "ingest", "autoscaler"},
     "SMOKEHOUSE_ACCESS_KEYS": {"api"},
     "SMOKEHOUSE_GITLAB_WEBHOOK_TOKEN": {"api"},
     "SMOKEHOUSE_GITLAB_WEBHOOK_TOKENS": {"api"},
-    "SMOKEHOUSE_SECRET_KEY": {"api", "worker"},
-    "SMOKEHOUSE_GITLAB_API_TOKEN": {"worker"},
-    "AWS_ACCESS_KEY_ID": {"worker"},
-    "AWS_SECRET_ACCESS_KEY": {"worker"},
+    "SMOKEHOUSE_SECRET_KEY": {"api", "worker", "autoscaler"},
+    "SMOKEHOUSE_GITLAB_API_TOKEN": {"worker", "autoscaler"},
+    "AWS_ACCESS_KEY_ID": {"worker", "autoscaler"},
+    "AWS_SECRET_ACCESS_KEY": {"worker", "autoscaler"},
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.config import Settings
+from app.config.environment import worker_environment
 from app.scaling.backends.base import (
     Backend,
     NoBackend,
@@ -26,18 +27,12 @@ def create_backend(settings: Settings, scaling: ScalingSettings) -> Backend:
     if scaling.backend == "docker":
         from app.scaling.backends.docker import DockerBackend
 
-        # Workers reach the same database and broker; DOCKER_HOST picks the engine (or Podman).
-        environment = {
-            "SMOKEHOUSE_DATABASE_URL": settings.sqlalchemy_url,
-            "SMOKEHOUSE_BROKER_URL": settings.celery_broker_url,
-            "SMOKEHOUSE_LOG_FORMAT": settings.log_format,
-            "SMOKEHOUSE_HANDLER_MODULES": settings.handler_modules,
-        }
+        # Workers get the whole configuration; DOCKER_HOST picks the engine (or Podman).
         options = {"network": scaling.docker_network} if scaling.docker_network else {}
         return DockerBackend(
             image=scaling.docker_image,
             concurrency=settings.worker.concurrency,
-            environment=environment,
+            environment=worker_environment(settings),
             run_options=options,
         )
     if scaling.backend == "kubernetes":

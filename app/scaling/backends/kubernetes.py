@@ -1,4 +1,9 @@
-"""A Kubernetes Deployment of workers, scaled through its ``scale`` subresource.
+"""One Kubernetes Deployment of workers per queue, scaled through its ``scale`` subresource.
+
+Each autoscaled queue has its own Deployment, named from
+``SMOKEHOUSE_SCALING_KUBERNETES_DEPLOYMENT`` (``{queue}`` in it is the queue's name made a valid
+Kubernetes name; without ``{queue}`` the name gets ``-<queue>`` appended): one queue's replica
+count never overwrites another's. Each Deployment runs ``smokehouse worker --queues=<its queue>``.
 
 Kubernetes picks which pods go when replicas drop; we steer it with the
 ``controller.kubernetes.io/pod-deletion-cost`` annotation (lower cost goes first): the idle workers
@@ -14,6 +19,7 @@ Workers find their pod name through the downward API (``SMOKEHOUSE_WORKER_BACKEN
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +28,15 @@ from app.scaling.backends.base import Recorder, ScaleResult, WorkerView, no_reco
 log = logging.getLogger("smokehouse.scaling.kubernetes")
 
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+
+
+def deployment_name(template: str, queue: str) -> str:
+    """The Deployment of ``queue``: RFC 1123 (lowercase alphanumerics and '-', 63 at most)."""
+    safe = re.sub(r"[^a-z0-9-]+", "-", queue.lower()).strip("-") or "queue"
+    name = template.replace("{queue}", safe) if "{queue}" in template else f"{template}-{safe}"
+    return name[:63].rstrip("-")
+
+
 IDLE_COST = "-1000"
 
 
@@ -43,14 +58,16 @@ class KubernetesBackend:
         self.namespace = namespace
         self.deployment = deployment
 
-    def replicas(self) -> int:
-        scale = self.apps.read_namespaced_deployment_scale(self.deployment, self.namespace)
+    def replicas(self, queue: str) -> int:
+        name = deployment_name(self.deployment, queue)
+        scale = self.apps.read_namespaced_deployment_scale(name, self.namespace)
         return int(scale.spec.replicas or 0) if scale.spec is not None else 0
 
-    def set_replicas(self, replicas: int) -> None:
+    def set_replicas(self, queue: str, replicas: int) -> None:
+        name = deployment_name(self.deployment, queue)
         body = {"spec": {"replicas": replicas}}
-        self.apps.patch_namespaced_deployment_scale(self.deployment, self.namespace, body)
-        log.info("deployment %s scaled to %d", self.deployment, replicas)
+        self.apps.patch_namespaced_deployment_scale(name, self.namespace, body)
+        log.info("deployment %s scaled to %d", name, replicas)
 
     def mark_cheap(self, pod: str) -> None:
         body = {"metadata": {"annotations": {DELETION_COST: IDLE_COST}}}
@@ -65,10 +82,10 @@ class KubernetesBackend:
     ) -> ScaleResult:
         """Pods get their names from Kubernetes: the Deployment's replica count is the record
         (``record`` is not called; a pod registers itself by its name)."""
-        current = self.replicas()
+        current = self.replicas(queue)
         if desired >= current:
             if desired > current:
-                self.set_replicas(desired)
+                self.set_replicas(queue, desired)
             return ScaleResult(note=f"replicas {current} -> {desired}")
         ours = [w for w in workers if w.backend == self.name and w.backend_ref]
         registered = [w for w in ours if w.state != "draining"]
@@ -81,7 +98,7 @@ class KubernetesBackend:
             result.stopped.append(worker.id)
         target = max(desired, current - unregistered - len(result.stopped))
         if target != current:
-            self.set_replicas(target)
+            self.set_replicas(queue, target)
         result.note = f"replicas {current} -> {target}"
         return result
 

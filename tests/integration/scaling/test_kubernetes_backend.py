@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from app.scaling.backends.base import WorkerView
+from app.scaling.backends.kubernetes import deployment_name
 
 pytestmark = pytest.mark.integration
 
@@ -25,17 +26,26 @@ POD = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/?]+)$")
 
 @dataclass
 class FakeApiServer:
-    replicas: int = 0
+    deployments: dict[str, int] = field(default_factory=lambda: {"workers-default": 0})
     requests: list[tuple[str, str, str, Any]] = field(default_factory=list)  # method, path, type
     annotations: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    @property
+    def replicas(self) -> int:
+        return self.deployments["workers-default"]
+
+    @replicas.setter
+    def replicas(self, value: int) -> None:
+        self.deployments["workers-default"] = value
+
     def scale(self, namespace: str, name: str) -> dict[str, Any]:
+        replicas = self.deployments.setdefault(name, 0)
         return {
             "apiVersion": "autoscaling/v1",
             "kind": "Scale",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"replicas": self.replicas},
-            "status": {"replicas": self.replicas},
+            "spec": {"replicas": replicas},
+            "status": {"replicas": replicas},
         }
 
 
@@ -69,7 +79,7 @@ def api_server() -> Iterator[tuple[str, FakeApiServer]]:
             path = self.path.split("?")[0]
             state.requests.append(("PATCH", path, self.headers["Content-Type"], body))
             if match := SCALE.match(path):
-                state.replicas = body["spec"]["replicas"]
+                state.deployments[match["name"]] = body["spec"]["replicas"]
                 self.reply(state.scale(match["ns"], match["name"]))
             elif match := POD.match(path):
                 state.annotations.setdefault(match["name"], {}).update(
@@ -94,6 +104,7 @@ def backend(api_server: tuple[str, FakeApiServer]) -> Iterator[Any]:
     configuration = kubernetes.client.Configuration(host=api_server[0])
     api_client = kubernetes.client.ApiClient(configuration)
     backend = KubernetesBackend(namespace="ci", deployment="workers", api_client=api_client)
+    assert deployment_name("workers", "default") == "workers-default"
     yield backend
     backend.close()
 
@@ -111,7 +122,10 @@ def test_scale_up_patches_the_scale_subresource(
     result = backend.scale("default", 3, [])
     assert state.replicas == 3
     method, path, content_type, body = state.requests[-1]
-    assert (method, path) == ("PATCH", "/apis/apps/v1/namespaces/ci/deployments/workers/scale")
+    assert (method, path) == (
+        "PATCH",
+        "/apis/apps/v1/namespaces/ci/deployments/workers-default/scale",
+    )
     assert content_type in (
         "application/merge-patch+json",
         "application/strategic-merge-patch+json",
@@ -152,3 +166,21 @@ def test_unregistered_pods_may_go_first(
     backend.scale("default", 1, [pod(1, "busy", 1), pod(2, "busy", 1)])
     assert state.replicas == 2
     assert state.annotations == {}
+
+
+def test_each_queue_has_its_own_deployment(
+    backend: Any, api_server: tuple[str, FakeApiServer]
+) -> None:
+    """Before: one Deployment for every queue, so the last queue's pass set everyone's count."""
+    _, state = api_server
+    backend.scale("default", 3, [])
+    backend.scale("gpu_jobs", 1, [])
+    backend.scale("default", 3, [pod(1), pod(2), pod(3)])
+    assert state.deployments == {"workers-default": 3, "workers-gpu-jobs": 1}
+
+
+def test_deployment_names_are_valid_kubernetes_names() -> None:
+    assert deployment_name("smokehouse-worker-{queue}", "Bulk.Jobs_2") == (
+        "smokehouse-worker-bulk-jobs-2"
+    )
+    assert len(deployment_name("w-{queue}", "q" * 100)) == 63
