@@ -70,11 +70,24 @@ class GitLabSettings(BaseSettings):
         description="Scoped X-Gitlab-Token values: 'token@project:12,group:acme;token2@project:"
         "acme/api' (scopes: project:<id>, project:<path>, group:<path>, *).",
     )
+    watch: str = Field(
+        default="",
+        description="Projects and groups whose pending jobs reconcile looks for (a lost pending "
+        "webhook), as scopes: 'project:12,project:acme/api,group:acme'; projects with jobs in "
+        "the last 30 days are watched anyway.",
+    )
     verify_jobs: bool = Field(
         default=True,
         description="With the GitLab API configured, check a pending job (exists, pending, "
         "project matches) before launching, and a finished one before stopping its runner.",
     )
+
+    @field_validator("watch")
+    @classmethod
+    def _check_watch(cls, value: str) -> str:
+        if value.strip():
+            parse_scope(value)
+        return value
 
     @field_validator("webhook_tokens")
     @classmethod

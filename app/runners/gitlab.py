@@ -18,6 +18,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -185,9 +186,39 @@ class GitLabClient:
         None when that project has no such job (GitLab answers 404 for another project's job)."""
         return self._object(f"/projects/{int(project_id)}/jobs/{int(job_id)}")
 
-    def project(self, project_id: int) -> dict[str, Any] | None:
-        """``GET /projects/:id`` (``path_with_namespace``...), None when there is none."""
-        return self._object(f"/projects/{int(project_id)}")
+    def project(self, project: int | str) -> dict[str, Any] | None:
+        """``GET /projects/:id`` (an id or a full path; ``path_with_namespace``...), None when
+        there is none."""
+        return self._object(f"/projects/{quote(str(project), safe='')}")
+
+    def _list(self, path: str, params: dict[str, Any], pages: int = 5) -> list[dict[str, Any]]:
+        """GET a paginated list (100 a page, at most ``pages``); GitLabError on a refusal."""
+        found: list[dict[str, Any]] = []
+        for page in range(1, pages + 1):
+            response = self._send(
+                "GET", path, retry=True, params={**params, "per_page": 100, "page": page}
+            )
+            if response.status_code != 200:
+                raise GitLabError(response.status_code, error_message(response))
+            items = response.json()
+            if not isinstance(items, list):
+                raise GitLabError(response.status_code, f"GitLab's answer to GET {path} is no list")
+            found.extend(i for i in items if isinstance(i, dict))
+            if len(items) < 100:
+                break
+        return found
+
+    def pending_jobs(self, project: int | str) -> list[dict[str, Any]]:
+        """``GET /projects/:id/jobs?scope[]=pending`` (``project``: an id or a full path)."""
+        ref = quote(str(project), safe="")
+        return self._list(f"/projects/{ref}/jobs", {"scope[]": "pending"})
+
+    def group_projects(self, group: str) -> list[dict[str, Any]]:
+        """``GET /groups/:path/projects`` with subgroups: the group's projects."""
+        ref = quote(group, safe="")
+        return self._list(
+            f"/groups/{ref}/projects", {"include_subgroups": "true", "simple": "true"}
+        )
 
     def create_runner(
         self,

@@ -9,7 +9,9 @@ Webhooks get lost, workflows fail half-way and instances outlive their jobs; one
 * marks runners whose instance is gone (powered off after its one job) terminated, and runners
   stuck launching failed;
 * starts the start workflow again for jobs whose runner failed to start (while attempts last)
-  and for jobs waiting for a free slot of their profile.
+  and for jobs waiting for a free slot of their profile;
+* asks GitLab for the pending jobs of the projects it serves and starts runners for those whose
+  webhook never arrived (:mod:`app.runners.recover`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class ReconcileReport:
     gone: list[str] = field(default_factory=list)  # runners whose instance had disappeared
     failed: list[str] = field(default_factory=list)  # runners stuck launching
     started: int = 0  # start workflows started again (retries and waiting jobs)
+    recovered: int = 0  # pending jobs whose webhook was lost, started from GitLab's API
     errors: list[str] = field(default_factory=list)
 
 
@@ -353,6 +356,23 @@ def reconcile(
     with get_database(settings.sqlalchemy_url).session() as session:
         jobs = _restart_inputs(session, profiles, runners)
     report.started = start_again(settings, jobs) if jobs else 0
+    report.recovered = _recover(settings, now, report)
     for problem in report.errors:
         log.warning("reconcile: %s", problem)
     return report
+
+
+def _recover(settings: Settings, now: datetime, report: ReconcileReport) -> int:
+    from app.runners.gitlab import GitLabError, gitlab_client
+    from app.runners.recover import recover_lost_jobs
+
+    client = gitlab_client(settings.gitlab)
+    if client is None:
+        return 0  # no GitLab API: lost webhooks cannot be found
+    try:
+        return recover_lost_jobs(settings, client, now)
+    except GitLabError as exc:
+        report.errors.append(f"gitlab: {exc}")
+        return 0
+    finally:
+        client.close()

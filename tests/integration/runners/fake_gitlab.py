@@ -1,7 +1,8 @@
 """A small real HTTP stand-in for the few GitLab API v4 calls smokehouse makes.
 
 GitLab itself can't run here, so this serves, on a free local port:
-``GET /api/v4/projects/:id/jobs/:job_id``, ``GET /api/v4/projects/:id``,
+``GET /api/v4/projects/:id/jobs/:job_id``, ``GET /api/v4/projects/:id/jobs?scope[]=pending``,
+``GET /api/v4/projects/:id``, ``GET /api/v4/groups/:path/projects``,
 ``POST /api/v4/user/runners`` (201 with a ``glrt-`` token) and ``DELETE /api/v4/runners/:id``
 (204, 404 when unknown), with ``PRIVATE-TOKEN`` checking (401
 ``{"message": "401 Unauthorized"}``) and GitLab's error shapes (``{"message": ...}`` for
@@ -34,6 +35,8 @@ RUNNER_TYPES = ("instance_type", "group_type", "project_type")
 JOB = re.compile(r"^/api/v4/projects/([^/]+)/jobs/(\d+)$")
 RUNNER = re.compile(r"^/api/v4/runners/(\d+)$")
 PROJECT = re.compile(r"^/api/v4/projects/(\d+)$")
+JOBS = re.compile(r"^/api/v4/projects/([^/]+)/jobs$")
+GROUP_PROJECTS = re.compile(r"^/api/v4/groups/([^/]+)/projects$")
 TERMINAL = ("success", "failed", "canceled", "skipped")
 
 
@@ -163,6 +166,7 @@ def _handler(gl: FakeGitLab) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, method: str) -> None:
             path = urlsplit(self.path).path
+            self.query = parse_qs(urlsplit(self.path).query)
             body: dict[str, Any] = {}
             try:
                 body = self._body() if method == "POST" else {}
@@ -188,7 +192,28 @@ def _handler(gl: FakeGitLab) -> type[BaseHTTPRequestHandler]:
             job = JOB.match(path)
             runner = RUNNER.match(path)
             project = PROJECT.match(path)
-            if method == "GET" and project:
+            jobs = JOBS.match(path)
+            group = GROUP_PROJECTS.match(path)
+            if method == "GET" and jobs:
+                wanted = set(self.query.get("scope[]", []))
+                ref = unquote(jobs.group(1))
+                listed = [
+                    j
+                    for (p, _), j in sorted(gl.jobs.items())
+                    if str(p) == ref and (not wanted or j.get("status") in wanted)
+                ]
+                self._answer(200, listed)
+            elif method == "GET" and group:
+                prefix = unquote(group.group(1)).casefold() + "/"
+                self._answer(
+                    200,
+                    [
+                        p
+                        for p in gl.projects.values()
+                        if str(p.get("path_with_namespace", "")).casefold().startswith(prefix)
+                    ],
+                )
+            elif method == "GET" and project:
                 found_project = gl.projects.get(int(project.group(1)))
                 if found_project is None:
                     self._answer(404, {"message": "404 Project Not Found"})

@@ -254,3 +254,37 @@ def test_an_ec2_error_fails_the_start_with_ec2s_reason(runners: RunnerStack, job
         WAIT,
         what="the GitLab runner of the failed start to be deleted",
     )
+
+
+def test_a_pending_job_whose_webhook_was_lost_gets_its_runner_from_reconcile(
+    runners: RunnerStack, job_id: int
+) -> None:
+    """GitLab has the job pending, no hook ever arrived (smokehouse was down, the network cut):
+    reconcile asks GitLab for its projects' pending jobs and starts this one's runner, once.
+    Before: reconcile only retried jobs it had recorded, so the job waited forever."""
+    assert runners.post(job_hook(job_id, "pending"), headers()).status_code == 200  # project 380
+    runners.settle()
+    lost = job_id + 25_000
+    runners.gitlab.jobs[(380, lost)] = {
+        "id": lost,
+        "name": "lost",
+        "stage": "test",
+        "status": "pending",
+        "ref": "main",
+        "created_at": "2026-11-26T16:00:00.000Z",
+        "pipeline": {"id": 2366},
+        "tag_list": ["aws"],
+    }
+    settings = runners.stack.settings
+    profiles = current_profiles(settings)
+    report = reconcile(settings, load_runners_settings(), profiles, ec2=runners.ec2)
+    assert report.recovered == 1
+    wait_for(lambda: runners.instances(lost), WAIT, what="the lost job's instance")
+    runners.settle()
+    again = reconcile(settings, load_runners_settings(), profiles, ec2=runners.ec2)
+    assert again.recovered == 0  # recorded now: never a second runner
+    runners.settle()
+    assert len(runners.instances(lost)) == 1
+    job = runners.job(lost)
+    assert job is not None
+    assert job.gitlab == INSTANCE  # recorded under the instance its project's hooks use

@@ -59,3 +59,22 @@ def kill_worker(payload: Any, context: HandlerContext) -> Any:
         out.write(f"{context.attempt}\n")
     os.kill(os.getpid(), signal.SIGKILL)
     return None
+
+
+@handler("scaling-test-settings")
+def settings_seen(payload: Any, context: HandlerContext) -> Any:
+    """What the worker running it was configured with (a scaled worker must have it all)."""
+    settings = context.settings
+    assert settings is not None
+    return {
+        "region": settings.region,
+        "gitlab_url": settings.gitlab.url,
+        "gitlab_api_token": bool(settings.gitlab.api_token),
+        "secret_key": bool(settings.secret_key),
+        "egress_allow": settings.egress.allow,
+        "redis_url": settings.redis_url,
+        "iot_offline_seconds": settings.iot.offline_seconds,
+        "receive_cap": settings.queues.max_receive_count,
+        "access_keys": bool(settings.access_keys.get_secret_value()),
+        "aws_region": __import__("os").environ.get("AWS_DEFAULT_REGION"),
+    }

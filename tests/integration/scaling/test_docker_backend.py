@@ -116,3 +116,84 @@ def test_containers_scale_out_work_and_drain(
         loop.join(30)
         for container in backend.containers(queue):
             container.remove(force=True)
+
+
+def test_a_scaled_worker_container_gets_the_whole_configuration(
+    docker_client: Any, settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """The backend hands down the autoscaler's own settings (worker_environment): a worker in a
+    container sees GitLab, the secret key, the region, egress, Redis, IoT and queue settings;
+    not the API's access keys. Before: only the database, broker, log format and handler
+    modules, so such a worker started runners without a GitLab token or a secret key."""
+    from app.config.environment import worker_environment
+    from app.queues import messages
+    from app.queues.models import QueueMessage
+    from tests.conftest import TEST_SECRET_KEY
+    from tests.keys import KEYS
+
+    queue = f"scaling-test-{uuid.uuid4().hex[:8]}"
+    settings = settings_factory(
+        worker_concurrency=1,
+        region="eu-central-1",
+        secret_key=TEST_SECRET_KEY,
+        access_keys=KEYS,
+        redis_url="redis://127.0.0.1:6379/3",
+        handler_modules="tests.integration.scaling.handlers",
+        gitlab={"url": "http://gitlab.invalid", "api_token": "glpat-Zq81xv0c3kPmW7tRb2Yn"},
+        egress={"allow": "192.168.7.0/24"},
+        iot={"offline_seconds": 77},
+        queues={"max_receive_count": 4},
+        scaling={"queues": queue},
+    )
+    upgrade(settings.sqlalchemy_url)
+    python_home = Path(sys.base_prefix)
+    run_options = {
+        "network_mode": "host",
+        "working_dir": str(tmp_path),
+        "volumes": {
+            "/usr": {"bind": "/usr", "mode": "ro"},
+            str(python_home): {"bind": str(python_home), "mode": "ro"},
+            str(ROOT): {"bind": str(ROOT), "mode": "ro"},
+            str(tmp_path): {"bind": str(tmp_path), "mode": "rw"},
+        },
+    }
+    environment = worker_environment(settings, {"AWS_DEFAULT_REGION": "eu-central-1"})
+    boot = {k: v for k, v in worker_env(settings).items() if k.startswith("PYTHON")}
+    backend = DockerBackend(
+        image=IMAGE,
+        concurrency=1,
+        environment={**environment, **boot, "HOME": "/root", "PATH": "/usr/bin:/bin"},
+        command=[sys.executable, "-c", BOOT, "worker"],
+        client=docker_client,
+        run_options=run_options,
+    )
+    [message_id] = messages.send_and_enqueue(settings, queue, handler="scaling-test-settings")
+    backend.start_one(queue)
+    database = get_database(settings.sqlalchemy_url)
+
+    def result() -> Any:
+        with database.session() as session:
+            row = session.get(QueueMessage, message_id)
+            return row.result if row is not None and row.status == "succeeded" else None
+
+    try:
+        wait_for(lambda: result() is not None, 90, what="the container to run the message")
+        assert result() == {
+            "region": "eu-central-1",
+            "gitlab_url": "http://gitlab.invalid",
+            "gitlab_api_token": True,
+            "secret_key": True,
+            "egress_allow": "192.168.7.0/24",
+            "redis_url": "redis://127.0.0.1:6379/3",
+            "iot_offline_seconds": 77.0,
+            "receive_cap": 4,
+            "access_keys": False,
+            "aws_region": "eu-central-1",
+        }
+    except AssertionError:
+        for container in backend.containers(queue):
+            print(container.name, container.logs().decode(errors="replace")[-3000:])
+        raise
+    finally:
+        for container in backend.containers(queue):
+            container.remove(force=True)
