@@ -50,6 +50,6 @@ def sweep_offline() -> int:
     with get_database(settings.sqlalchemy_url).session() as session:
         changes = service.sweep_offline(session, now, alarm_config(settings.iot.alarms))
         unsent = service.unsent_notifications(session, now)
-        service.announce_after_commit(session, settings, changes)
+        service.announce_changes(session, settings, changes)
     service.enqueue_notifications(settings, unsent)  # lost between a commit and its enqueue
     return len(changes)

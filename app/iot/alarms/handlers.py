@@ -32,7 +32,7 @@ def telemetry(payload: Any, context: HandlerContext) -> dict[str, int]:
         changes = service.process_telemetry(
             session, payload["messages"], utcnow(), alarm_config(settings.iot.alarms)
         )
-        service.announce_after_commit(session, settings, changes)
+        service.announce_changes(session, settings, changes)
     return _summary(changes)
 
 
@@ -53,5 +53,5 @@ def device_status(payload: Any, context: HandlerContext) -> dict[str, int]:
             now,
             alarm_config(settings.iot.alarms),
         )
-        service.announce_after_commit(session, settings, changes)
+        service.announce_changes(session, settings, changes)
     return _summary(changes)

@@ -6,6 +6,7 @@ message, the notification) is returned to the caller, which does it once the com
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -381,10 +382,41 @@ def sweep_offline(session: Session, now: datetime, config: AlarmConfig) -> list[
 NOTIFY_TASK: Final = "iot_alarms.notify"
 
 
-def announce_after_commit(session: Session, settings: Settings, changes: list[AlarmChange]) -> None:
-    """:func:`announce` the changes once ``session`` commits (never if it rolls back)."""
-    if changes:
-        after_commit(session).call(announce, settings, changes)
+#: Alarm transitions on the event bus, for rules to route (EventBridge's spine).
+EVENT_SOURCE: Final = "smokehouse.iot"
+EVENT_DETAIL_TYPE: Final = "Alarm State Change"
+
+
+def announce_changes(session: Session, settings: Settings, changes: list[AlarmChange]) -> None:
+    """Put each transition on the bus in ``session``'s transaction (the bus's outbox: committed
+    with the alarm rows or not at all), then :func:`announce` them once it commits."""
+    if not changes:
+        return
+    publish_transitions(session, settings, changes)
+    after_commit(session).call(announce, settings, changes)
+
+
+def publish_transitions(session: Session, settings: Settings, changes: list[AlarmChange]) -> None:
+    """``source: smokehouse.iot``, ``detail-type: Alarm State Change``, one event per alarm
+    opened or cleared; ``detail`` is the alarm (as the ``alarms`` subscription carries it) with
+    ``action`` (``open`` or ``clear``). A redelivered batch makes no transition, so no event."""
+    from app.bus.arns import Scope
+    from app.bus.events import put_events
+
+    entries = [
+        {
+            "Source": EVENT_SOURCE,
+            "DetailType": EVENT_DETAIL_TYPE,
+            "Detail": json.dumps({"action": change.action, **change.message}),
+            "Resources": [f"arn:smokehouse:iot:device/{change.message['device_id']}"],
+        }
+        for change in changes
+    ]
+    scope = Scope(settings.region, settings.account_id)
+    for start in range(0, len(entries), 10):
+        result = put_events(session, entries[start : start + 10], scope, settings=settings)
+        if result.failed_count:
+            raise RuntimeError(f"the bus refused alarm events: {result.entries}")
 
 
 def announce(settings: Settings, changes: list[AlarmChange]) -> None:

@@ -358,3 +358,45 @@ def test_notifications_lost_before_their_enqueue_are_found_again(
         session.get(Device, "pi1").notify_urls = []  # type: ignore[union-attr]
     telemetry(settings, message(3, 95.0))
     assert unsent(90) == []  # nothing to send to
+
+
+def test_alarm_transitions_are_events_rules_can_route(settings: Settings) -> None:
+    """Opened and cleared alarms are on the bus (source smokehouse.iot, detail-type Alarm State
+    Change), committed with the alarm rows, and a rule matching them gets a delivery. Before:
+    only live updates and notifications; no rule could react to an alarm."""
+    import app.iot.alarms.handlers  # noqa: F401  (registers the target's handler)
+    from app.bus import service as bus
+    from app.bus.models import Delivery, Event
+
+    seed(settings)
+    database = get_database(settings.sqlalchemy_url)
+    with database.session() as session:
+        bus.put_rule(
+            session,
+            name="alarm-opened",
+            event_pattern={
+                "source": ["smokehouse.iot"],
+                "detail-type": ["Alarm State Change"],
+                "detail": {"action": ["open"], "kind": ["target_reached"]},
+            },
+        )
+        target = {"Id": "h", "Arn": "arn:smokehouse:handler:iot.alarms.status"}
+        assert bus.put_targets(session, None, "alarm-opened", [target]) == []
+    for seq, temp in ((1, 90.0), (2, 93.1), (3, 91.0)):  # opens at 93.1, clears at 91.0
+        with database.session() as session:
+            changes = service.process_telemetry(session, [message(seq, temp)], T0, CONFIG)
+            service.announce_changes(session, settings, changes)
+    with database.session() as session:
+        events = session.scalars(
+            select(Event).where(Event.source == "smokehouse.iot").order_by(Event.received_at)
+        ).all()
+        assert [(e.detail_type, e.envelope["detail"]["action"]) for e in events] == [
+            ("Alarm State Change", "open"),
+            ("Alarm State Change", "clear"),
+        ]
+        opened = events[0].envelope
+        assert opened["detail"]["kind"] == "target_reached"
+        assert opened["detail"]["device_id"] == "pi1"
+        assert opened["resources"] == ["arn:smokehouse:iot:device/pi1"]
+        routed = session.scalars(select(Delivery).where(Delivery.rule_name == "alarm-opened"))
+        assert [d.event_id for d in routed] == [events[0].id]
