@@ -21,9 +21,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("iot_dead_letters") as batch:
         batch.add_column(sa.Column("raw", sa.LargeBinary(), nullable=True))
-        batch.add_column(
-            sa.Column("redriven_at", app.db.UtcDateTime(timezone=True), nullable=True)
-        )
+        batch.add_column(sa.Column("redriven_at", app.db.UtcDateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
