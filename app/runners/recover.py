@@ -80,15 +80,36 @@ def job_hook(job: dict[str, Any], project_id: int, project_path: str | None) -> 
         "project_name": project_path,
         "project": {"id": project_id, "path_with_namespace": project_path},
         "runner": None,
-        "smokehouse_recovered": True,
+        lifecycle.RECOVERED_MARK: True,
     }
+
+
+def _normal(url: str) -> str:
+    root = url.strip().rstrip("/")
+    root = root.removesuffix("/api/v4").rstrip("/")
+    return root.casefold()
+
+
+def hook_instance(api_url: str | None, seen: set[str]) -> str:
+    """The instance name (``X-Gitlab-Instance``) a recovered job is recorded under, so a late
+    real hook for it meets the same (instance, job id) row and its one runner: the only
+    instance our hooks came from, else the one that is the API's URL (ignoring a trailing
+    ``/`` or ``/api/v4`` and case), else the API's URL without them. Recording it under
+    another name than its hooks use would give a late hook a second job row -- a second
+    runner."""
+    if len(seen) == 1:
+        return next(iter(seen))
+    wanted = _normal(api_url or "gitlab")
+    for instance in sorted(seen):
+        if _normal(instance) == wanted:
+            return instance
+    return (api_url or "gitlab").strip().rstrip("/").removesuffix("/api/v4").rstrip("/")
 
 
 def _served(
     settings: Settings, client: GitLabClient, now: datetime
 ) -> dict[int, tuple[str | None, str]]:
     """Project id -> (its path, the GitLab instance its jobs are recorded under)."""
-    default_instance = (settings.gitlab.url or "gitlab").rstrip("/")
     served: dict[int, tuple[str | None, str]] = {}
     with get_database(settings.sqlalchemy_url).session() as session:
         rows = session.execute(
@@ -96,6 +117,12 @@ def _served(
             .where(RunnerJob.created_at >= now - HISTORY)
             .group_by(RunnerJob.project_id, RunnerJob.project_name)
         ).all()
+        seen = set(
+            session.scalars(
+                select(RunnerJob.gitlab).where(RunnerJob.created_at >= now - HISTORY).distinct()
+            )
+        )
+    default_instance = hook_instance(settings.gitlab.url, seen)
     for project_id, path, instance in rows:
         served[int(project_id)] = (path, instance or default_instance)
     scope = parse_scope(settings.gitlab.watch) if settings.gitlab.watch.strip() else TokenScope()

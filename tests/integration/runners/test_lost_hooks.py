@@ -138,3 +138,44 @@ def test_a_failed_recovery_execution_does_not_block_the_lost_job_for_good(
     assert again.recovered == 0
     runners.settle()
     assert len(runners.instances(lost)) == 1
+
+
+def test_a_recovered_job_of_a_watched_project_and_its_late_hook_share_one_runner(
+    runners: RunnerStack, job_id: int
+) -> None:
+    """A project only watched (SMOKEHOUSE_GITLAB_WATCH, no job of it seen yet): its lost pending
+    job is recovered, then GitLab's hook arrives late after all. Before: the recovered job was
+    recorded under the API's URL, the hook under its X-Gitlab-Instance -- two job rows, two
+    instances for one job."""
+    project, path = 381, "acme/watched"
+    lost = job_id + 45_000
+    runners.gitlab.projects[project] = {"id": project, "path_with_namespace": path}
+    runners.gitlab.jobs[(project, lost)] = {
+        "id": lost,
+        "name": "watched",
+        "stage": "test",
+        "status": "pending",
+        "ref": "main",
+        "created_at": "2026-11-26T16:00:00.000Z",
+        "pipeline": {"id": 2367, "project_id": project},
+        "tag_list": ["aws"],
+    }
+    settings = runners.stack.settings
+    watching = settings.model_copy(
+        update={"gitlab": settings.gitlab.model_copy(update={"watch": f"project:{project}"})}
+    )
+    report = reconcile(
+        watching, load_runners_settings(), current_profiles(settings), ec2=runners.ec2
+    )
+    assert report.recovered == 1
+    wait_for(lambda: runners.instances(lost), WAIT, what="the recovered job's instance")
+    runners.settle()
+    late = job_hook(lost, "pending", project_id=project, pipeline_id=2367)
+    late["project_name"] = path
+    late["project"]["path_with_namespace"] = path
+    assert runners.post(late, headers()).status_code == 200
+    runners.settle()
+    assert len(runners.instances(lost)) == 1
+    job = runners.job(lost)  # looked up under the hooks' instance
+    assert job is not None
+    assert job.phase in ("launching", "running")
