@@ -147,8 +147,8 @@ def test_a_recovered_job_of_a_watched_project_and_its_late_hook_share_one_runner
     job is recovered, then GitLab's hook arrives late after all. Before: the recovered job was
     recorded under the API's URL, the hook under its X-Gitlab-Instance -- two job rows, two
     instances for one job."""
-    project, path = 381, "acme/watched"
     lost = job_id + 45_000
+    project, path = 200_000 + lost, f"acme/watched-{lost}"  # never seen before, even on a rerun
     runners.gitlab.projects[project] = {"id": project, "path_with_namespace": path}
     runners.gitlab.jobs[(project, lost)] = {
         "id": lost,
