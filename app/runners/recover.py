@@ -44,7 +44,7 @@ from app.config import Settings
 from app.config.runners import TokenScope, parse_scope
 from app.db import get_database
 from app.runners import lifecycle
-from app.runners.gitlab import GitLabClient, GitLabError
+from app.runners.gitlab import GitLabClient, GitLabError, GitLabUnavailable
 from app.runners.models import LIVE_RUNNER_STATES, TERMINAL_STATUSES, Runner, RunnerJob
 from app.runners.transitions import JobFacts
 
@@ -152,6 +152,9 @@ def recover_lost_jobs(settings: Settings, client: GitLabClient, now: datetime) -
     for project_id, (path, instance) in sorted(served.items()):
         try:
             pending = client.pending_jobs(project_id)
+        except GitLabUnavailable as exc:  # GitLab is away: not one timeout per project
+            log.warning("pending jobs unavailable, GitLab away: %s", exc)
+            break
         except GitLabError as exc:
             log.warning("pending jobs of project %s unavailable: %s", project_id, exc)
             continue
@@ -232,7 +235,9 @@ def recover_lost_finishes(
 ) -> list[int]:
     """Ask GitLab about the unfinished jobs that have a live runner (their own, or the one a
     hook said runs them); record the finished ones and plan their runners' stop. Returns the
-    job ids recorded finished; GitLab errors go to ``errors`` (the next pass asks again)."""
+    job ids recorded finished; GitLab errors go to ``errors`` (the next pass asks again). A
+    GitLab that cannot be reached ends the round at the first job (one timeout, not one per
+    job: the pass must stay shorter than its interval)."""
     database = get_database(settings.sqlalchemy_url)
     with database.session() as session:
         rows = session.execute(
@@ -267,6 +272,9 @@ def recover_lost_finishes(
     for instance, known in jobs.values():
         try:
             facts = _finish_facts(client, known)
+        except GitLabUnavailable as exc:  # GitLab is away: ask nobody else this pass
+            errors.append(f"gitlab: status of job {known.job_id}: {exc}")
+            break
         except GitLabError as exc:
             errors.append(f"gitlab: status of job {known.job_id}: {exc}")
             continue

@@ -7,6 +7,7 @@ recovery execution that failed does not block a lost pending job for good."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from sqlalchemy import select
@@ -179,3 +180,31 @@ def test_a_recovered_job_of_a_watched_project_and_its_late_hook_share_one_runner
     job = runners.job(lost)  # looked up under the hooks' instance
     assert job is not None
     assert job.phase in ("launching", "running")
+
+
+def test_a_gitlab_that_is_away_costs_one_question_per_pass_not_one_per_job(
+    runners: RunnerStack, job_id: int
+) -> None:
+    """Every live runner's job is asked about; with GitLab down each question would wait for
+    its timeout and retry, so a pass over many runners would outlast its 60 s interval."""
+    other = job_id + 20_001
+    runners.gitlab.jobs[(380, other)] = {"id": other, "name": "test", "tag_list": ["aws"]}
+    first, second = runners.start(job_id), runners.start(other)
+    job_paths = re.compile(r"^/api/v4/projects/\d+/jobs/\d+$")
+
+    def asked() -> int:
+        with runners.gitlab.lock:
+            return sum(1 for m, p in runners.gitlab.requests if m == "GET" and job_paths.match(p))
+
+    before = asked()
+    runners.gitlab.fail_with = 503
+    try:
+        report = _pass(runners)
+    finally:
+        runners.gitlab.fail_with = None
+    assert asked() - before == 2  # the first job, and its one retry
+    assert [e for e in report.errors if "status of job" in e] != []
+    assert report.terminated == {}
+    assert {first["InstanceId"], second["InstanceId"]} <= {
+        i["InstanceId"] for i in runners.instances(job_id) + runners.instances(other)
+    }
