@@ -64,8 +64,7 @@ def kill_worker(payload: Any, context: HandlerContext) -> Any:
 @handler("scaling-test-settings")
 def settings_seen(payload: Any, context: HandlerContext) -> Any:
     """What the worker running it was configured with (a scaled worker must have it all)."""
-    settings = context.settings
-    assert settings is not None
+    settings = context.app_settings()
     return {
         "region": settings.region,
         "gitlab_url": settings.gitlab.url,
@@ -73,7 +72,7 @@ def settings_seen(payload: Any, context: HandlerContext) -> Any:
         "secret_key": bool(settings.secret_key),
         "egress_allow": settings.egress.allow,
         "redis_url": settings.redis_url,
-        "iot_offline_seconds": settings.iot.offline_seconds,
+        "iot_cook_idle_seconds": settings.iot.cook_idle_seconds,
         "receive_cap": settings.queues.max_receive_count,
         "access_keys": bool(settings.access_keys.get_secret_value()),
         "aws_region": __import__("os").environ.get("AWS_DEFAULT_REGION"),

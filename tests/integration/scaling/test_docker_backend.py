@@ -125,6 +125,7 @@ def test_a_scaled_worker_container_gets_the_whole_configuration(
     container sees GitLab, the secret key, the region, egress, Redis, IoT and queue settings;
     not the API's access keys. Before: only the database, broker, log format and handler
     modules, so such a worker started runners without a GitLab token or a secret key."""
+    import tests.integration.scaling.handlers  # noqa: F401  (the producer checks the name)
     from app.config.environment import worker_environment
     from app.queues import messages
     from app.queues.models import QueueMessage
@@ -141,7 +142,7 @@ def test_a_scaled_worker_container_gets_the_whole_configuration(
         handler_modules="tests.integration.scaling.handlers",
         gitlab={"url": "http://gitlab.invalid", "api_token": "glpat-Zq81xv0c3kPmW7tRb2Yn"},
         egress={"allow": "192.168.7.0/24"},
-        iot={"offline_seconds": 77},
+        iot={"cook_idle_seconds": 77},
         queues={"max_receive_count": 4},
         scaling={"queues": queue},
     )
@@ -174,7 +175,9 @@ def test_a_scaled_worker_container_gets_the_whole_configuration(
     def result() -> Any:
         with database.session() as session:
             row = session.get(QueueMessage, message_id)
-            return row.result if row is not None and row.status == "succeeded" else None
+            assert row is not None
+            assert row.status != "failed", (row.error, row.cause)
+            return row.result if row.status == "succeeded" else None
 
     try:
         wait_for(lambda: result() is not None, 90, what="the container to run the message")
@@ -185,7 +188,7 @@ def test_a_scaled_worker_container_gets_the_whole_configuration(
             "secret_key": True,
             "egress_allow": "192.168.7.0/24",
             "redis_url": "redis://127.0.0.1:6379/3",
-            "iot_offline_seconds": 77.0,
+            "iot_cook_idle_seconds": 77.0,
             "receive_cap": 4,
             "access_keys": False,
             "aws_region": "eu-central-1",
