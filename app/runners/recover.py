@@ -54,8 +54,11 @@ START_MACHINE = "gitlab-start-runner"
 HISTORY = timedelta(days=30)
 #: Recovery executions per job (``recover-<id>``, ``recover-<id>-2``...) before giving up.
 MAX_RECOVERIES = 3
-#: Unfinished jobs with a live runner whose status is asked of GitLab per pass.
-FINISH_BATCH = 100
+#: Unfinished jobs with a live runner whose status is asked of GitLab per pass (the least
+#: recently heard of first). Live runners are bounded by the profiles' ``max_concurrent``, so
+#: this covers all of them on any sane configuration; one GET each, stopped at the first
+#: GitLab outage.
+FINISH_BATCH = 500
 #: Timeline/event id of what reconcile learnt from GitLab's API rather than from a hook.
 RECONCILED = "reconcile"
 
