@@ -140,6 +140,7 @@ def plan_start(payload: Any, context: HandlerContext) -> Any:
     database = _database(settings)
     with database.session() as session:
         job = lifecycle.record(session, gitlab, facts, utcnow(), event_id=event_id, payload=detail)
+        gitlab = job.gitlab  # a recovered job and its late hook may name the instance apart
         known = (list(job.tags), job.tags_source or "map") if job.tags is not None else None
         if is_terminal(job.status):
             return {"action": "skip", "reason": f"job already {job.status}"}

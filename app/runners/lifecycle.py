@@ -47,6 +47,42 @@ def lock_job(session: Session, gitlab: str, job_id: int) -> RunnerJob | None:
     )
 
 
+#: Marks the Job Hook reconcile made up from GitLab's API for a job whose hook was lost.
+RECOVERED_MARK = "smokehouse_recovered"
+
+
+def _adopt_recovered(
+    session: Session, gitlab: str, facts: JobFacts, *, recovered: bool
+) -> RunnerJob | None:
+    """The job reconcile recovered (from GitLab's API, under its best guess of the instance's
+    name) that this hook, from instance ``gitlab``, is about: same job id, same project, made
+    up by recovery. It takes the hook's instance name, so the late hook meets that job and its
+    one runner instead of making a second job row (a second runner). The hook's
+    ``X-Gitlab-Instance`` is authoritative; the API's URL was only a guess.
+
+    The other way round (``recovered``: this is recovery's made-up hook, e.g. its task
+    redelivered after the real hook renamed the row), the job already recorded for that job
+    id and project under another name is the one: recovery never adds a second row."""
+    candidates = session.scalars(
+        select(RunnerJob)
+        .where(
+            RunnerJob.job_id == facts.job_id,
+            RunnerJob.project_id == facts.project_id,
+            RunnerJob.gitlab != gitlab,
+        )
+        .with_for_update()
+    ).all()
+    for job in candidates:
+        if recovered:
+            return job
+        if isinstance(job.payload, dict) and job.payload.get(RECOVERED_MARK) is True:
+            log.info("job %s: recovered under %s, its hook says %s", job.job_id, job.gitlab, gitlab)
+            job.gitlab = gitlab
+            session.flush()
+            return job
+    return None
+
+
 def record(
     session: Session,
     gitlab: str,
@@ -61,6 +97,9 @@ def record(
     The status only moves forward (:func:`next_status`); a late ``pending`` after ``success``
     changes nothing but the timeline."""
     job = lock_job(session, gitlab, facts.job_id)
+    if job is None:
+        recovered = isinstance(payload, dict) and payload.get(RECOVERED_MARK) is True
+        job = _adopt_recovered(session, gitlab, facts, recovered=recovered)
     if job is None:
         try:
             with session.begin_nested():

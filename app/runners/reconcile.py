@@ -11,7 +11,16 @@ Webhooks get lost, workflows fail half-way and instances outlive their jobs; one
 * starts the start workflow again for jobs whose runner failed to start (while attempts last)
   and for jobs waiting for a free slot of their profile;
 * asks GitLab for the pending jobs of the projects it serves and starts runners for those whose
-  webhook never arrived (:mod:`app.runners.recover`).
+  webhook never arrived, and -- first thing in the pass -- for the status of every unfinished
+  job that has a live runner, so a lost ``success``/``failed``/``canceled`` hook (or a job
+  deleted from GitLab) stops its runner in this same pass instead of at its max lifetime
+  (:mod:`app.runners.recover`);
+* deletes the GitLab runner registration of every runner it marks terminated (as the stop
+  workflow does), so no registration outlives its instance or container.
+
+Delivery guarantee: a pass is at-least-once and every step is idempotent (terminating an
+instance twice, recording a finish twice, deleting a runner twice -- GitLab's 404 counts as
+done); a step that fails is reported in ``errors`` and retried by the next pass, never looped.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import get_database, utcnow
 from app.runners import lifecycle
+from app.runners.gitlab import GitLabClient, GitLabError, gitlab_client
 from app.runners.models import LIVE_RUNNER_STATES, Runner, RunnerJob
 from app.runners.profiles import ContainerProfile, Ec2Profile, Profiles
 from app.runners.settings import RunnersSettings
@@ -52,6 +62,8 @@ class ReconcileReport:
     failed: list[str] = field(default_factory=list)  # runners stuck launching
     started: int = 0  # start workflows started again (retries and waiting jobs)
     recovered: int = 0  # pending jobs whose webhook was lost, started from GitLab's API
+    finished: list[int] = field(default_factory=list)  # jobs whose lost finish GitLab told us
+    forgotten: list[int] = field(default_factory=list)  # GitLab runners deleted with their runner
     errors: list[str] = field(default_factory=list)
 
 
@@ -124,12 +136,18 @@ def our_instances(ec2: Any) -> list[dict[str, Any]]:
     return found
 
 
-def _mark(session: Session, runner: Runner | None, reason: str, now: datetime) -> None:
+def _mark(
+    session: Session, runner: Runner | None, reason: str, now: datetime, report: ReconcileReport
+) -> None:
+    """Record a runner terminated; its GitLab runner is deleted after the pass (``forgotten``),
+    as the stop workflow does, so no registration outlives its instance."""
     if runner is None or runner.state == "terminated":
         return
     runner.state, runner.stopped_at, runner.updated_at = "terminated", now, now
     runner.error = runner.error or reason
     delete_owned(session, runner.name)  # the runner's token dies with it
+    if runner.gitlab_runner_id is not None:
+        report.forgotten.append(runner.gitlab_runner_id)
 
 
 def reconcile_ec2(
@@ -166,7 +184,7 @@ def reconcile_ec2(
             report.terminated[instance_id] = reason
             runner = session.get(Runner, name, with_for_update=True) if name else None
             if runner is not None and runner.provider_id == instance_id:
-                _mark(session, runner, reason, now)
+                _mark(session, runner, reason, now, report)
         live = session.scalars(
             select(Runner).where(
                 Runner.kind == "ec2", Runner.state.in_((*LIVE_RUNNER_STATES, "terminating"))
@@ -176,7 +194,7 @@ def reconcile_ec2(
             if runner.provider_id is not None and runner.provider_id not in seen:
                 if runner.provider_id not in doomed:
                     report.gone.append(runner.name)
-                _mark(session, runner, "instance gone", now)
+                _mark(session, runner, "instance gone", now, report)
             elif runner.provider_id is None and now - runner.updated_at > grace:
                 report.failed.append(runner.name)
                 lifecycle.fail_start(session, runner, "launch did not finish in time", now)
@@ -221,7 +239,7 @@ def reconcile_containers(
             runner = session.get(Runner, name, with_for_update=True)
             if runner is not None:
                 runner.logs = logs if logs is not None else runner.logs
-                _mark(session, runner, reason, now)
+                _mark(session, runner, reason, now, report)
     with database.session() as session:
         live = session.scalars(
             select(Runner).where(
@@ -233,7 +251,7 @@ def reconcile_containers(
         for runner in live:
             if runner.name not in seen and runner.name not in doomed:
                 report.gone.append(runner.name)
-                _mark(session, runner, "container gone", now)
+                _mark(session, runner, "container gone", now, report)
 
 
 def _restart_inputs(
@@ -328,6 +346,31 @@ def reconcile(
     container profile exists)."""
     now = now or utcnow()
     report = ReconcileReport()
+    client = gitlab_client(settings.gitlab)  # None: no GitLab API, lost hooks cannot be found
+    try:
+        _pass(settings, runners, profiles, now, ec2, containers, client, report)
+    finally:
+        if client is not None:
+            client.close()
+    for problem in report.errors:
+        log.warning("reconcile: %s", problem)
+    return report
+
+
+def _pass(
+    settings: Settings,
+    runners: RunnersSettings,
+    profiles: Profiles,
+    now: datetime,
+    ec2: Any | None,
+    containers: Any | None,
+    client: GitLabClient | None,
+    report: ReconcileReport,
+) -> None:
+    from app.runners.recover import recover_lost_finishes, recover_lost_jobs
+
+    if client is not None:  # first, so this same pass stops what a lost finish left running
+        report.finished = recover_lost_finishes(settings, client, now, report.errors)
     kinds: set[str] = {p.kind for p in profiles.profiles.values()}
     with get_database(settings.sqlalchemy_url).session() as session:
         kinds |= set(session.scalars(select(Runner.kind).distinct()).all())
@@ -356,23 +399,14 @@ def reconcile(
     with get_database(settings.sqlalchemy_url).session() as session:
         jobs = _restart_inputs(session, profiles, runners)
     report.started = start_again(settings, jobs) if jobs else 0
-    report.recovered = _recover(settings, now, report)
-    for problem in report.errors:
-        log.warning("reconcile: %s", problem)
-    return report
-
-
-def _recover(settings: Settings, now: datetime, report: ReconcileReport) -> int:
-    from app.runners.gitlab import GitLabError, gitlab_client
-    from app.runners.recover import recover_lost_jobs
-
-    client = gitlab_client(settings.gitlab)
     if client is None:
-        return 0  # no GitLab API: lost webhooks cannot be found
+        return
+    for runner_id in report.forgotten:
+        try:
+            client.delete_runner(runner_id)
+        except GitLabError as exc:  # GitLab drops stale ephemeral runners itself, eventually
+            report.errors.append(f"delete GitLab runner {runner_id}: {exc}")
     try:
-        return recover_lost_jobs(settings, client, now)
+        report.recovered = recover_lost_jobs(settings, client, now)
     except GitLabError as exc:
         report.errors.append(f"gitlab: {exc}")
-        return 0
-    finally:
-        client.close()
