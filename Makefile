@@ -42,7 +42,7 @@ format: install
 	$(BIN)/ruff format .
 
 bench: install ## Every benchmark under bench/; each prints one JSON line last
-	@set -e; for b in $(filter-out bench/common.py,$(wildcard bench/*.py)); do \
+	@set -e; for b in $(filter-out bench/common.py bench/%_handlers.py,$(wildcard bench/*.py)); do \
 		echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
