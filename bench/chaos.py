@@ -50,7 +50,7 @@ from common import ACCESS_KEYS, ROOT, SECRET_KEY, emit
 
 from tests.services import free_port, moto_server, tcp_open, wait_for
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), default=Path("/usr/lib/postgresql/15/bin"))
 KEY_ID, KEY_SECRET = ACCESS_KEYS.split(":")[:2]
 WEBHOOK_TOKEN = "chaos-hook-5Gk2Rw8Yt3Mq7Hs1Bx9c"
 DEVICES = 4

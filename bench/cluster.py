@@ -51,7 +51,7 @@ HOSTS = {
     "node2": "10.213.0.12",
     "client": "10.213.0.100",
 }
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), default=Path("/usr/lib/postgresql/15/bin"))
 KEY_ID, KEY_SECRET = ACCESS_KEYS.split(":")[:2]
 DEVICES = 4
 REDIS_PASSWORD = "cluster-redis-8Kd2Vq7Xw4Lm1Pz9"  # as compose: Redis off loopback wants one

@@ -305,3 +305,22 @@ def test_refused_reading_stays_buffered_and_is_retried(
     stats = rig.publisher.stats()
     assert stats.acked == 0
     assert len(rig.buffer) == 1  # never deleted without a successful PUBACK
+
+
+def test_a_reading_nobody_subscribed_to_stays_buffered_until_someone_is(
+    tmp_path: Path, broker: Broker, collectors: Callable[..., Collector], rigs: Any
+) -> None:
+    """Mosquitto accepts a QoS 1 publish that no subscription matches with PUBACK 0x10 and
+    drops it. After a broker restart (which does not keep the server's shared subscription)
+    the readings sent before ingest resubscribed were lost that way; now they stay in the
+    buffer and go again once someone listens."""
+    rig = rigs(tmp_path / "buf.sqlite3", broker.port, "dev-alone", unheard_retry_s=0.2).start()
+    assert rig.publisher.wait_connected(5)
+    rig.sample(3)
+    time.sleep(1.0)
+    assert len(rig.buffer) == 3  # no subscriber yet: nothing deleted
+    assert rig.publisher.stats().acked == 0
+    collector = collectors(broker.port, "smokehouse/dev-alone/telemetry")
+    assert wait_until(lambda: len(collector.telemetry()) >= 3, 10)
+    assert [m.json()["seq"] for m in collector.snapshot("/telemetry")][:3] == [1, 2, 3]
+    assert wait_until(lambda: len(rig.buffer) == 0, 5)

@@ -40,6 +40,9 @@ from smokehouse_device.readings import status_topic, telemetry_topic
 
 log = logging.getLogger(__name__)
 
+#: MQTT 5 PUBACK reason 0x10: accepted, but no subscription matched (so nobody got it).
+NO_MATCHING_SUBSCRIBERS = 0x10
+
 
 @dataclass(frozen=True, slots=True)
 class MqttSettings:
@@ -61,6 +64,11 @@ class MqttSettings:
     resend_wait_s: float = 15.0
     # Pause before retrying a reading the broker refused (PUBACK reason code >= 0x80).
     refused_retry_s: float = 30.0
+    # Pause before retrying a reading the broker accepted with 0x10 "No matching subscribers":
+    # nobody would have received it (the server's ingest was not subscribed at that moment,
+    # e.g. right after a broker restart, which does not keep shared subscriptions), so it stays
+    # in the buffer and goes again.
+    unheard_retry_s: float = 2.0
     # "auto": MQTT 5, or 3.1.1 when the broker answers MQTT 5 with a 3.1.1 refusal (the
     # smokehouse server's embedded amqtt broker speaks only 3.1.1). "5" or "3.1.1" to force one.
     protocol: str = "auto"
@@ -247,7 +255,10 @@ class MqttPublisher:
         reason_code: ReasonCode,
         properties: Properties,
     ) -> None:
-        self._events.put(("ack", mid, str(reason_code) if reason_code.is_failure else None))
+        if reason_code.value == NO_MATCHING_SUBSCRIBERS:
+            self._events.put(("unheard", mid, str(reason_code)))
+        else:
+            self._events.put(("ack", mid, str(reason_code) if reason_code.is_failure else None))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -342,7 +353,21 @@ class MqttPublisher:
 
     def _handle(self, event: tuple[str, int, str | None], done: list[int]) -> bool:
         kind, mid, refused = event
-        if kind == "ack":
+        if kind == "unheard":
+            entry = self._inflight.pop(mid, None)
+            if entry is None:
+                return False  # a status message: retained, heard by later subscribers
+            self._inflight_rows.discard(entry.row_id)
+            self._cursor = min(self._cursor, entry.row_id - 1)
+            self._pause_until = max(
+                self._pause_until, self._clock() + self.settings.unheard_retry_s
+            )
+            log.warning(
+                "no subscriber for reading (row %d): kept, retrying in %.1f s",
+                entry.row_id,
+                self.settings.unheard_retry_s,
+            )
+        elif kind == "ack":
             entry = self._inflight.pop(mid, None)
             if entry is None:
                 return False  # a status message, or a re-send acked twice
