@@ -4,8 +4,10 @@ a shell with the usual umask 022 and an existing world-readable data dir."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import stat
 import subprocess
 import time
@@ -63,6 +65,17 @@ def test_smokehouse_run_creates_private_files(tmp_path: Path) -> None:
         # in memory: several schedulers may run, and the one holding the lease sends).
         wanted = ("smokehouse.db", "broker.db", "access-key")
         wait_for(lambda: all((data / n).exists() for n in wanted), 30, what=f"{wanted}")
+
+        def scheduler_leads() -> bool:  # every role is up (as the old wait for beat's file)
+            with contextlib.closing(sqlite3.connect(data / "smokehouse.db")) as db:
+                try:
+                    return bool(
+                        db.execute("SELECT 1 FROM leases WHERE name='scheduler'").fetchone()
+                    )
+                except sqlite3.OperationalError:
+                    return False
+
+        wait_for(scheduler_leads, 30, what="the scheduler to lead")
         found = modes(data)
     finally:
         process.send_signal(signal.SIGINT)
