@@ -190,7 +190,8 @@ def test_a_gitlab_that_is_away_costs_one_question_per_pass_not_one_per_job(
     other = job_id + 20_001
     runners.gitlab.jobs[(380, other)] = {"id": other, "name": "test", "tag_list": ["aws"]}
     first, second = runners.start(job_id), runners.start(other)
-    job_paths = re.compile(r"^/api/v4/projects/\d+/jobs/\d+$")
+    # Only this test's jobs: the session's worker may be asking about other tests' jobs meanwhile.
+    job_paths = re.compile(rf"^/api/v4/projects/\d+/jobs/({job_id}|{other})$")
 
     def asked() -> int:
         with runners.gitlab.lock:
@@ -202,7 +203,9 @@ def test_a_gitlab_that_is_away_costs_one_question_per_pass_not_one_per_job(
         report = _pass(runners)
     finally:
         runners.gitlab.fail_with = None
-    assert asked() - before == 2  # the first job, and its one retry
+    # One question (and its one retry) ends the round: at most one of these two jobs is asked
+    # about (which one first depends on the session's other live runners); before, both were.
+    assert asked() - before <= 2
     assert [e for e in report.errors if "status of job" in e] != []
     assert report.terminated == {}
     assert {first["InstanceId"], second["InstanceId"]} <= {
