@@ -787,20 +787,29 @@ def main() -> None:
             aws_secret_access_key="testing",
         )
 
-        def running_instances() -> list[str]:
+        pending_jobs = {j for j, state in load.jobs.items() if state == "pending"}
+
+        def orphaned() -> list[str]:
+            """Instances of ours whose job is not live: finished, or never ours to run. An
+            instance of a job still pending at the end (the load stopped mid-job) is not one."""
             pages = ec2.describe_instances(
                 Filters=[
                     {"Name": "tag-key", "Values": ["smokehouse:job-id"]},
                     {"Name": "instance-state-name", "Values": ["pending", "running"]},
                 ]
             )
-            return [i["InstanceId"] for r in pages["Reservations"] for i in r["Instances"]]
+            return [
+                i["InstanceId"]
+                for r in pages["Reservations"]
+                for i in r["Instances"]
+                if int({t["Key"]: t["Value"] for t in i["Tags"]}["smokehouse:job-id"])
+                not in pending_jobs
+            ]
 
-        pending_jobs = [j for j, state in load.jobs.items() if state == "pending"]
         deadline = time.monotonic() + 90
-        while running_instances() and time.monotonic() < deadline:
+        while orphaned() and time.monotonic() < deadline:
             time.sleep(2)
-        orphans = len(running_instances())
+        orphans = len(orphaned())
 
         lost = sum(
             len(found[k]) for k in ("lost_events", "lost_http", "lost_executions", "lost_readings")
