@@ -75,6 +75,16 @@ MACHINE = {
             "Type": "Task",
             "Resource": "arn:aws:states:::smokehouse:task:chaos.effect",
             "Parameters": {"kind": "execution", "key.$": "$$.Execution.Name"},
+            # The handler writes to the database the faults take away: as a real consumer
+            # with a flaky dependency, it retries (otherwise the execution rightly FAILS).
+            "Retry": [
+                {
+                    "ErrorEquals": ["States.ALL"],
+                    "IntervalSeconds": 1,
+                    "MaxAttempts": 10,
+                    "BackoffRate": 1.5,
+                }
+            ],
             "End": True,
         },
     },
