@@ -28,6 +28,7 @@ from app.queues.sqs import errors
 from app.queues.sqs import messages as sqs_messages
 from app.queues.sqs import queues as sqs_queues
 from app.queues.sqs.queues import Where
+from app.queues.sqs.service import wake_channel
 
 SQS: Final = "AmazonSQS"
 BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
@@ -42,10 +43,6 @@ def _where(call: AwsCall) -> Where:
 
 def _queue_name(params: dict[str, Any], call: AwsCall) -> str:
     return sqs_queues.name_from_url(str(params["QueueUrl"]), _where(call))
-
-
-def wake_channel(queue: str) -> str:
-    return f"sqs:{queue}"
 
 
 def _wake_after_commit(call: AwsCall, session: Any, queue: str) -> None:

@@ -48,6 +48,13 @@ class Outgoing:
     system_attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
     group_id: str | None = None
     dedup_id: str | None = None
+    #: Given by a sender that may send again (a retried delivery): the same id twice stores
+    #: one message (:class:`AlreadySent`).
+    message_id: str | None = None
+
+
+class AlreadySent(Exception):
+    """A message with this id is stored already: a resend by an at-least-once sender."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +179,9 @@ def send(session: Session, queue: SqsQueue, batch: Sequence[Outgoing]) -> list[S
     for message in batch:
         md5_attrs = md5_of_attributes(message.attributes)
         md5_system = md5_of_attributes(message.system_attributes)
-        message_id = str(uuid.uuid4())
+        message_id = message.message_id or str(uuid.uuid4())
+        if message.message_id and session.get(QueueMessage, message_id) is not None:
+            raise AlreadySent(message_id)
         sequence = None
         dedup_id = message.dedup_id
         if queue.fifo:

@@ -65,7 +65,8 @@ def test_a_coroutine_handler_is_registered_as_it_is() -> None:
     operations = AwsOperations()
     operations.operation("AmazonSQS", "ReceiveMessage", write=True)(waits)
     found = operations.get("AmazonSQS.ReceiveMessage")
-    assert found is not None and found.handler is waits and found.service == "sqs"
+    assert found is not None
+    assert (found.handler, found.service) == (waits, "sqs")
 
 
 def test_call_builds_arns_in_its_region_and_account() -> None:
