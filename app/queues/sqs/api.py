@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import delete, select
@@ -341,61 +342,65 @@ def _answer(message: sqs_messages.Received, params: dict[str, Any], where: Where
     return out
 
 
-def _receive_once(
-    settings: Settings, name: str, count: int, visibility: int | None
-) -> tuple[list[sqs_messages.Received], float | None]:
-    """One claim; with nothing to claim, how long until a message becomes visible."""
+@dataclass(frozen=True, slots=True)
+class _Try:
+    got: list[sqs_messages.Received]
+    until_visible: float | None  # with nothing got: seconds until a message turns visible
+    default_wait: int  # the queue's ReceiveMessageWaitTimeSeconds
+
+
+def _receive_once(settings: Settings, name: str, count: int, visibility: int | None) -> _Try:
+    """One claim, in one unit of work."""
     with get_database(settings.sqlalchemy_url).session() as session:
         queue = sqs_queues.get(session, name)
+        default_wait = sqs_queues.attribute(queue, "ReceiveMessageWaitTimeSeconds")
         timeout = (
             sqs_queues.attribute(queue, "VisibilityTimeout") if visibility is None else visibility
         )
         got = sqs_messages.receive(session, queue, count, timeout)
         if got:
-            return got, None
+            return _Try(got, None, default_wait)
         now = utcnow()
         later = sqs_messages.next_visible(session, name, now)
-        return [], None if later is None else max(0.0, (later - now).total_seconds())
+        until = None if later is None else max(0.0, (later - now).total_seconds())
+        return _Try([], until, default_wait)
 
 
 @registry.operation(SQS, "ReceiveMessage", write=True)
 async def receive_message(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    """Claim at once if there is something; else long-poll: subscribe to the queue's wake-ups,
+    then check again (a send between the first check and the subscription is not missed) and
+    wait for a wake-up, the next message to turn visible, or the deadline."""
     settings = call.require_settings()
     name = _queue_name(params, call)
     count = _int_param(params, "MaxNumberOfMessages", 1, 10) or 1
     visibility = _int_param(params, "VisibilityTimeout", 0, 43_200)
     wait = _int_param(params, "WaitTimeSeconds", 0, 20)
     where = _where(call)
-    if wait is None:
-        wait = await run_in_threadpool(_default_wait, settings, name)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    async with _woken(settings, name, wait > 0) as woke:
+    started = loop.time()
+    attempt = await run_in_threadpool(_receive_once, settings, name, count, visibility)
+    wait = attempt.default_wait if wait is None else wait
+    if attempt.got or wait == 0:
+        return {"Messages": [_answer(m, params, where) for m in attempt.got]} if attempt.got else {}
+    deadline = started + wait
+    async with _woken(settings, name) as woke:
         while True:
-            got, until_visible = await run_in_threadpool(
-                _receive_once, settings, name, count, visibility
-            )
+            attempt = await run_in_threadpool(_receive_once, settings, name, count, visibility)
             left = deadline - loop.time()
-            if got or left <= 0:
+            if attempt.got or left <= 0:
+                got = attempt.got
                 return {"Messages": [_answer(m, params, where) for m in got]} if got else {}
-            pause = min(left, RECHECK_SECONDS, until_visible if until_visible is not None else left)
-            await _wait(woke, pause)
-
-
-def _default_wait(settings: Settings, name: str) -> int:
-    with get_database(settings.sqlalchemy_url).session() as session:
-        return sqs_queues.attribute(sqs_queues.get(session, name), "ReceiveMessageWaitTimeSeconds")
+            until = attempt.until_visible
+            await _wait(woke, min(left, RECHECK_SECONDS, until if until is not None else left))
 
 
 @contextlib.asynccontextmanager
 async def _woken(
-    settings: Settings, name: str, waits: bool
+    settings: Settings, name: str
 ) -> AsyncIterator[asyncio.Queue[dict[str, Any]] | None]:
-    """The queue's wake-ups while a long poll waits; ``None`` (re-check on a timer) if it does
-    not wait or the channel cannot be had (a broker outage degrades to polling, not to errors)."""
-    if not waits:
-        yield None
-        return
+    """The queue's wake-ups while a long poll waits; ``None`` (re-check on a timer) if the
+    channel cannot be had (a broker outage degrades to polling, not to errors)."""
     try:
         listening = realtime.listen(settings, wake_channel(name))
         woke = await asyncio.wait_for(listening.__aenter__(), timeout=1.0)
@@ -455,13 +460,24 @@ def _each(
 
 @registry.operation(SQS, "DeleteMessageBatch", write=True)
 def delete_message_batch(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
-    return _each(
-        params,
-        call,
-        lambda session, name, entry: sqs_messages.delete_one(
-            session, name, str(entry["ReceiptHandle"])
-        ),
-    )
+    """Every well-formed handle is deleted in one statement; a malformed one fails its entry."""
+    name = _queue_name(params, call)
+    entries = list(params.get("Entries") or [])
+    _batch(entries)
+    handles: list[tuple[str, str]] = []
+    successful: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for entry in entries:
+        try:
+            handles.append(sqs_messages.parse_handle(str(entry["ReceiptHandle"])))
+        except AwsError as error:
+            failed.append(_failure(str(entry["Id"]), error))
+        else:
+            successful.append({"Id": str(entry["Id"])})
+    with call.session() as session:
+        sqs_queues.get(session, name)
+        sqs_messages.delete_many(session, name, handles)
+    return {"Successful": successful, "Failed": failed}
 
 
 @registry.operation(SQS, "ChangeMessageVisibility", write=True)

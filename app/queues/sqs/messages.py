@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import and_, delete, exists, func, insert, select, update
+from sqlalchemy import and_, delete, exists, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
 
 from app.db import utcnow
@@ -445,14 +445,18 @@ def next_visible(session: Session, queue: str, now: datetime) -> datetime | None
 def delete_one(session: Session, queue: str, handle: str) -> None:
     """Delete the message if ``handle`` is its latest receipt. An older receipt, or a message
     already deleted, succeeds and changes nothing -- as SQS."""
-    message_id, receipt = parse_handle(handle)
-    session.execute(
-        delete(QueueMessage).where(
-            QueueMessage.id == message_id,
-            QueueMessage.queue == queue,
-            QueueMessage.receipt == receipt,
+    delete_many(session, queue, [parse_handle(handle)])
+
+
+def delete_many(session: Session, queue: str, handles: Sequence[tuple[str, str]]) -> None:
+    """Delete messages by parsed ``(message id, receipt)`` handles, in one statement."""
+    if handles:
+        session.execute(
+            delete(QueueMessage).where(
+                QueueMessage.queue == queue,
+                tuple_(QueueMessage.id, QueueMessage.receipt).in_(list(handles)),
+            )
         )
-    )
 
 
 def change_visibility(session: Session, queue: str, handle: str, seconds: int) -> None:
