@@ -12,6 +12,7 @@ not to import some module.
 from __future__ import annotations
 
 from app.broker.tick_hooks import register_tick_hook
+from app.bus.scheduled import ScheduledRules
 from app.bus.targets import register_adapter
 from app.queues.messages import MessageTokens
 from app.scaling.wake import WakeCheck
@@ -29,6 +30,7 @@ def install() -> None:
     register_adapter(StateMachineTarget())
     register_token_holder(MessageTokens())
     register_tick_hook(WakeCheck)
+    register_tick_hook(ScheduledRules)
     _installed = True
 
 
