@@ -142,7 +142,8 @@ def test_a_disabled_rule_does_not_fire_and_reenabling_does_not_backfill(
     events.enable_rule(Name=name)
     enabled_at = datetime.now(UTC)
     tick = _rule(live, name).next_fire_at
-    assert tick is not None and tick > enabled_at
+    assert tick is not None
+    assert tick > enabled_at
     events.disable_rule(Name=name)
     assert _rule(live, name).next_fire_at is None
     fire_due(

@@ -169,8 +169,9 @@ def test_cron_next_fire_is_after_now_and_matches_the_fields(
         return
     assert fire > now
     local = fire.astimezone(zone)
-    assert local.second == 0 and local.microsecond == 0
-    assert local.minute in cron.minutes and local.hour in cron.hours
+    assert (local.second, local.microsecond) == (0, 0)
+    assert local.minute in cron.minutes
+    assert local.hour in cron.hours
     assert cron.day_matches(local.date())
     # and nothing matching was skipped: no earlier whole minute in between matches.
     probe = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
