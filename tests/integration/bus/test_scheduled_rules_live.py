@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,14 +39,14 @@ def leads(log: Path) -> bool:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Iterator[tuple[Path, dict[str, object]]]:
+def home(tmp_path: Path) -> tuple[Path, dict[str, object]]:
     settings: dict[str, object] = {
         "data_dir": tmp_path / "data",
         "scheduler_lease_seconds": LEASE_SECONDS,
     }
     migrated = run_cli("migrate", cwd=tmp_path, **settings)
     assert migrated.returncode == 0, migrated.stderr
-    yield tmp_path, settings
+    return tmp_path, settings
 
 
 def test_ticks_fire_on_time_once_across_a_leader_kill(
