@@ -116,7 +116,7 @@ def fire_rule(
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         return None  # another firer fired this tick
-    scope = Scope(region=settings.region, account_id=settings.account_id)
+    scope = Scope(region=rule.region or settings.region, account_id=settings.account_id)
     envelope = scheduled_event(scope, rule, fired_tick)
     event = Event(
         id=envelope["id"],

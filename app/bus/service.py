@@ -133,8 +133,10 @@ def put_rule(
     description: str | None = None,
     role_arn: str | None = None,
     managed_by: str | None = None,
+    region: str | None = None,
 ) -> Rule:
-    """Create or update a rule (PutRule is an upsert), validating the pattern first."""
+    """Create or update a rule (PutRule is an upsert), validating the pattern first. ``region``
+    is the caller's: a scheduled rule's events name the rule's ARN in it."""
     if not RULE_NAME.match(name or ""):
         raise Validation(
             f"1 validation error detected: Value '{name}' at 'name' failed to satisfy constraint: "
@@ -164,6 +166,8 @@ def put_rule(
         rule.state = state
     if managed_by is not None:
         rule.managed_by = managed_by
+    if region is not None:
+        rule.region = region
     schedule_next_tick(rule)
     touch(session, bus.name)
     session.flush()

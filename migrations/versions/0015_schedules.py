@@ -1,4 +1,4 @@
-"""scheduled rules: each rule with a ScheduleExpression keeps its next tick
+"""scheduled rules: each rule with a ScheduleExpression keeps its next tick and its region
 
 Revision ID: 0015
 Revises: 0013
@@ -23,10 +23,12 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("next_fire_at", app.db.UtcDateTime(timezone=True), nullable=True)
         )
+        batch.add_column(sa.Column("region", sa.String(length=32), nullable=True))
         batch.create_index(batch.f("ix_rules_next_fire_at"), ["next_fire_at"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("rules") as batch:
         batch.drop_index(batch.f("ix_rules_next_fire_at"))
+        batch.drop_column("region")
         batch.drop_column("next_fire_at")

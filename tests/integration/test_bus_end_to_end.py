@@ -5,6 +5,7 @@ endpoint served by the test; a replay sends the archived events again, marked ``
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -18,7 +19,11 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from sqlalchemy import update
 
+from app.bus.models import Rule
+from app.config import load_settings
+from app.db import get_database
 from tests.integration.cli import cli_env, smokehouse_argv
 from tests.services import free_port, wait_for
 
@@ -182,3 +187,50 @@ def test_boto3_put_events_reaches_an_http_destination_and_replays(
     assert replayed["order"] == "A-1"
     assert replayed["event"]["replay-name"] == "orders-again"
     assert "replay-name" not in body["event"]
+
+
+def test_boto3_scheduled_rule_puts_a_scheduled_event_that_reaches_its_target(
+    running: str, receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``make run`` fires scheduled rules: a tick's Scheduled Event goes through the bus to an
+    HTTP destination (the tick is brought forward in the database, not waited a minute for)."""
+    events = boto3.client(
+        "events",
+        endpoint_url=running,
+        region_name="eu-west-1",
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+    )
+    connection = events.create_connection(
+        Name="ticks",
+        AuthorizationType="API_KEY",
+        AuthParameters={"ApiKeyAuthParameters": {"ApiKeyName": "x-token", "ApiKeyValue": "t0k"}},
+    )
+    destination = events.create_api_destination(
+        Name="ticks",
+        ConnectionArn=connection["ConnectionArn"],
+        InvocationEndpoint=f"{receiver.url}/ticks",
+        HttpMethod="POST",
+    )
+    arn = events.put_rule(Name="every-minute", ScheduleExpression="rate(1 minute)")["RuleArn"]
+    events.put_targets(
+        Rule="every-minute", Targets=[{"Id": "http", "Arn": destination["ApiDestinationArn"]}]
+    )
+
+    for name in list(os.environ):
+        if name.startswith("SMOKEHOUSE_") and not name.startswith("SMOKEHOUSE_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    database = get_database(load_settings(data_dir=tmp_path / "data").sqlalchemy_url)
+    tick = (datetime.now(UTC) + timedelta(seconds=1)).replace(microsecond=0)
+    with database.session() as session:
+        session.execute(update(Rule).where(Rule.name == "every-minute").values(next_fire_at=tick))
+
+    wait_for(lambda: receiver.requests, timeout=30, what="the scheduled event to arrive")
+    [request] = receiver.requests
+    event = json.loads(request["body"])
+    assert event["source"] == "aws.events"
+    assert event["detail-type"] == "Scheduled Event"
+    assert event["detail"] == {}
+    assert event["resources"] == [arn]
+    assert event["time"] == tick.strftime("%Y-%m-%dT%H:%M:%SZ")
