@@ -23,6 +23,7 @@ doubles the tick that fell in it) and counting resumes from now.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -184,9 +185,25 @@ class ScheduledRules:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.failing_since: float | None = None
 
     def __call__(self, celery: Any) -> int:
-        fired = fire_due(get_database(self.settings.sqlalchemy_url), self.settings)
+        try:
+            fired = fire_due(get_database(self.settings.sqlalchemy_url), self.settings)
+        except (
+            Exception
+        ) as exc:  # database away: the ticks stay due; say so once, not 5 times a second
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
+                log.warning(
+                    "cannot fire scheduled rules (retrying every %.1f s): %s", self.interval, exc
+                )
+            return 0
+        if self.failing_since is not None:
+            log.info(
+                "firing scheduled rules again after %.1f s", time.monotonic() - self.failing_since
+            )
+            self.failing_since = None
         if fired:
             log.info("fired %d scheduled rule tick(s)", fired)
         return fired

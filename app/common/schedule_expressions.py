@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 MAX_YEAR = 2199
+#: Longer periods than this (about 100 years) have no next fire before ``MAX_YEAR``.
+MAX_RATE_SECONDS = 100 * 366 * 86400
 
 
 class InvalidExpression(ValueError):
@@ -179,7 +181,9 @@ def parse(text: str, *, allow_at: bool = False) -> ScheduleExpression:
     if rate is not None:
         value, unit = int(rate.group(1)), rate.group(2)
         singular = unit.rstrip("s")
-        if value < 1 or (value == 1) != (unit == singular):
+        if not 1 <= value * _UNIT_SECONDS[singular] <= MAX_RATE_SECONDS:
+            raise InvalidExpression(text)
+        if (value == 1) != (unit == singular):
             raise InvalidExpression(text)
         return Rate(value * _UNIT_SECONDS[singular])
     cron = _CRON.match(text)

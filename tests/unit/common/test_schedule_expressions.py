@@ -45,6 +45,7 @@ def test_rates_aws_accepts(text: str, seconds: int) -> None:
         "rate(0 minutes)",
         "rate(-1 minutes)",
         "rate(1.5 hours)",
+        "rate(99999999999 days)",  # no next fire before 2200
         "rate(5 weeks)",
         "rate(5  minutes)",
         "rate 5 minutes",
