@@ -16,6 +16,7 @@ from app.bus.scheduled import ScheduledRules
 from app.bus.targets import register_adapter
 from app.queues.messages import MessageTokens
 from app.scaling.wake import WakeCheck
+from app.schedules.firer import ScheduleFirer
 from app.workflows.bus_target import StateMachineTarget
 from app.workflows.tokens import register_token_holder
 
@@ -31,6 +32,7 @@ def install() -> None:
     register_token_holder(MessageTokens())
     register_tick_hook(WakeCheck)
     register_tick_hook(ScheduledRules)
+    register_tick_hook(ScheduleFirer)
     _installed = True
 
 

@@ -45,9 +45,17 @@ from app.config import Settings
 from app.db import get_database
 
 #: ``X-Amz-Target`` prefix -> SigV4 signing name (the service in the credential scope).
-TARGET_PREFIXES: Final[dict[str, str]] = {"AWSEvents": "events", "AWSStepFunctions": "states"}
+TARGET_PREFIXES: Final[dict[str, str]] = {
+    "AWSEvents": "events",
+    "AWSStepFunctions": "states",
+    "Scheduler": "scheduler",  # REST-JSON (app.aws.rest), not on POST /
+}
 #: ``X-Amz-Target`` prefix -> botocore service model name.
-MODELS: Final[dict[str, str]] = {"AWSEvents": "events", "AWSStepFunctions": "stepfunctions"}
+MODELS: Final[dict[str, str]] = {
+    "AWSEvents": "events",
+    "AWSStepFunctions": "stepfunctions",
+    "Scheduler": "scheduler",
+}
 
 DEFAULT_ACCOUNT_ID: Final = "000000000000"
 

@@ -23,7 +23,7 @@ doubles the tick that fell in it) and counting resumes from now.
 from __future__ import annotations
 
 import logging
-import time
+import time as monotonic_clock
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -119,12 +119,28 @@ def fire_rule(
         return None  # another firer fired this tick
     scope = Scope(region=rule.region or settings.region, account_id=settings.account_id)
     envelope = scheduled_event(scope, rule, fired_tick)
+    targets = [(rule.id, rule.name, t.target_id, t.arn, dict(t.spec)) for t in rule.targets]
+    return put_direct(session, settings, rule.bus_name, envelope, fired_tick, now, targets)
+
+
+def put_direct(
+    session: Session,
+    settings: Settings,
+    bus_name: str,
+    envelope: dict[str, Any],
+    time: datetime,
+    now: datetime,
+    targets: list[tuple[str, str, str, str, dict[str, Any]]],
+) -> str:
+    """Store ``envelope`` and one pending delivery per ``(rule id, rule name, target id, arn,
+    spec)`` -- no matching: the caller names the targets (a scheduled rule, a Scheduler
+    schedule) -- enqueued after the caller's transaction commits. The event id."""
     event = Event(
         id=envelope["id"],
-        bus_name=rule.bus_name,
+        bus_name=bus_name,
         source=envelope["source"],
         detail_type=envelope["detail-type"],
-        time=fired_tick,
+        time=time,
         received_at=now,
         envelope=envelope,
         replay_name=None,
@@ -134,19 +150,19 @@ def fire_rule(
         Delivery(
             id=str(uuid.uuid4()),
             event_id=envelope["id"],
-            bus_name=rule.bus_name,
-            rule_id=rule.id,
-            rule_name=rule.name,
-            target_id=target.target_id,
-            target_arn=target.arn,
-            target_spec=dict(target.spec),
+            bus_name=bus_name,
+            rule_id=rule_id,
+            rule_name=rule_name,
+            target_id=target_id,
+            target_arn=arn,
+            target_spec=spec,
             status="pending",
             attempts=0,
             created_at=now,
             next_attempt_at=now,
             enqueued_at=now,
         )
-        for target in rule.targets
+        for rule_id, rule_name, target_id, arn, spec in targets
     ]
     store(session, [Routed(event, list(deliveries))])
     deliver_after_commit(session, settings, [d.id for d in deliveries])
@@ -194,14 +210,15 @@ class ScheduledRules:
             Exception
         ) as exc:  # database away: the ticks stay due; say so once, not 5 times a second
             if self.failing_since is None:
-                self.failing_since = time.monotonic()
+                self.failing_since = monotonic_clock.monotonic()
                 log.warning(
                     "cannot fire scheduled rules (retrying every %.1f s): %s", self.interval, exc
                 )
             return 0
         if self.failing_since is not None:
             log.info(
-                "firing scheduled rules again after %.1f s", time.monotonic() - self.failing_since
+                "firing scheduled rules again after %.1f s",
+                monotonic_clock.monotonic() - self.failing_since,
             )
             self.failing_since = None
         if fired:
