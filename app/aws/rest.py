@@ -183,7 +183,7 @@ class _Endpoint:
     def _error(self, error: AwsError, request_id: str) -> Response:
         status = self.statuses.get(error.code, error.status)
         return Response(
-            json.dumps({"Message": error.message}).encode(),
+            json.dumps({"__type": error.code, "Message": error.message}).encode(),
             status_code=status,
             media_type=JSON,
             headers={"x-amzn-RequestId": request_id, "x-amzn-ErrorType": error.code},
