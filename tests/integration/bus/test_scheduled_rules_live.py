@@ -1,7 +1,7 @@
 """Two real ``smokehouse scheduler`` processes (embedded mode): a scheduled rule's tick and a
-Scheduler schedule's fire are put
-within 1 s of its due time, exactly once, and a tick that falls due while the leader is killed
-(-9) is fired once by the standby -- neither skipped nor doubled."""
+Scheduler schedule's fire are put within 1 s of their due time, exactly once, and a tick that
+falls due while the leader is killed (-9) is fired once by the standby -- neither skipped nor
+doubled."""
 
 from __future__ import annotations
 

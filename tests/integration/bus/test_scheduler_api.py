@@ -3,6 +3,7 @@ and statuses, the viewer key's read-only access, and a due schedule fired once t
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -205,3 +206,54 @@ def test_a_due_schedule_fires_once_to_its_target(live: Live, uid: str) -> None:
         assert delivery.target_arn == BUS
     with pytest.raises(scheduler.exceptions.ResourceNotFoundException):
         scheduler.get_schedule(Name=name)  # ActionAfterCompletion DELETE
+
+
+def _fire_schedules_elsewhere(settings: Any, start: Any, now: datetime, out: Any) -> None:
+    start.wait(30)
+    out.put(fire_due(get_database(settings.sqlalchemy_url), settings, now=now))
+
+
+def test_two_firers_fire_each_schedule_once(live: Live, uid: str) -> None:
+    """Two firer processes race for the same due fires (PostgreSQL): each fire is one event."""
+    if not live.settings.sqlalchemy_url.startswith("postgresql"):
+        pytest.skip("two processes writing at once: PostgreSQL (SQLite has one writer)")
+    scheduler = client(live)
+    names = [f"race-{uid}-{i}" for i in range(15)]
+    for name in names:
+        scheduler.create_schedule(
+            Name=name,
+            ScheduleExpression="rate(1 minute)",
+            FlexibleTimeWindow=WINDOW_OFF,
+            Target={
+                "Arn": BUS,
+                "RoleArn": "arn:aws:iam::000000000000:role/x",
+                "EventBridgeParameters": {"DetailType": "Race", "Source": f"race.{uid}"},
+            },
+        )
+    with live.session() as session:
+        due = max(
+            session.scalars(select(Schedule.next_fire_at).where(Schedule.name.in_(names))).all()
+        )
+    context = multiprocessing.get_context("spawn")
+    for round_ in range(2):
+        now = due + timedelta(minutes=round_, seconds=1)
+        start, out = context.Event(), context.Queue()
+        workers = [
+            context.Process(target=_fire_schedules_elsewhere, args=(live.settings, start, now, out))
+            for _ in range(2)
+        ]
+        for worker in workers:
+            worker.start()
+        start.set()
+        counts = [out.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=30)
+        assert sum(counts) == len(names), counts
+    with live.session() as session:
+        events = session.scalars(select(Event).where(Event.source == f"race.{uid}")).all()
+        per_schedule: dict[str, int] = {}
+        for event in events:
+            key = event.envelope["resources"][0]
+            per_schedule[key] = per_schedule.get(key, 0) + 1
+    assert len(per_schedule) == len(names)
+    assert set(per_schedule.values()) == {2}  # two rounds, once each
