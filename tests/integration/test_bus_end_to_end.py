@@ -24,6 +24,7 @@ from sqlalchemy import update
 from app.bus.models import Rule
 from app.config import load_settings
 from app.db import get_database
+from app.schedules.models import Schedule
 from tests.integration.cli import cli_env, smokehouse_argv
 from tests.services import free_port, wait_for
 
@@ -234,3 +235,56 @@ def test_boto3_scheduled_rule_puts_a_scheduled_event_that_reaches_its_target(
     assert event["detail"] == {}
     assert event["resources"] == [arn]
     assert event["time"] == tick.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_boto3_scheduler_schedule_starts_a_state_machine(
+    running: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``make run`` fires EventBridge Scheduler schedules: the schedule's Input starts an
+    execution of its state machine (the due time is brought forward in the database)."""
+
+    def aws(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=running,
+            region_name="eu-west-1",
+            aws_access_key_id=KEY_ID,
+            aws_secret_access_key=SECRET,
+        )
+
+    sfn, scheduler = aws("stepfunctions"), aws("scheduler")
+    machine = sfn.create_state_machine(
+        name="nightly",
+        definition=json.dumps(
+            {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+        ),
+        roleArn="arn:aws:iam::000000000000:role/sfn",
+    )["stateMachineArn"]
+    scheduler.create_schedule(
+        Name="nightly",
+        ScheduleExpression="cron(0 3 * * ? *)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={
+            "Arn": machine,
+            "RoleArn": "arn:aws:iam::000000000000:role/scheduler",
+            "Input": '{"older_than_days": 30}',
+        },
+    )
+    for name in list(os.environ):
+        if name.startswith("SMOKEHOUSE_") and not name.startswith("SMOKEHOUSE_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    database = get_database(load_settings(data_dir=tmp_path / "data").sqlalchemy_url)
+    due = (datetime.now(UTC) + timedelta(seconds=1)).replace(microsecond=0)
+    with database.session() as session:
+        session.execute(update(Schedule).where(Schedule.name == "nightly").values(next_fire_at=due))
+
+    def finished() -> list[dict[str, Any]]:
+        executions = sfn.list_executions(stateMachineArn=machine)["executions"]
+        return [e for e in executions if e["status"] == "SUCCEEDED"]
+
+    wait_for(finished, timeout=40, what="the schedule's execution to succeed")
+    [execution] = sfn.list_executions(stateMachineArn=machine)["executions"]
+    described = sfn.describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(described["input"]) == {"older_than_days": 30}
+    assert scheduler.get_schedule(Name="nightly")["State"] == "ENABLED"
