@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 import app
 import app.bus.api  # registers the AWSEvents operations
+import app.queues.sqs.api  # registers the AmazonSQS operations
 import app.schedules.api  # registers the Scheduler operations (REST-JSON)
 import app.wiring
 import app.workflows.api  # registers the AWSStepFunctions operations

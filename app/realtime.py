@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Any, Final, Protocol
 
 import paho.mqtt.client as mqtt
@@ -412,13 +412,22 @@ async def subscribe(settings: Settings, channel: str) -> AsyncGenerator[dict[str
     """Messages published to ``channel`` from the moment the broker confirmed the subscription,
     until the caller stops iterating (cancel or ``aclose``: the subscription is dropped, and
     the connection with the last one)."""
+    async with listen(settings, channel) as queue:
+        while True:
+            yield await queue.get()
+
+
+@contextlib.asynccontextmanager
+async def listen(settings: Settings, channel: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+    """The queue of messages published to ``channel``, entered once the broker confirmed the
+    subscription -- so whatever is published after entering is seen (a waiter checks its
+    condition after entering, then waits on the queue, and misses nothing in between)."""
     _check(channel)
     hub = _hub(settings)
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
     try:
         await hub.add(channel, queue)
-        while True:
-            yield await queue.get()
+        yield queue
     finally:
         await asyncio.shield(hub.remove(channel, queue))
 

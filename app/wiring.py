@@ -1,7 +1,8 @@
 """Where domains plug into each other's registries: imported once by every entry point.
 
 Domains that must not know each other meet through registries (DESIGN.md, "Rules of the house"):
-the bus delivers to state machines through its target registry, workflows resolve task tokens
+the bus delivers to state machines and SQS queues through its target registry, Step Functions
+sends to SQS queues through its resource registry, workflows resolve task tokens
 held by work-queue messages through their token registry, and the leading scheduler runs the
 autoscaler's wake-up check through its tick hooks. Importing this module fills all three. Every
 process that serves requests or runs tasks imports it first -- ``create_app``, the Celery worker
@@ -15,9 +16,11 @@ from app.broker.tick_hooks import register_tick_hook
 from app.bus.scheduled import ScheduledRules
 from app.bus.targets import register_adapter
 from app.queues.messages import MessageTokens
+from app.queues.sqs.integrations import SEND_MESSAGE, SqsSendMessageResource, SqsTarget
 from app.scaling.wake import WakeCheck
 from app.schedules.firer import ScheduleFirer
 from app.workflows.bus_target import StateMachineTarget
+from app.workflows.resources import register_resource
 from app.workflows.tokens import register_token_holder
 
 _installed = False
@@ -29,6 +32,8 @@ def install() -> None:
     if _installed:
         return
     register_adapter(StateMachineTarget())
+    register_adapter(SqsTarget())
+    register_resource(SqsSendMessageResource(), SEND_MESSAGE)
     register_token_holder(MessageTokens())
     register_tick_hook(WakeCheck)
     register_tick_hook(ScheduledRules)

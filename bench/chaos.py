@@ -252,7 +252,8 @@ class Load:
         import boto3
         from botocore.config import Config
 
-        config = Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10)
+        # One attempt: botocore would resend an answer-lost PutEvents (a second event).
+        config = Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=10)
         creds = {"aws_access_key_id": KEY_ID, "aws_secret_access_key": KEY_SECRET}
         self.events = boto3.client(
             "events", endpoint_url=api_url, region_name="us-east-1", config=config, **creds

@@ -162,8 +162,12 @@ def client(seconds: float, out: str, rate_hz: float) -> None:
     ``rate_hz`` per device over MQTT 5 QoS 1 (published seqs recorded)."""
     import boto3
     from botocore.config import Config
+    from botocore.exceptions import ConnectionError as NotSent
 
-    config = Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=5)
+    # One attempt, no retry by botocore: ``max_attempts: 1`` would be one *retry*, and botocore
+    # resends on a closed connection or a read timeout -- a PutEvents whose answer was lost, put
+    # twice (the duplicate the cluster bench once showed: one key stored as two events).
+    config = Config(retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=5)
     apis = [
         boto3.client(
             "events",
@@ -175,9 +179,21 @@ def client(seconds: float, out: str, rate_hz: float) -> None:
         )
         for n in ("node1", "node2")
     ]
-    result: dict[str, Any] = {"acked": [], "ambiguous": 0, "published": {}, "rate": []}
+    errors: dict[str, int] = {}  # by exception class: what the client saw when a host went
+    result: dict[str, Any] = {
+        "acked": [],
+        "ambiguous": 0,
+        "errors": errors,
+        "published": {},
+        "rate": [],
+    }
     stop = threading.Event()
     lock = threading.Lock()
+
+    def seen(error: str, ambiguous: bool = False) -> None:
+        with lock:
+            errors[error] = errors.get(error, 0) + 1
+            result["ambiguous"] += ambiguous
 
     def events(index: int) -> None:
         n = 0
@@ -189,15 +205,21 @@ def client(seconds: float, out: str, rate_hz: float) -> None:
                 "DetailType": "Effect",
                 "Detail": json.dumps({"key": key, "kind": "event"}),
             }
-            for attempt in range(20):  # the other API if one is gone (refused: not received)
+            for attempt in range(20):
                 api = apis[(n + attempt) % 2]
                 try:
                     answer = api.put_events(Entries=[entry])
+                except NotSent as exc:
+                    # botocore's ConnectionError family (EndpointConnectionError, ConnectTimeout-
+                    # Error) means no connection was made: not received, try the other API. Its
+                    # ConnectionClosedError (dropped after the request went out) is not in it.
+                    seen(f"retried {type(exc).__name__}")
+                    continue
                 except Exception as exc:
-                    if "Connect" in type(exc).__name__:
-                        continue
-                    with lock:
-                        result["ambiguous"] += 1
+                    # Sent, answer lost (a reset, a closed connection, a read timeout): the API
+                    # may have committed it. PutEvents has no idempotency token (on AWS either),
+                    # so a retry here could put the event twice; count it, don't resend.
+                    seen(type(exc).__name__, ambiguous=True)
                     break
                 if answer["FailedEntryCount"] == 0:
                     with lock:
@@ -505,8 +527,8 @@ def run(
 
     log("settling")
 
-    def count() -> tuple[list[str], list[tuple[str, int]], int]:
-        applied = {
+    def applied_counts() -> dict[str, int]:
+        return {
             k: int(n)
             for k, n in (
                 line.split("|")
@@ -517,6 +539,9 @@ def run(
                 if line
             )
         }
+
+    def count() -> tuple[list[str], list[tuple[str, int]], int]:
+        applied = applied_counts()
         stored = {}
         for line in psql(
             "select device_id, seq, count(*) from iot_readings group by device_id, seq"
@@ -537,6 +562,20 @@ def run(
     while (lost_events or lost_readings) and time.monotonic() < deadline:
         time.sleep(2)
         lost_events, lost_readings, duplicated = count()
+    # What a duplicate was, so that one never goes unexplained: the key stored as two events
+    # (the client put it twice) or one event delivered twice (smokehouse's own doing).
+    twice = [k for k, n in applied_counts().items() if n > 1][:10]
+    duplicated_detail = {
+        key: {
+            "events": int(
+                psql(f"select count(*) from events where envelope->'detail'->>'key' = '{key}'")
+            ),
+            "invocations": psql(
+                f"select string_agg(invocation, ',') from chaos_effects where key = '{key}'"
+            ),
+        }
+        for key in twice
+    }
     orphans = int(
         psql(
             "select (select count(*) from deliveries where status='pending') + "
@@ -556,8 +595,10 @@ def run(
         "events_per_s_two_nodes": round(events_per_s, 1),
         "events_acked": len(sent["acked"]),
         "events_ambiguous": sent["ambiguous"],
+        "client_errors": sent["errors"],
         "readings_published": sum(len(s) for s in sent["published"].values()),
         "lost_detail": {"events": lost_events[:10], "readings": lost_readings[:10]},
+        "duplicated_detail": duplicated_detail,
     }
 
 

@@ -31,19 +31,30 @@ class AwsError(Exception):
     leaks anything else.
     """
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(
+        self, code: str, message: str, status: int = 400, *, query_code: str | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.status = status
+        self.query_code = query_code
 
     def body(self) -> bytes:
         """The JSON error document, as AWS JSON protocols send it."""
         return json.dumps({"__type": self.code, "message": self.message}).encode()
 
     def headers(self, request_id: str) -> dict[str, str]:
-        """Headers every AWS error response carries (the request id also goes on successes)."""
-        return {"x-amzn-RequestId": request_id, "x-amzn-ErrorType": self.code}
+        """Headers every AWS error response carries (the request id also goes on successes).
+
+        A service that moved from the Query protocol to JSON (SQS) also names the error's old
+        Query code in ``x-amzn-query-error`` (``<code>;Sender``): botocore reports that code as
+        ``Error.Code`` and still matches the modeled exception by ``__type``."""
+        headers = {"x-amzn-RequestId": request_id, "x-amzn-ErrorType": self.code}
+        if self.query_code is not None:
+            fault = "Receiver" if self.status >= 500 else "Sender"
+            headers["x-amzn-query-error"] = f"{self.query_code};{fault}"
+        return headers
 
 
 # --- Common errors of AWS JSON (Coral) services. -------------------------------------------------

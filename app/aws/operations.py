@@ -21,18 +21,18 @@ The call carries the app's :class:`~app.config.Settings` (given to ``aws_router`
 ``create_app``) and opens the unit of work: nothing here is process-global but the registry.
 
 Handlers are synchronous (the router runs them in a thread pool, so they may use a blocking DB
-session). They take the request's JSON object -- timestamps arrive as epoch-second numbers, as
-botocore sends them -- and return the response's (``datetime`` values go out as epoch seconds), and
-raise :class:`app.aws.errors.AwsError` for anything the caller should see. ``write=True`` marks
-operations that change state: a ``viewer`` key gets ``AccessDeniedException`` before the handler
-runs.
+session), or coroutine functions for an operation that must wait without holding a thread (SQS's
+long polling). They take the request's JSON object -- timestamps arrive as epoch-second numbers,
+as botocore sends them -- and return the response's (``datetime`` values go out as epoch
+seconds), and raise :class:`app.aws.errors.AwsError` for anything the caller should see.
+``write=True`` marks operations that change state: a ``viewer`` key gets
+``AccessDeniedException`` before the handler runs.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Final
@@ -48,12 +48,14 @@ from app.db import get_database
 TARGET_PREFIXES: Final[dict[str, str]] = {
     "AWSEvents": "events",
     "AWSStepFunctions": "states",
+    "AmazonSQS": "sqs",
     "Scheduler": "scheduler",  # REST-JSON (app.aws.rest), not on POST /
 }
 #: ``X-Amz-Target`` prefix -> botocore service model name.
 MODELS: Final[dict[str, str]] = {
     "AWSEvents": "events",
     "AWSStepFunctions": "stepfunctions",
+    "AmazonSQS": "sqs",
     "Scheduler": "scheduler",
 }
 
@@ -70,6 +72,8 @@ class AwsCall:
     request_id: str
     operation: str  # e.g. "AWSEvents.PutRule"
     settings: Settings | None = None  # None only on endpoints built without a domain (tests)
+    #: ``scheme://host[:port]`` as the client addressed us (SQS queue URLs are built from it).
+    endpoint: str = "http://localhost"
 
     def arn(self, service: str, resource: str) -> str:
         """An ARN in the caller's region and our account, e.g. ``arn(\"events\", \"rule/r\")``."""
@@ -86,7 +90,11 @@ class AwsCall:
         return get_database(self.require_settings().sqlalchemy_url).session()
 
 
-Handler = Callable[[dict[str, Any], AwsCall], dict[str, Any]]
+SyncHandler = Callable[[dict[str, Any], AwsCall], dict[str, Any]]
+#: A coroutine handler runs on the event loop -- for an operation that waits (SQS's long
+#: polling) without holding a thread -- and must hand its blocking work to a thread itself.
+AsyncHandler = Callable[[dict[str, Any], AwsCall], Awaitable[dict[str, Any]]]
+Handler = SyncHandler | AsyncHandler
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +174,6 @@ class AwsOperations:
         return register
 
     def add(self, operation: Operation) -> None:
-        if inspect.iscoroutinefunction(operation.handler):
-            raise TypeError(f"{operation.target}: handlers are synchronous (run in a thread pool)")
         if operation.target in self._operations:
             raise ValueError(f"{operation.target} is registered twice")
         self._operations[operation.target] = operation

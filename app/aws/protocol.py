@@ -29,6 +29,7 @@ must pass both through unchanged.
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import logging
 import uuid
@@ -120,7 +121,10 @@ class _Endpoint:
             call = self._authenticate(request, body, operation, request_id)
             params = _parse_params(body)
             operation.validate(params)
-            result = await run_in_threadpool(operation.handler, params, call)
+            if inspect.iscoroutinefunction(operation.handler):
+                result = await operation.handler(params, call)
+            else:
+                result = await run_in_threadpool(operation.handler, params, call)
             if not isinstance(result, dict):
                 raise TypeError(f"{target} returned {type(result).__name__}, not a dict")
             payload = json.dumps(result, default=_json_default, allow_nan=False).encode()
@@ -162,6 +166,7 @@ class _Endpoint:
             request_id=request_id,
             operation=operation.target,
             settings=self.settings,
+            endpoint=str(request.base_url).rstrip("/"),
         )
 
 

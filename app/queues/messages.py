@@ -31,7 +31,7 @@ from app.celery_client import celery_for
 from app.config import Settings
 from app.db import after_commit, get_database, utcnow
 from app.handlers import HandlerContext, handlers
-from app.queues.models import FINISHED, MESSAGE_MODES, MESSAGE_STATUSES, QueueMessage
+from app.queues.models import FINISHED, MESSAGE_MODES, MESSAGE_STATUSES, PULL, QueueMessage
 from app.workflows import errors as sfn_errors
 
 log = logging.getLogger("smokehouse.queues")
@@ -168,7 +168,11 @@ def due_for_sweep(session: Session, now: datetime, grace: timedelta) -> list[tup
     (the broker was down, or lost them): marked enqueued now, returned as (id, queue)."""
     rows = session.execute(
         select(QueueMessage.id, QueueMessage.queue)
-        .where(QueueMessage.status == "queued", QueueMessage.enqueued_at <= now - grace)
+        .where(
+            QueueMessage.status == "queued",
+            QueueMessage.enqueued_at <= now - grace,
+            QueueMessage.mode != PULL,  # SQS messages wait for a consumer, nobody pushes them
+        )
         .order_by(QueueMessage.enqueued_at)
         .limit(SWEEP_BATCH)
     ).all()

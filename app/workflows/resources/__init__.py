@@ -24,6 +24,15 @@ SUPPORTED = (
 )
 
 
+def register_resource(resource: Resource, supported: str) -> None:
+    """Add a resource kind from a domain workflows must not know (SQS's ``sqs:sendMessage``,
+    from :mod:`app.wiring`); once per class. ``supported`` is how error messages name it."""
+    global SUPPORTED
+    if not any(type(known) is type(resource) for known in RESOURCES):
+        RESOURCES.append(resource)
+        SUPPORTED = f"{SUPPORTED}, {supported}"
+
+
 def resource_for(resource: str) -> Resource | None:
     base = resource.removesuffix(TOKEN_SUFFIX)
     return next((r for r in RESOURCES if r.accepts(base)), None)
@@ -85,6 +94,7 @@ __all__ = [
     "Resource",
     "TaskCall",
     "check_definition",
+    "register_resource",
     "require_json",
     "resource_for",
 ]

@@ -13,9 +13,6 @@ they check, at the moment they are called, that what they were handed is already
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +21,6 @@ from typing import Any
 
 import boto3
 import pytest
-import uvicorn
 from botocore.config import Config
 from sqlalchemy import func, select
 
@@ -34,7 +30,7 @@ from app.config import Settings, load_settings
 from app.db import get_database
 from app.main import create_app
 from tests.conftest import TEST_SECRET_KEY
-from tests.services import free_port, migrated_sqlite, postgres_database
+from tests.services import free_port, migrated_sqlite, postgres_database, serve_app
 
 ADMIN_SECRET, VIEWER_SECRET = "bus-admin-6Jd9Qs2Lw5Xe8Nc3", "bus-viewer-1Pz7Hk4Vt9Mb2Rf6"
 KEYS = f"AKID:{ADMIN_SECRET}:admin,AKRO:{VIEWER_SECRET}:viewer"
@@ -99,22 +95,6 @@ def bus_database_url(request: pytest.FixtureRequest, tmp_path_factory: Any) -> I
         yield url
 
 
-def _serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, socket.socket, str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    return server, thread, sock, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture(scope="session")
 def live(bus_database_url: str, tmp_path_factory: Any) -> Iterator[Live]:
     with pytest.MonkeyPatch.context() as patch:
@@ -135,13 +115,8 @@ def live(bus_database_url: str, tmp_path_factory: Any) -> Iterator[Live]:
             secret_key=TEST_SECRET_KEY if bus_database_url.startswith("postgresql") else None,
         )
         recorder = Recorder(settings.sqlalchemy_url)
-        server, thread, sock, url = _serve(create_app(settings))
-        try:
+        with serve_app(create_app(settings)) as url:
             yield Live(url, settings, recorder)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
-            sock.close()
 
 
 @pytest.fixture(autouse=True)

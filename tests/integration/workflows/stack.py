@@ -8,9 +8,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -18,14 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import uvicorn
 from botocore.config import Config
 
 from app.config import Settings, load_settings
 from app.main import create_app
 from tests.conftest import TEST_SECRET_KEY
 from tests.integration.cli import cli_env, smokehouse_argv
-from tests.services import free_port, migrate, postgres_database, tcp_open, unavailable, wait_for
+from tests.services import (
+    free_port,
+    migrate,
+    postgres_database,
+    serve_app,
+    tcp_open,
+    unavailable,
+    wait_for,
+)
 
 KEY_ID, KEY_SECRET = "AKADMIN", "admin-7Qw3vN9xK2pL5tR8yB4m"
 HANDLERS = "tests.integration.workflows.handlers"
@@ -138,22 +143,8 @@ class Stack:
 
 
 def _serve(settings: Settings) -> Iterator[str]:
-    app = create_app(settings)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 20, what="uvicorn to start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve_app(create_app(settings)) as url:
+        yield url
 
 
 @contextmanager

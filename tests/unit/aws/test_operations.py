@@ -58,12 +58,15 @@ def test_bad_names(prefix: str, name: str, problem: str) -> None:
         AwsOperations().operation(prefix, name, write=False)
 
 
-def test_handlers_must_be_synchronous() -> None:
-    async def async_handler(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+def test_a_coroutine_handler_is_registered_as_it_is() -> None:
+    async def waits(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
         return {}
 
-    with pytest.raises(TypeError, match="synchronous"):
-        AwsOperations().operation("AWSEvents", "PutRule", write=True)(async_handler)  # type: ignore[arg-type]
+    operations = AwsOperations()
+    operations.operation("AmazonSQS", "ReceiveMessage", write=True)(waits)
+    found = operations.get("AmazonSQS.ReceiveMessage")
+    assert found is not None
+    assert (found.handler, found.service) == (waits, "sqs")
 
 
 def test_call_builds_arns_in_its_region_and_account() -> None:
