@@ -362,4 +362,5 @@ def test_case_counts(client: TestClient) -> None:
     }
     print("\nauthorization matrix:", counts, "total", sum(counts.values()))
     assert all(counts.values())
-    assert {op.prefix for op in AWS_OPERATIONS} == {"AWSEvents", "AWSStepFunctions"}
+    assert {op.prefix for op in AWS_OPERATIONS} == {"AWSEvents", "AWSStepFunctions", "AmazonSQS"}
+    assert {op.prefix for op in REST_OPERATIONS} == {"Scheduler"}

@@ -12,8 +12,9 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from app.bus.delivery import deliver
 from app.bus.models import Delivery, Event
 from app.db import get_database
 from app.schedules.firer import fire_due
@@ -257,3 +258,49 @@ def test_two_firers_fire_each_schedule_once(live: Live, uid: str) -> None:
             per_schedule[key] = per_schedule.get(key, 0) + 1
     assert len(per_schedule) == len(names)
     assert set(per_schedule.values()) == {2}  # two rounds, once each
+
+
+def test_a_schedule_sends_its_input_to_an_sqs_queue(live: Live, uid: str) -> None:
+    """The SQS target comes from the bus's target registry (``arn:aws:sqs:…``); the fire's
+    delivery, run as a worker runs it, sends the schedule's Input as the message body."""
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=live.url,
+        region_name=REGION,
+        aws_access_key_id="AKID",
+        aws_secret_access_key=ADMIN_SECRET,
+        config=Config(retries={"max_attempts": 1}),
+    )
+    queue_url = sqs.create_queue(QueueName=f"ticks-{uid}")["QueueUrl"]
+    dead = sqs.create_queue(QueueName=f"ticks-dlq-{uid}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    scheduler = client(live)
+    name = f"to-sqs-{uid}"
+    scheduler.create_schedule(
+        Name=name,
+        ScheduleExpression="rate(1 minute)",
+        FlexibleTimeWindow=WINDOW_OFF,
+        Target={
+            "Arn": queue_arn,
+            "RoleArn": "arn:aws:iam::000000000000:role/x",
+            "Input": '{"probe": 1}',
+            "DeadLetterConfig": {"Arn": dead_arn},
+        },
+    )
+    due = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)  # brought forward
+    with live.session() as session:
+        session.execute(update(Schedule).where(Schedule.name == name).values(next_fire_at=due))
+    database = get_database(live.settings.sqlalchemy_url)
+    assert fire_due(database, live.settings) >= 1
+    with live.session() as session:
+        (delivery_id,) = session.scalars(
+            select(Delivery.id).where(Delivery.rule_name == f"schedule/default/{name}")
+        ).all()
+    assert deliver(live.settings, delivery_id) == "succeeded"
+    messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1)["Messages"]
+    assert [m["Body"] for m in messages] == ['{"probe": 1}']
