@@ -304,3 +304,49 @@ def test_a_schedule_sends_its_input_to_an_sqs_queue(live: Live, uid: str) -> Non
     assert deliver(live.settings, delivery_id) == "succeeded"
     messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1)["Messages"]
     assert [m["Body"] for m in messages] == ['{"probe": 1}']
+
+
+def test_a_fire_that_fails_for_good_goes_to_its_dead_letter_queue(live: Live, uid: str) -> None:
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=live.url,
+        region_name=REGION,
+        aws_access_key_id="AKID",
+        aws_secret_access_key=ADMIN_SECRET,
+        config=Config(retries={"max_attempts": 1}),
+    )
+    dead = sqs.create_queue(QueueName=f"fires-dlq-{uid}")["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    scheduler = client(live)
+    name = f"broken-{uid}"
+    scheduler.create_schedule(
+        Name=name,
+        ScheduleExpression="rate(1 minute)",
+        FlexibleTimeWindow=WINDOW_OFF,
+        Target={
+            "Arn": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:missing-{uid}",
+            "RoleArn": "arn:aws:iam::000000000000:role/x",
+            "Input": '{"probe": 2}',
+            "RetryPolicy": {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60},
+            "DeadLetterConfig": {"Arn": dead_arn},
+        },
+    )
+    due = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    with live.session() as session:
+        session.execute(update(Schedule).where(Schedule.name == name).values(next_fire_at=due))
+    assert fire_due(get_database(live.settings.sqlalchemy_url), live.settings) >= 1
+    rule_name = f"schedule/default/{name}"
+    with live.session() as session:
+        (first,) = session.scalars(select(Delivery.id).where(Delivery.rule_name == rule_name))
+    assert deliver(live.settings, first) == "failed"
+    with live.session() as session:
+        (to_queue,) = session.scalars(
+            select(Delivery).where(Delivery.rule_name == rule_name, Delivery.target_arn == dead_arn)
+        )
+        to_queue_id = to_queue.id
+    assert any(to_queue_id in ids for ids in live.recorder.enqueued)  # sent after the commit
+    assert deliver(live.settings, to_queue_id) == "succeeded"
+    messages = sqs.receive_message(QueueUrl=dead, WaitTimeSeconds=1)["Messages"]
+    assert [m["Body"] for m in messages] == ['{"probe": 2}']
