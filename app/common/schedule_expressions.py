@@ -231,8 +231,8 @@ def _values(field: str, low: int, high: int, names: dict[str, int]) -> set[int]:
         step, stepped = 1, "/" in part
         if stepped:
             part, step_text = part.split("/", 1)
-            if not step_text.isdigit() or int(step_text) < 1:
-                raise ValueError(field)
+            if not step_text.isdigit() or not 1 <= int(step_text) <= high - low:
+                raise ValueError(field)  # AWS refuses cron(*/60 * * * ? *)
             step = int(step_text)
         if part == "*":
             start, end = low, high

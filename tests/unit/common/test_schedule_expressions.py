@@ -63,6 +63,7 @@ def test_rates_aws_accepts(text: str, seconds: int) -> None:
         "cron(0 10 * * ? FOO)",
         "cron(10-5 * * * ? *)",
         "cron(*/0 * * * ? *)",
+        "cron(*/60 * * * ? *)",  # refused by AWS (aws/aws-sdk-js#4212)
         "at(2026-12-05T12:00:00)",  # not for rules
         "",
         "every 5 minutes",
