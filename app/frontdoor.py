@@ -37,6 +37,7 @@ from app.aws import errors as aws_errors
 from app.aws import sigv4
 from app.aws.errors import JSON_1_1, AwsError
 from app.aws.operations import TARGET_PREFIXES
+from app.aws.rest import is_rest_path
 
 log = logging.getLogger("smokehouse.frontdoor")
 
@@ -84,6 +85,8 @@ def route_classes(webhook_max_bytes: int) -> dict[str, RouteClass]:
 def classify(method: str, path: str) -> str:
     """The route class of a request (its name in :func:`route_classes`)."""
     if path == "/" and method == "POST":
+        return "aws"
+    if is_rest_path(path):  # AWS REST-JSON services (EventBridge Scheduler)
         return "aws"
     if path == "/graphql" or path.startswith("/graphql/"):
         # GET serves the GraphiQL page (queries over GET still need a session: the GraphQL

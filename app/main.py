@@ -11,9 +11,11 @@ from fastapi import FastAPI
 import app
 import app.bus.api  # registers the AWSEvents operations
 import app.queues.sqs.api  # registers the AmazonSQS operations
+import app.schedules.api  # registers the Scheduler operations (REST-JSON)
 import app.wiring
 import app.workflows.api  # registers the AWSStepFunctions operations
 from app.aws import aws_router, registry
+from app.aws.rest import rest_registry, rest_router
 from app.bus.definitions import apply_all
 from app.config import Settings, load_settings
 from app.credentials import keyring_for
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(queue_router)
     api.include_router(runners_router)
     api.include_router(aws_router(registry, lambda: keyring, settings=settings))
+    api.include_router(rest_router(rest_registry, lambda: keyring, settings=settings))
     install_web(api, settings)  # GET / and /ui/…: the dashboard
     return api
 

@@ -27,6 +27,7 @@ from app.leases.models import LeaseRow
 from app.queues.models import QueueMessage
 from app.runners.models import Runner, RunnerJob, RunnerJobEvent, WebhookReceipt
 from app.scaling.models import ScalingDecision, ScalingQueue, ScalingWorker
+from app.schedules.models import Schedule, ScheduleGroup
 from app.secrets.models import Secret
 from app.system.models import Ping
 from app.workflows.models import (
@@ -69,6 +70,8 @@ __all__ = [
     "ScalingDecision",
     "ScalingQueue",
     "ScalingWorker",
+    "Schedule",
+    "ScheduleGroup",
     "Secret",
     "StateMachine",
     "StateMachineDefinition",

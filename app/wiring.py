@@ -13,10 +13,12 @@ not to import some module.
 from __future__ import annotations
 
 from app.broker.tick_hooks import register_tick_hook
+from app.bus.scheduled import ScheduledRules
 from app.bus.targets import register_adapter
 from app.queues.messages import MessageTokens
 from app.queues.sqs.integrations import SEND_MESSAGE, SqsSendMessageResource, SqsTarget
 from app.scaling.wake import WakeCheck
+from app.schedules.firer import ScheduleFirer
 from app.workflows.bus_target import StateMachineTarget
 from app.workflows.resources import register_resource
 from app.workflows.tokens import register_token_holder
@@ -34,6 +36,8 @@ def install() -> None:
     register_resource(SqsSendMessageResource(), SEND_MESSAGE)
     register_token_holder(MessageTokens())
     register_tick_hook(WakeCheck)
+    register_tick_hook(ScheduledRules)
+    register_tick_hook(ScheduleFirer)
     _installed = True
 
 

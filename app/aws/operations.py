@@ -49,12 +49,14 @@ TARGET_PREFIXES: Final[dict[str, str]] = {
     "AWSEvents": "events",
     "AWSStepFunctions": "states",
     "AmazonSQS": "sqs",
+    "Scheduler": "scheduler",  # REST-JSON (app.aws.rest), not on POST /
 }
 #: ``X-Amz-Target`` prefix -> botocore service model name.
 MODELS: Final[dict[str, str]] = {
     "AWSEvents": "events",
     "AWSStepFunctions": "stepfunctions",
     "AmazonSQS": "sqs",
+    "Scheduler": "scheduler",
 }
 
 DEFAULT_ACCOUNT_ID: Final = "000000000000"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
 
 from app.bus.arns import Scope
 from app.bus.models import DeadLetter, Delivery, DeliveryAttempt, Event
@@ -244,6 +246,38 @@ def deliver(settings: Settings, delivery_id: str, rng: random.Random | None = No
     return _record(settings, delivery_id, claimed, started, finished, status_code, failure, verdict)
 
 
+def _to_dead_letter_queue(
+    session: Session, settings: Settings, delivery: Delivery, now: datetime
+) -> None:
+    """A target with ``DeadLetterConfig`` (an SQS queue ARN, as on AWS) also gets its failed
+    payload sent there: one more delivery in this transaction, to the queue's target kind from
+    the registry, enqueued after the commit. It has no DeadLetterConfig of its own, so a queue
+    that refuses it ends in the dead letters, never in a loop."""
+    queue_arn = (delivery.target_spec.get("DeadLetterConfig") or {}).get("Arn")
+    if not isinstance(queue_arn, str) or adapter_for(queue_arn) is None:
+        return
+    spec: dict[str, Any] = {"Id": f"{delivery.target_id}:dlq"[:64], "Arn": queue_arn}
+    if delivery.target_spec.get("Input") is not None:
+        spec["Input"] = delivery.target_spec["Input"]
+    dead = Delivery(
+        id=str(uuid.uuid4()),
+        event_id=delivery.event_id,
+        bus_name=delivery.bus_name,
+        rule_id=delivery.rule_id,
+        rule_name=delivery.rule_name,
+        target_id=spec["Id"],
+        target_arn=queue_arn,
+        target_spec=spec,
+        status="pending",
+        attempts=0,
+        created_at=now,
+        next_attempt_at=now,
+        enqueued_at=now,
+    )
+    session.add(dead)
+    deliver_after_commit(session, settings, [dead.id])
+
+
 def _record(
     settings: Settings,
     delivery_id: str,
@@ -308,6 +342,7 @@ def _record(
                     created_at=finished,
                 )
             )
+            _to_dead_letter_queue(session, settings, delivery, finished)
     log.info(
         "delivery %s attempt %d: %s",
         delivery_id,

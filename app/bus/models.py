@@ -47,6 +47,10 @@ class Rule(Base):
     name: Mapped[str] = mapped_column(String(64))
     event_pattern: Mapped[str | None] = mapped_column(Text)
     schedule_expression: Mapped[str | None] = mapped_column(String(256))
+    #: A scheduled rule's next tick (``app.bus.scheduled``); NULL for pattern rules.
+    next_fire_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    #: The region the rule was put in (its ARN in a Scheduled Event); NULL: the configured one.
+    region: Mapped[str | None] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(32), default="ENABLED")
     description: Mapped[str | None] = mapped_column(String(512))
     role_arn: Mapped[str | None] = mapped_column(String(1600))

@@ -27,6 +27,7 @@ from app.bus.errors import (
 )
 from app.bus.models import EventBus, Rule, Target
 from app.bus.patterns import InvalidEventPattern, parse_pattern
+from app.bus.scheduled import check_schedule_expression, schedule_next_tick
 from app.bus.targets import validate_target
 
 MAX_TARGETS_PER_RULE = 5
@@ -132,8 +133,10 @@ def put_rule(
     description: str | None = None,
     role_arn: str | None = None,
     managed_by: str | None = None,
+    region: str | None = None,
 ) -> Rule:
-    """Create or update a rule (PutRule is an upsert), validating the pattern first."""
+    """Create or update a rule (PutRule is an upsert), validating the pattern first. ``region``
+    is the caller's: a scheduled rule's events name the rule's ARN in it."""
     if not RULE_NAME.match(name or ""):
         raise Validation(
             f"1 validation error detected: Value '{name}' at 'name' failed to satisfy constraint: "
@@ -142,7 +145,9 @@ def put_rule(
     if event_pattern is None and schedule_expression is None:
         raise Validation("Parameter(s) EventPattern or ScheduleExpression must be specified.")
     if schedule_expression is not None:
-        raise Validation("ScheduleExpression is not supported by smokehouse yet; use EventPattern.")
+        check_schedule_expression(schedule_expression)
+        if bus_name_from(bus_name) != DEFAULT_BUS:
+            raise Validation("ScheduleExpression is supported only on the default event bus.")
     if state is not None and state not in RULE_STATES:
         raise Validation(f"Rule state {state!r} is not valid; use ENABLED or DISABLED.")
     pattern = canonical_pattern(event_pattern)
@@ -152,6 +157,8 @@ def put_rule(
         rule = Rule(id=str(uuid.uuid4()), bus_name=bus.name, name=name, state="ENABLED")
         session.add(rule)
     rule.event_pattern = pattern
+    if schedule_expression != rule.schedule_expression:
+        rule.next_fire_at = None  # the new expression starts counting now
     rule.schedule_expression = schedule_expression
     rule.description = description
     rule.role_arn = role_arn
@@ -159,6 +166,9 @@ def put_rule(
         rule.state = state
     if managed_by is not None:
         rule.managed_by = managed_by
+    if region is not None:
+        rule.region = region
+    schedule_next_tick(rule)
     touch(session, bus.name)
     session.flush()
     return rule
@@ -168,6 +178,8 @@ def set_rule_state(session: Session, bus_name: str | None, name: str, state: str
     rule = get_rule(session, bus_name, name)
     if rule.state != state:
         rule.state = state
+        rule.next_fire_at = None  # re-enabled: no backfill, the schedule counts from now
+        schedule_next_tick(rule)
         touch(session, rule.bus_name)
     return rule
 

@@ -5,6 +5,7 @@ endpoint served by the test; a replay sends the archived events again, marked ``
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -18,7 +19,12 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from sqlalchemy import update
 
+from app.bus.models import Rule
+from app.config import load_settings
+from app.db import get_database
+from app.schedules.models import Schedule
 from tests.integration.cli import cli_env, smokehouse_argv
 from tests.services import free_port, wait_for
 
@@ -182,3 +188,103 @@ def test_boto3_put_events_reaches_an_http_destination_and_replays(
     assert replayed["order"] == "A-1"
     assert replayed["event"]["replay-name"] == "orders-again"
     assert "replay-name" not in body["event"]
+
+
+def test_boto3_scheduled_rule_puts_a_scheduled_event_that_reaches_its_target(
+    running: str, receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``make run`` fires scheduled rules: a tick's Scheduled Event goes through the bus to an
+    HTTP destination (the tick is brought forward in the database, not waited a minute for)."""
+    events = boto3.client(
+        "events",
+        endpoint_url=running,
+        region_name="eu-west-1",
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+    )
+    connection = events.create_connection(
+        Name="ticks",
+        AuthorizationType="API_KEY",
+        AuthParameters={"ApiKeyAuthParameters": {"ApiKeyName": "x-token", "ApiKeyValue": "t0k"}},
+    )
+    destination = events.create_api_destination(
+        Name="ticks",
+        ConnectionArn=connection["ConnectionArn"],
+        InvocationEndpoint=f"{receiver.url}/ticks",
+        HttpMethod="POST",
+    )
+    arn = events.put_rule(Name="every-minute", ScheduleExpression="rate(1 minute)")["RuleArn"]
+    events.put_targets(
+        Rule="every-minute", Targets=[{"Id": "http", "Arn": destination["ApiDestinationArn"]}]
+    )
+
+    for name in list(os.environ):
+        if name.startswith("SMOKEHOUSE_") and not name.startswith("SMOKEHOUSE_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    database = get_database(load_settings(data_dir=tmp_path / "data").sqlalchemy_url)
+    tick = (datetime.now(UTC) + timedelta(seconds=1)).replace(microsecond=0)
+    with database.session() as session:
+        session.execute(update(Rule).where(Rule.name == "every-minute").values(next_fire_at=tick))
+
+    wait_for(lambda: receiver.requests, timeout=30, what="the scheduled event to arrive")
+    [request] = receiver.requests
+    event = json.loads(request["body"])
+    assert event["source"] == "aws.events"
+    assert event["detail-type"] == "Scheduled Event"
+    assert event["detail"] == {}
+    assert event["resources"] == [arn]
+    assert event["time"] == tick.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_boto3_scheduler_schedule_starts_a_state_machine(
+    running: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``make run`` fires EventBridge Scheduler schedules: the schedule's Input starts an
+    execution of its state machine (the due time is brought forward in the database)."""
+
+    def aws(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=running,
+            region_name="eu-west-1",
+            aws_access_key_id=KEY_ID,
+            aws_secret_access_key=SECRET,
+        )
+
+    sfn, scheduler = aws("stepfunctions"), aws("scheduler")
+    machine = sfn.create_state_machine(
+        name="nightly",
+        definition=json.dumps(
+            {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+        ),
+        roleArn="arn:aws:iam::000000000000:role/sfn",
+    )["stateMachineArn"]
+    scheduler.create_schedule(
+        Name="nightly",
+        ScheduleExpression="cron(0 3 * * ? *)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={
+            "Arn": machine,
+            "RoleArn": "arn:aws:iam::000000000000:role/scheduler",
+            "Input": '{"older_than_days": 30}',
+        },
+    )
+    for name in list(os.environ):
+        if name.startswith("SMOKEHOUSE_") and not name.startswith("SMOKEHOUSE_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    database = get_database(load_settings(data_dir=tmp_path / "data").sqlalchemy_url)
+    due = (datetime.now(UTC) + timedelta(seconds=1)).replace(microsecond=0)
+    with database.session() as session:
+        session.execute(update(Schedule).where(Schedule.name == "nightly").values(next_fire_at=due))
+
+    def finished() -> list[dict[str, Any]]:
+        executions = sfn.list_executions(stateMachineArn=machine)["executions"]
+        return [e for e in executions if e["status"] == "SUCCEEDED"]
+
+    wait_for(finished, timeout=40, what="the schedule's execution to succeed")
+    [execution] = sfn.list_executions(stateMachineArn=machine)["executions"]
+    described = sfn.describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(described["input"]) == {"older_than_days": 30}
+    assert scheduler.get_schedule(Name="nightly")["State"] == "ENABLED"

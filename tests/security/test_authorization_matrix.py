@@ -19,8 +19,12 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from fastapi.testclient import TestClient
 from graphql import (
     GraphQLEnumType,
@@ -39,10 +43,12 @@ from starlette.websockets import WebSocketDisconnect
 import app.wiring  # noqa: F401  (fills the registries)
 from app.auth import AccessKey
 from app.aws import registry
-from app.aws.operations import Operation
+from app.aws.operations import MODELS, Operation
+from app.aws.rest import rest_registry
+from app.aws.validate import service_model
 from app.graphql.schema import schema
 from tests.keys import ADMIN, ADMIN_SECRET, VIEWER, token
-from tests.security.frontdoor import AUTH_CODES, Body, build_client, call, sigv4_headers
+from tests.security.frontdoor import AUTH_CODES, HOST, Body, build_client, call, sigv4_headers
 
 pytestmark = pytest.mark.integration
 
@@ -65,6 +71,19 @@ REST: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/queues/{queue}/messages/{message_id}"): ("session", "read"),
     ("POST", "/webhooks/gitlab"): ("webhook", "write"),
     ("POST", "/"): ("sigv4", "write"),  # per operation below
+    # EventBridge Scheduler (REST-JSON): per operation below (test_aws_rest_operation)
+    ("POST", "/schedules/{Name}"): ("sigv4", "write"),
+    ("PUT", "/schedules/{Name}"): ("sigv4", "write"),
+    ("GET", "/schedules/{Name}"): ("sigv4", "read"),
+    ("DELETE", "/schedules/{Name}"): ("sigv4", "write"),
+    ("GET", "/schedules"): ("sigv4", "read"),
+    ("POST", "/schedule-groups/{Name}"): ("sigv4", "write"),
+    ("GET", "/schedule-groups/{Name}"): ("sigv4", "read"),
+    ("DELETE", "/schedule-groups/{Name}"): ("sigv4", "write"),
+    ("GET", "/schedule-groups"): ("sigv4", "read"),
+    ("POST", "/tags/{ResourceArn:path}"): ("sigv4", "write"),
+    ("DELETE", "/tags/{ResourceArn:path}"): ("sigv4", "write"),
+    ("GET", "/tags/{ResourceArn:path}"): ("sigv4", "read"),
     ("GET", "/openapi.json"): ("public", "read"),
     ("GET", "/docs"): ("public", "read"),
     ("GET", "/docs/oauth2-redirect"): ("public", "read"),
@@ -124,6 +143,45 @@ def test_aws_operation(client: TestClient, operation: Operation, role: str) -> N
         return
     headers = sigv4_headers(key, operation.target, body, operation.service)
     answer = call(client, "POST", "/", headers, body)
+    assert answer.status < 500, answer.body
+    assert answer.aws_code not in AUTH_CODES, answer.body
+    if role == "viewer" and operation.write:
+        assert answer.aws_code == "AccessDeniedException", answer.body
+    else:
+        assert answer.aws_code != "AccessDeniedException", answer.body
+
+
+REST_OPERATIONS = sorted(rest_registry, key=lambda op: op.target)
+
+
+def rest_request(operation: Operation) -> tuple[str, str, bytes]:
+    """(method, path, body) of a REST-JSON operation, its URI members filled in."""
+    http = service_model(MODELS[operation.prefix]).operation_model(operation.name).http
+    arn = "arn:aws:scheduler:us-east-1:000000000000:schedule-group/no-such-group"
+    path = http["requestUri"].replace("{Name}", "no-such-name").replace("{ResourceArn}", arn)
+    return http["method"], path, b"{}" if http["method"] in ("POST", "PUT") else b""
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("operation", REST_OPERATIONS, ids=lambda op: op.target)
+def test_aws_rest_operation(client: TestClient, operation: Operation, role: str) -> None:
+    CASES["aws-rest"] += 1
+    method, path, body = rest_request(operation)
+    key = key_for(role)
+    if key is None:
+        headers = [("content-type", "application/json")]
+        answer = call(client, method, path, headers, untouched_body(body) if body else body)
+        assert answer.aws_code == "MissingAuthenticationTokenException", answer.body
+        assert answer.pulled == 0, "the body was read before the caller was known"
+        return
+    request = AWSRequest(
+        method=method,
+        url=f"http://{HOST}{quote(path)}",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    SigV4Auth(Credentials(key.id, key.secret), operation.service, "us-east-1").add_auth(request)
+    answer = call(client, method, quote(path), list(request.headers.items()), body)
     assert answer.status < 500, answer.body
     assert answer.aws_code not in AUTH_CODES, answer.body
     if role == "viewer" and operation.write:
@@ -256,7 +314,7 @@ def test_every_route_is_classified(client: TestClient) -> None:
 REST_CASES = [
     (method, path, role)
     for (method, path), (credential, _) in sorted(REST.items())
-    if method != "WS" and path != "/"  # the socket and the AWS endpoint have their own tests
+    if method != "WS" and credential != "sigv4"  # the socket and the AWS APIs: own tests
     for role in ROLES
 ]
 
@@ -297,10 +355,12 @@ def test_case_counts(client: TestClient) -> None:
     """Printed with ``-s`` (and by the module fixture at teardown)."""
     counts = {
         "aws": len(AWS_OPERATIONS) * len(ROLES),
+        "aws-rest": len(REST_OPERATIONS) * len(ROLES),
         "graphql-mutation": len(MUTATIONS) * len(ROLES),
         "graphql-subscription": len(SUBSCRIPTIONS) * len(ROLES) + 1,
         "rest": len(REST_CASES),
     }
     print("\nauthorization matrix:", counts, "total", sum(counts.values()))
     assert all(counts.values())
-    assert {op.prefix for op in AWS_OPERATIONS} == {"AWSEvents", "AWSStepFunctions"}
+    assert {op.prefix for op in AWS_OPERATIONS} == {"AWSEvents", "AWSStepFunctions", "AmazonSQS"}
+    assert {op.prefix for op in REST_OPERATIONS} == {"Scheduler"}

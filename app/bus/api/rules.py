@@ -40,6 +40,7 @@ def put_rule_op(params: Params, call: AwsCall) -> Answer:
             state=params.get("State"),
             description=params.get("Description"),
             role_arn=params.get("RoleArn"),
+            region=call.region,
         )
         return {"RuleArn": service.rule_arn(scope(call), rule)}
 
