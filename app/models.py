@@ -24,12 +24,13 @@ from app.iot.models import (
     Reading,
 )
 from app.leases.models import LeaseRow
-from app.queues.models import QueueMessage
+from app.queues.models import QueueMessage, SqsDeduplication, SqsMoveTask, SqsQueue
 from app.runners.models import Runner, RunnerJob, RunnerJobEvent, WebhookReceipt
 from app.scaling.models import ScalingDecision, ScalingQueue, ScalingWorker
 from app.schedules.models import Schedule, ScheduleGroup
 from app.secrets.models import Secret
 from app.system.models import Ping
+from app.tagging import ResourceTags
 from app.workflows.models import (
     Execution,
     ExecutionEvent,
@@ -63,6 +64,7 @@ __all__ = [
     "QueueMessage",
     "Reading",
     "Replay",
+    "ResourceTags",
     "Rule",
     "Runner",
     "RunnerJob",
@@ -73,6 +75,9 @@ __all__ = [
     "Schedule",
     "ScheduleGroup",
     "Secret",
+    "SqsDeduplication",
+    "SqsMoveTask",
+    "SqsQueue",
     "StateMachine",
     "StateMachineDefinition",
     "Target",

@@ -18,6 +18,8 @@ from typing import Any, Final, TypeVar
 
 from sqlalchemy.orm import Session
 
+from app import tagging
+from app.aws.errors import AwsError
 from app.aws.operations import AwsCall, Handler, registry
 from app.aws.validate import not_null, validation_error
 from app.db import utcnow
@@ -73,9 +75,59 @@ def create_state_machine(params: dict[str, Any], call: AwsCall) -> dict[str, Any
             description=params.get("versionDescription"),
             now=utcnow(),
         )
+        _set_tags(session, machine.arn, params.get("tags"))
         return {"stateMachineArn": machine.arn, "creationDate": machine.created_at}
 
     return _unit(call, work)
+
+
+# --- tags: TagResource, UntagResource, ListTagsForResource (state machines) -------------------
+
+
+def _tag_key(session: Session, arn: str) -> str:
+    """State machines are tagged under their ARN without its region (they are not partitioned
+    by region); a missing one is ``ResourceNotFound``, as Step Functions answers."""
+    try:
+        machine = service.get_machine(session, arn)
+    except AwsError:
+        raise errors.resource_not_found(arn) from None
+    return "states:" + machine.arn.split(":", 5)[5]
+
+
+def _set_tags(session: Session, arn: str, tags: list[dict[str, Any]] | None) -> None:
+    given = {str(t["key"]): str(t.get("value", "")) for t in tags or ()}
+    if not given:
+        return
+    try:
+        tagging.tag(session, _tag_key(session, arn), given)
+    except tagging.TagError as error:
+        if error.too_many:
+            raise errors.too_many_tags(arn) from None
+        raise errors.validation(error.message) from None
+
+
+@_op("TagResource", write=True)
+def tag_resource(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    _unit(call, lambda session: _set_tags(session, params["resourceArn"], params["tags"]))
+    return {}
+
+
+@_op("UntagResource", write=True)
+def untag_resource(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    def work(session: Session) -> None:
+        tagging.untag(session, _tag_key(session, params["resourceArn"]), params["tagKeys"])
+
+    _unit(call, work)
+    return {}
+
+
+@_op("ListTagsForResource", write=False)
+def list_tags_for_resource(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    def work(session: Session) -> dict[str, str]:
+        return tagging.tags_of(session, _tag_key(session, params["resourceArn"]))
+
+    tags = _unit(call, work)
+    return {"tags": [{"key": k, "value": v} for k, v in sorted(tags.items())]}
 
 
 @_op("DescribeStateMachine", write=False)
@@ -129,7 +181,11 @@ def list_state_machines(params: dict[str, Any], call: AwsCall) -> dict[str, Any]
 
 @_op("DeleteStateMachine", write=True)
 def delete_state_machine(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
-    _unit(call, lambda session: service.delete_machine(session, params["stateMachineArn"]))
+    def work(session: Session) -> None:
+        service.delete_machine(session, params["stateMachineArn"])
+        tagging.forget(session, ["states:" + str(params["stateMachineArn"]).split(":", 5)[-1]])
+
+    _unit(call, work)
     return {}
 
 

@@ -78,3 +78,11 @@ def validation(message: str) -> AwsError:
 
 def missing_parameter(message: str) -> AwsError:
     return AwsError("MissingRequiredParameter", message)
+
+
+def resource_not_found(arn: str) -> AwsError:
+    return sfn_error("ResourceNotFound", "Resource not found", arn)
+
+
+def too_many_tags(arn: str) -> AwsError:
+    return sfn_error("TooManyTags", "Too many tags (at most 50)", arn)

@@ -33,6 +33,7 @@ from app.bus.api import (
     events,
     replays,
     rules,
+    tags,
     targets,
 )
 
@@ -44,5 +45,6 @@ __all__ = [
     "events",
     "replays",
     "rules",
+    "tags",
     "targets",
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from app import tagging
 from app.aws.operations import AwsCall
 from app.bus import service
 from app.bus.api.common import Answer, Params, clean, operation, page, paging, scope
+from app.bus.api.tags import bus_key, rule_key, set_tags
 from app.bus.arns import Scope
 from app.bus.errors import Validation
 from app.bus.models import EventBus
@@ -24,12 +26,13 @@ def render(scope: Scope, bus: EventBus) -> Answer:
 
 @operation("CreateEventBus", write=True)
 def create_event_bus_op(params: Params, call: AwsCall) -> Answer:
-    """KMS keys, dead-letter and log configuration and tags are accepted and not kept."""
+    """KMS keys, dead-letter and log configuration are accepted and not kept; tags are kept."""
     if params.get("EventSourceName") is not None:
         raise Validation("Partner event sources (EventSourceName) are not supported by smokehouse.")
     description = params.get("Description")
     with call.session() as session:
         bus = service.create_bus(session, params["Name"], description)
+        set_tags(session, bus_key(bus.name), params.get("Tags"))
         return clean({"EventBusArn": scope(call).bus_arn(bus.name), "Description": description})
 
 
@@ -53,4 +56,6 @@ def delete_event_bus_op(params: Params, call: AwsCall) -> Answer:
     """Deletes the bus with its rules, targets and archives; a missing bus is not an error."""
     with call.session() as session:
         service.delete_bus(session, params["Name"])
+        tagging.forget(session, [bus_key(params["Name"])])
+        tagging.forget_prefix(session, rule_key(params["Name"], ""))  # its rules' tags
     return {}

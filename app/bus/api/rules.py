@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from app import tagging
 from app.aws.operations import AwsCall
 from app.bus import service
 from app.bus.api.common import Answer, Params, clean, operation, page, paging, scope
-from app.bus.arns import Scope
+from app.bus.api.tags import rule_key, set_tags
+from app.bus.arns import Scope, bus_name_from
 from app.bus.models import Rule
 
 
@@ -29,7 +31,7 @@ def render(scope: Scope, rule: Rule, *, describe: bool = False) -> Answer:
 @operation("PutRule", write=True)
 def put_rule_op(params: Params, call: AwsCall) -> Answer:
     """Create or update a rule; a bad pattern is refused and nothing is stored. ``Tags`` are
-    accepted; smokehouse does not keep them."""
+    added to the rule's tags."""
     with call.session() as session:
         rule = service.put_rule(
             session,
@@ -42,6 +44,7 @@ def put_rule_op(params: Params, call: AwsCall) -> Answer:
             role_arn=params.get("RoleArn"),
             region=call.region,
         )
+        set_tags(session, rule_key(rule.bus_name, rule.name), params.get("Tags"))
         return {"RuleArn": service.rule_arn(scope(call), rule)}
 
 
@@ -69,6 +72,8 @@ def delete_rule_op(params: Params, call: AwsCall) -> Answer:
         service.delete_rule(
             session, params.get("EventBusName"), params["Name"], force=bool(params.get("Force"))
         )
+        bus = bus_name_from(params.get("EventBusName"))
+        tagging.forget(session, [rule_key(bus, params["Name"])])
     return {}
 
 
