@@ -111,6 +111,7 @@ def delete_queue(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
         )
         session.execute(delete(SqsDeduplication).where(SqsDeduplication.queue == name))
         session.delete(queue)
+        sqs_queues.changed(name)
     return {}
 
 
@@ -207,7 +208,7 @@ def send_message(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
     name = _queue_name(params, call)
     message = _outgoing(params)
     with call.session() as session:
-        queue = sqs_queues.get(session, name)
+        queue = sqs_queues.snapshot(session, name)
         sqs_messages.check(message, queue)
         (sent,) = sqs_messages.send(session, queue, [message])
         _wake_after_commit(call, session, name)
@@ -247,7 +248,7 @@ def send_message_batch(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
     successful: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     with call.session() as session:
-        queue = sqs_queues.get(session, name)
+        queue = sqs_queues.snapshot(session, name)
         good: list[tuple[str, sqs_messages.Outgoing]] = []
         for entry in entries:
             message = _outgoing(entry)
@@ -352,7 +353,7 @@ class _Try:
 def _receive_once(settings: Settings, name: str, count: int, visibility: int | None) -> _Try:
     """One claim, in one unit of work."""
     with get_database(settings.sqlalchemy_url).session() as session:
-        queue = sqs_queues.get(session, name)
+        queue = sqs_queues.snapshot(session, name)
         default_wait = sqs_queues.attribute(queue, "ReceiveMessageWaitTimeSeconds")
         timeout = (
             sqs_queues.attribute(queue, "VisibilityTimeout") if visibility is None else visibility
@@ -432,7 +433,7 @@ async def _wait(woke: asyncio.Queue[dict[str, Any]] | None, seconds: float) -> N
 def delete_message(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
     name = _queue_name(params, call)
     with call.session() as session:
-        sqs_queues.get(session, name)
+        sqs_queues.snapshot(session, name)
         sqs_messages.delete_one(session, name, str(params["ReceiptHandle"]))
     return {}
 
@@ -447,7 +448,7 @@ def _each(
     successful: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     with call.session() as session:
-        sqs_queues.get(session, name)
+        sqs_queues.snapshot(session, name)
         for entry in entries:
             try:  # an entry's checks come before its change: a failed one changed nothing
                 action(session, name, entry)
@@ -475,7 +476,7 @@ def delete_message_batch(params: dict[str, Any], call: AwsCall) -> dict[str, Any
         else:
             successful.append({"Id": str(entry["Id"])})
     with call.session() as session:
-        sqs_queues.get(session, name)
+        sqs_queues.snapshot(session, name)
         sqs_messages.delete_many(session, name, handles)
     return {"Successful": successful, "Failed": failed}
 
@@ -484,7 +485,7 @@ def delete_message_batch(params: dict[str, Any], call: AwsCall) -> dict[str, Any
 def change_message_visibility(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
     name = _queue_name(params, call)
     with call.session() as session:
-        sqs_queues.get(session, name)
+        sqs_queues.snapshot(session, name)
         sqs_messages.change_visibility(
             session, name, str(params["ReceiptHandle"]), int(params["VisibilityTimeout"])
         )

@@ -30,6 +30,7 @@ from app.queues.models import PULL, QueueMessage, SqsDeduplication, SqsQueue
 from app.queues.sqs import errors
 from app.queues.sqs import queues as sqs_queues
 from app.queues.sqs.checksums import md5_of_attributes, md5_of_body
+from app.queues.sqs.queues import Snapshot
 
 DEDUP_WINDOW: Final = timedelta(minutes=5)
 PURGE_INTERVAL: Final = timedelta(seconds=60)
@@ -76,7 +77,7 @@ class Sent:
         return out
 
 
-def check(message: Outgoing, queue: SqsQueue) -> None:
+def check(message: Outgoing, queue: SqsQueue | Snapshot) -> None:
     """Refuse what SQS refuses: characters outside its set, sizes over the queue's maximum,
     malformed attributes, FIFO fields on the wrong kind of queue."""
     if message.body == "":
@@ -167,12 +168,11 @@ def _attributes_size(attributes: Mapping[str, Mapping[str, Any]]) -> int:
     return size
 
 
-def send(session: Session, queue: SqsQueue, batch: Sequence[Outgoing]) -> list[Sent]:
+def send(session: Session, queue: SqsQueue | Snapshot, batch: Sequence[Outgoing]) -> list[Sent]:
     """Store checked messages in one statement; the caller's unit of work commits them.
     A FIFO send takes the queue's row lock for its sequence numbers and deduplication."""
     now = utcnow()
-    if queue.fifo:
-        queue = sqs_queues.get(session, queue.name, lock=True)
+    locked = sqs_queues.get(session, queue.name, lock=True) if queue.fifo else None
     default_delay = sqs_queues.attribute(queue, "DelaySeconds")
     rows: list[dict[str, Any]] = []
     results: list[Sent] = []
@@ -186,7 +186,8 @@ def send(session: Session, queue: SqsQueue, batch: Sequence[Outgoing]) -> list[S
         dedup_id = message.dedup_id
         if queue.fifo:
             dedup_id = dedup_id or hashlib.sha256(message.body.encode()).hexdigest()
-            seen = _seen(session, queue, dedup_id, now)
+            key = _dedup_key(queue, message.group_id, dedup_id)
+            seen = _seen(session, queue.name, key, now)
             if seen is not None:
                 results.append(
                     Sent(
@@ -198,9 +199,10 @@ def send(session: Session, queue: SqsQueue, batch: Sequence[Outgoing]) -> list[S
                     )
                 )
                 continue
-            queue.sequence += 1
-            sequence = queue.sequence
-            _remember(session, queue, dedup_id, message_id, sequence, now)
+            assert locked is not None
+            locked.sequence += 1
+            sequence = locked.sequence
+            _remember(session, queue.name, key, message_id, sequence, now)
         delay = default_delay if message.delay_seconds is None else message.delay_seconds
         body_md5 = md5_of_body(message.body)
         rows.append(
@@ -229,24 +231,29 @@ def send(session: Session, queue: SqsQueue, batch: Sequence[Outgoing]) -> list[S
     return results
 
 
-def _seen(
-    session: Session, queue: SqsQueue, dedup_id: str, now: datetime
-) -> SqsDeduplication | None:
-    scope_key = dedup_id
-    found = session.get(SqsDeduplication, (queue.name, scope_key))
+def _seen(session: Session, queue: str, key: str, now: datetime) -> SqsDeduplication | None:
+    found = session.get(SqsDeduplication, (queue, key))
     if found is not None and found.expires_at > now:
         return found
     return None
 
 
+def _dedup_key(queue: SqsQueue | Snapshot, group: str | None, dedup_id: str) -> str:
+    """The id deduplication is by: per queue, or per message group with
+    ``DeduplicationScope=messageGroup`` (then hashed to fit the column)."""
+    if queue.attributes.get("DeduplicationScope") == "messageGroup":
+        return hashlib.sha256(f"{group}\0{dedup_id}".encode()).hexdigest()
+    return dedup_id
+
+
 def _remember(
-    session: Session, queue: SqsQueue, dedup_id: str, message_id: str, sequence: int, now: datetime
+    session: Session, queue: str, dedup_id: str, message_id: str, sequence: int, now: datetime
 ) -> None:
-    found = session.get(SqsDeduplication, (queue.name, dedup_id))
+    found = session.get(SqsDeduplication, (queue, dedup_id))
     if found is None:
         session.add(
             SqsDeduplication(
-                queue=queue.name,
+                queue=queue,
                 dedup_id=dedup_id,
                 message_id=message_id,
                 sequence=sequence,
@@ -302,7 +309,11 @@ _COLUMNS = (
 
 
 def receive(
-    session: Session, queue: SqsQueue, count: int, visibility: int, now: datetime | None = None
+    session: Session,
+    queue: SqsQueue | Snapshot,
+    count: int,
+    visibility: int,
+    now: datetime | None = None,
 ) -> list[Received]:
     """Claim up to ``count`` visible messages for ``visibility`` seconds. Messages past the
     redrive policy's ``maxReceiveCount`` go to the dead-letter queue instead."""
@@ -372,7 +383,9 @@ def receive(
     return claimed
 
 
-def _candidates(session: Session, queue: SqsQueue, count: int, now: datetime) -> list[Any]:
+def _candidates(
+    session: Session, queue: SqsQueue | Snapshot, count: int, now: datetime
+) -> list[Any]:
     visible = and_(
         QueueMessage.queue == queue.name,
         QueueMessage.mode == PULL,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,6 +106,42 @@ def get(session: Session, name: str, *, lock: bool = False) -> SqsQueue:
     if queue is None:
         raise errors.queue_does_not_exist()
     return queue
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A queue as the message paths need it (name, kind, attributes), read at most every
+    :data:`SNAPSHOT_SECONDS`. SQS documents that attribute changes take up to 60 s to apply,
+    and a deleted queue may accept messages for a while; here both take up to 2 s in other
+    processes, and none in the one that made the change."""
+
+    name: str
+    fifo: bool
+    attributes: dict[str, str]
+
+
+SNAPSHOT_SECONDS: Final = 2.0
+_snapshots: dict[tuple[str, str], tuple[float, Snapshot]] = {}
+
+
+def snapshot(session: Session, name: str) -> Snapshot:
+    """The queue's snapshot (``QueueDoesNotExist`` if it has none); cached per database."""
+    bind = session.get_bind()
+    key = (str(getattr(bind, "url", id(bind))), name)
+    found = _snapshots.get(key)
+    now = time.monotonic()
+    if found is not None and found[0] > now:
+        return found[1]
+    queue = get(session, name)
+    taken = Snapshot(queue.name, queue.fifo, dict(queue.attributes))
+    _snapshots[key] = (now + SNAPSHOT_SECONDS, taken)
+    return taken
+
+
+def changed(name: str) -> None:
+    """Forget this process's snapshots of a queue that was changed or deleted here."""
+    for key in [k for k in _snapshots if k[1] == name]:
+        _snapshots.pop(key, None)
 
 
 def check_attributes(
@@ -248,14 +285,15 @@ def set_attributes(
     merged = {**queue.attributes, **checked}
     queue.attributes = {k: v for k, v in merged.items() if v != ""}
     queue.modified_at = utcnow()
+    changed(queue.name)
 
 
-def attribute(queue: SqsQueue, name: str) -> int:
+def attribute(queue: SqsQueue | Snapshot, name: str) -> int:
     """An integer attribute's value (its default when unset)."""
     return int(queue.attributes.get(name, DEFAULTS.get(name, "0")))
 
 
-def redrive_target(queue: SqsQueue) -> tuple[str, int] | None:
+def redrive_target(queue: SqsQueue | Snapshot) -> tuple[str, int] | None:
     """``(dead-letter queue name, maxReceiveCount)`` if the queue has a redrive policy."""
     raw = queue.attributes.get("RedrivePolicy")
     if not raw:

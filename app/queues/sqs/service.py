@@ -63,7 +63,7 @@ def send_message(
         message_id=message_id,
     )
     try:
-        row = sqs_queues.get(session, name)
+        row = sqs_queues.snapshot(session, name)
         sqs_messages.check(outgoing, row)
         (sent,) = sqs_messages.send(session, row, [outgoing])
     except AwsError as error:

@@ -402,3 +402,16 @@ def test_sqs_messages_are_work_queue_rows(sqs: Any, live: Live, uid: str) -> Non
         row = session.scalar(select(QueueMessage).where(QueueMessage.id == sent["MessageId"]))
         assert row is not None
         assert (row.queue, row.mode) == (f"one-{uid}", "pull")
+
+
+def test_fifo_deduplication_per_message_group(sqs: Any, uid: str) -> None:
+    url = sqs.create_queue(
+        QueueName=f"g-{uid}.fifo",
+        Attributes={"FifoQueue": "true", "DeduplicationScope": "messageGroup"},
+    )["QueueUrl"]
+    for group in ("a", "b", "a"):
+        sqs.send_message(
+            QueueUrl=url, MessageBody=group, MessageGroupId=group, MessageDeduplicationId="same"
+        )
+    bodies = sorted(m["Body"] for m in receive(sqs, url, MaxNumberOfMessages=10))
+    assert bodies == ["a", "b"]  # the same id in another group is another message
