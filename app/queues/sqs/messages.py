@@ -466,6 +466,7 @@ def delete_many(session: Session, queue: str, handles: Sequence[tuple[str, str]]
     if handles:
         session.execute(
             delete(QueueMessage).where(
+                QueueMessage.id.in_([message_id for message_id, _ in handles]),  # the primary key
                 QueueMessage.queue == queue,
                 tuple_(QueueMessage.id, QueueMessage.receipt).in_(list(handles)),
             )
