@@ -171,7 +171,7 @@ def test_two_firers_fire_each_tick_exactly_once(live: Live, events: Any, uid: st
     for name in names:
         _set_tick(live, name, base)
     context = multiprocessing.get_context("spawn")
-    for round_ in range(3):
+    for round_ in range(2):
         now = base + timedelta(minutes=round_, seconds=1)
         start, out = context.Event(), context.Queue()
         workers = [
@@ -189,5 +189,4 @@ def test_two_firers_fire_each_tick_exactly_once(live: Live, events: Any, uid: st
         assert [e["time"] for e in _events_of(live, name)] == [
             "2026-01-01T09:00:00Z",
             "2026-01-01T09:01:00Z",
-            "2026-01-01T09:02:00Z",
         ]
