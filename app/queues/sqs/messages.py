@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import re
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -315,83 +316,101 @@ def receive(
     visibility: int,
     now: datetime | None = None,
 ) -> list[Received]:
-    """Claim up to ``count`` visible messages for ``visibility`` seconds. Messages past the
-    redrive policy's ``maxReceiveCount`` go to the dead-letter queue instead."""
+    """Claim up to ``count`` visible messages for ``visibility`` seconds: one ``UPDATE``
+    over the rows a ``SKIP LOCKED`` subquery picked, returning them. Messages past the redrive
+    policy's ``maxReceiveCount`` or the retention period are never claimed; :func:`_tidy` moves
+    them to the dead-letter queue or deletes them."""
     now = now or utcnow()
-    retention = timedelta(seconds=sqs_queues.attribute(queue, "MessageRetentionPeriod"))
+    cutoff = now - timedelta(seconds=sqs_queues.attribute(queue, "MessageRetentionPeriod"))
     redrive = sqs_queues.redrive_target(queue)
     if queue.fifo:  # one FIFO receiver at a time per queue keeps each group's order
         sqs_queues.get(session, queue.name, lock=True)
-    claimed: list[Received] = []
-    for _ in range(5):  # a round that only dead-letters or expires is followed by another
-        rows = _candidates(session, queue, count - len(claimed), now)
-        if not rows:
-            break
-        expired = [r.id for r in rows if r.created_at < now - retention]
-        if expired:
-            session.execute(delete(QueueMessage).where(QueueMessage.id.in_(expired)))
-        live = [r for r in rows if r.created_at >= now - retention]
-        if redrive is not None:
-            dead = [r.id for r in live if r.attempts >= redrive[1]]
-            if dead:
-                _dead_letter(session, queue.name, redrive[0], dead, now)
-            live = [r for r in live if r.attempts < redrive[1]]
-        if live:
-            receipt = uuid.uuid4().hex
-            got = set(
-                session.scalars(
-                    update(QueueMessage)
-                    .where(
-                        QueueMessage.id.in_([r.id for r in live]),
-                        QueueMessage.visible_at <= now,
-                    )
-                    .values(
-                        visible_at=now + timedelta(seconds=visibility),
-                        receipt=receipt,
-                        attempts=QueueMessage.attempts + 1,
-                        status="running",
-                        started_at=func.coalesce(QueueMessage.started_at, now),
-                    )
-                    .returning(QueueMessage.id)
-                    .execution_options(synchronize_session=False)
-                )
-            )
-            claimed.extend(
-                Received(
-                    id=r.id,
-                    handle=_handle(r.id, receipt),
-                    body=r.body or "",
-                    md5_body=r.md5_body or md5_of_body(r.body or ""),
-                    md5_attributes=r.md5_attributes,
-                    attributes=r.message_attributes,
-                    system_attributes=r.system_attributes,
-                    receive_count=r.attempts + 1,
-                    sent_at=r.created_at,
-                    first_received_at=r.started_at or now,
-                    group_id=r.group_id,
-                    dedup_id=r.dedup_id,
-                    sequence=r.sequence,
-                    source_queue=r.source_queue,
-                )
-                for r in live
-                if r.id in got
-            )
-        if len(claimed) >= count:
-            break
+    receipt = uuid.uuid4().hex
+    picked = _candidates(queue, count, now, cutoff, None if redrive is None else redrive[1])
+    rows = session.execute(
+        update(QueueMessage)
+        .where(QueueMessage.id.in_(picked), QueueMessage.visible_at <= now)
+        .values(
+            visible_at=now + timedelta(seconds=visibility),
+            receipt=receipt,
+            attempts=QueueMessage.attempts + 1,
+            status="running",
+            started_at=func.coalesce(QueueMessage.started_at, now),
+        )
+        .returning(*_COLUMNS)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if len(rows) < count or _tidy_due(queue.name):
+        _tidy(session, queue.name, cutoff, redrive, now)
+    claimed = [
+        Received(
+            id=r.id,
+            handle=_handle(r.id, receipt),
+            body=r.body or "",
+            md5_body=r.md5_body or md5_of_body(r.body or ""),
+            md5_attributes=r.md5_attributes,
+            attributes=r.message_attributes,
+            system_attributes=r.system_attributes,
+            receive_count=r.attempts,
+            sent_at=r.created_at,
+            first_received_at=r.started_at or now,
+            group_id=r.group_id,
+            dedup_id=r.dedup_id,
+            sequence=r.sequence,
+            source_queue=r.source_queue,
+        )
+        for r in rows
+    ]
     if queue.fifo:
         claimed.sort(key=lambda r: r.sequence or 0)
     return claimed
 
 
+TIDY_SECONDS: Final = 1.0
+_tidied: dict[str, float] = {}
+
+
+def _tidy_due(queue: str) -> bool:
+    """A full queue is tidied at most once a second per process (its scan is not free)."""
+    return time.monotonic() - _tidied.get(queue, 0.0) >= TIDY_SECONDS
+
+
+def _tidy(
+    session: Session, queue: str, cutoff: datetime, redrive: tuple[str, int] | None, now: datetime
+) -> None:
+    """Delete messages past retention, move those past ``maxReceiveCount`` (and visible again)
+    to the dead-letter queue -- SQS does both as the messages come up for receiving."""
+    _tidied[queue] = time.monotonic()
+    mine = and_(QueueMessage.queue == queue, QueueMessage.mode == PULL)
+    session.execute(
+        delete(QueueMessage)
+        .where(mine, QueueMessage.created_at < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    if redrive is not None:
+        dead = (
+            select(QueueMessage.id)
+            .where(mine, QueueMessage.visible_at <= now, QueueMessage.attempts >= redrive[1])
+            .limit(1000)
+            .with_for_update(skip_locked=True)
+            .cte("dead")
+        )
+        _dead_letter(session, queue, redrive[0], select(dead.c.id), now)
+
+
 def _candidates(
-    session: Session, queue: SqsQueue | Snapshot, count: int, now: datetime
-) -> list[Any]:
-    visible = and_(
+    queue: SqsQueue | Snapshot, count: int, now: datetime, cutoff: datetime, cap: int | None
+) -> Any:
+    """The ids a receive may claim, locked (``SKIP LOCKED``), as a select for an ``IN``."""
+    conditions = [
         QueueMessage.queue == queue.name,
         QueueMessage.mode == PULL,
         QueueMessage.visible_at <= now,
-    )
-    query = select(*_COLUMNS).where(visible)
+        QueueMessage.created_at >= cutoff,
+    ]
+    if cap is not None:
+        conditions.append(QueueMessage.attempts < cap)
+    query = select(QueueMessage.id).where(*conditions)
     if queue.fifo:
         busy = aliased(QueueMessage)
         query = query.where(
@@ -404,11 +423,13 @@ def _candidates(
         ).order_by(QueueMessage.sequence)
     else:
         query = query.order_by(QueueMessage.visible_at)
-    query = query.limit(count).with_for_update(skip_locked=True, of=QueueMessage)
-    return list(session.execute(query).all())
+    # A CTE: PostgreSQL evaluates a locking one exactly once (a plain IN-subquery may be
+    # re-run by the planner and claim more than ``count``).
+    picked = query.limit(count).with_for_update(skip_locked=True).cte("picked")
+    return select(picked.c.id)
 
 
-def _dead_letter(session: Session, source: str, target: str, ids: list[str], now: datetime) -> None:
+def _dead_letter(session: Session, source: str, target: str, ids: Any, now: datetime) -> None:
     session.execute(
         update(QueueMessage)
         .where(QueueMessage.id.in_(ids))
