@@ -51,7 +51,7 @@ from app.scaling.models import ScalingDecision, ScalingQueue, ScalingWorker
 from app.scaling.policy import Decision, Observation, PolicyState, decide
 from app.scaling.recovery import restore
 from app.scaling.settings import ScalingSettings, policy_config
-from app.scaling.sources import sqs_depth
+from app.scaling.sources import pool_depths
 
 log = logging.getLogger("smokehouse.scaling")
 
@@ -211,15 +211,9 @@ class Autoscaler:
 
     def depths(self, queues: Sequence[str]) -> dict[str, QueueDepth]:
         """Each pool's depth: from its SQS queue when ``sqs_queues`` names one, else the broker."""
-        sqs = self.scaling.sqs_queue_map
-        broker = [q for q in queues if q not in sqs]
-        depths = self.probe(self.settings.celery_broker_url, broker) if broker else {}
-        from_sqs = [q for q in queues if q in sqs]
-        if from_sqs:
-            with self.database.session() as session:
-                for pool in from_sqs:
-                    depths[pool] = sqs_depth(session, pool, sqs[pool])
-        return depths
+        return pool_depths(
+            self.probe, self.settings.celery_broker_url, self.database, self.scaling, queues
+        )
 
     def pass_queue(
         self, queue: str, depth: QueueDepth, now: datetime, holding: Holding | None = None

@@ -8,10 +8,12 @@ backlog, in-flight ones (received, not yet deleted) are being worked -- instead 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.orm import Session
 
+from app.config.scaling import ScalingSettings
+from app.db import Database
 from app.scaling.depth import QueueDepth
 
 SqsDepth = Callable[[Session, str], tuple[int, int]]
@@ -35,3 +37,22 @@ def sqs_depth(session: Session, pool: str, queue_name: str) -> QueueDepth:
         raise NoSqsDepth("no SQS depth function registered (import app.wiring)")
     visible, in_flight = _sqs_depth(session, queue_name)
     return QueueDepth(pool, ready=visible, unacked=in_flight)
+
+
+def pool_depths(
+    probe: Callable[[str, Sequence[str]], dict[str, QueueDepth]],
+    broker_url: str,
+    database: Database,
+    scaling: ScalingSettings,
+    queues: Sequence[str],
+) -> dict[str, QueueDepth]:
+    """Each pool's depth: from its SQS queue when ``sqs_queues`` names one, else the broker."""
+    sqs = scaling.sqs_queue_map
+    broker = [q for q in queues if q not in sqs]
+    depths = probe(broker_url, broker) if broker else {}
+    from_sqs = [q for q in queues if q in sqs]
+    if from_sqs:
+        with database.session() as session:
+            for pool in from_sqs:
+                depths[pool] = sqs_depth(session, pool, sqs[pool])
+    return depths
