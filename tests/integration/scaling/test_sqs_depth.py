@@ -17,7 +17,9 @@ from app.queues.sqs.service import send_message
 from app.scaling.autoscaler import Autoscaler
 from app.scaling.depth import QueueDepth
 from app.scaling.settings import load_scaling_settings
+from app.scaling.wake import WakeCheck
 from tests.integration.scaling.test_autoscaler import T0, RecordingBackend
+from tests.integration.scaling.test_wake import Sent
 from tests.services import migrate
 
 pytestmark = pytest.mark.integration
@@ -30,9 +32,10 @@ def no_broker(url: str, queues: Sequence[str]) -> dict[str, QueueDepth]:
     return {}
 
 
-def test_pool_is_sized_from_sqs_depth(settings_factory: Callable[..., Settings]) -> None:
-    settings = settings_factory(worker_concurrency=2)
-    migrate(settings.sqlalchemy_url)
+def test_pool_is_sized_from_sqs_depth(
+    settings_factory: Callable[..., Settings], database_url: str
+) -> None:
+    settings = settings_factory(worker_concurrency=2, database_url=database_url)
     database = get_database(settings.sqlalchemy_url)
     with database.session() as session:
         sqs_queues.create(session, "orders", {}, {}, WHERE)
@@ -69,3 +72,22 @@ def test_missing_sqs_queue_sizes_pool_to_minimum(
     autoscaler = Autoscaler(settings, scaling, RecordingBackend(), depth_probe=no_broker)
     [outcome] = autoscaler.run_once(T0)
     assert outcome.decision.desired == 1
+
+
+def test_scheduler_wake_up_sees_the_first_sqs_message(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory(
+        scaling={"backend": "docker", "queues": "pickers", "sqs_queues": "pickers=orders"}
+    )
+    migrate(settings.sqlalchemy_url)
+    database = get_database(settings.sqlalchemy_url)
+    with database.session() as session:
+        sqs_queues.create(session, "orders", {}, {}, WHERE)
+    check = WakeCheck(settings, no_broker)
+    sent = Sent()
+    assert check(sent) is False
+    with database.session() as session:
+        send_message(session, "orders", "first", account_id=WHERE.account_id)
+    assert check(sent) is True
+    assert sent == ["scaling.autoscale"]
