@@ -4,7 +4,8 @@ Domains that must not know each other meet through registries (DESIGN.md, "Rules
 the bus delivers to state machines and SQS queues through its target registry, Step Functions
 sends to SQS queues through its resource registry, workflows resolve task tokens
 held by work-queue messages through their token registry, and the leading scheduler runs the
-autoscaler's wake-up check through its tick hooks. Importing this module fills all three. Every
+autoscaler's wake-up check through its tick hooks, and the autoscaler reads SQS queue depths
+through its depth sources. Importing this module fills all three. Every
 process that serves requests or runs tasks imports it first -- ``create_app``, the Celery worker
 app and the ``smokehouse`` command -- so no process can miss a registration because it happened
 not to import some module.
@@ -17,6 +18,8 @@ from app.bus.scheduled import ScheduledRules
 from app.bus.targets import register_adapter
 from app.queues.messages import MessageTokens
 from app.queues.sqs.integrations import SEND_MESSAGE, SqsSendMessageResource, SqsTarget
+from app.queues.sqs.service import depth as sqs_queue_depth
+from app.scaling.sources import register_sqs_depth
 from app.scaling.wake import WakeCheck
 from app.schedules.firer import ScheduleFirer
 from app.workflows.bus_target import StateMachineTarget
@@ -36,6 +39,7 @@ def install() -> None:
     register_resource(SqsSendMessageResource(), SEND_MESSAGE)
     register_token_holder(MessageTokens())
     register_tick_hook(WakeCheck)
+    register_sqs_depth(sqs_queue_depth)
     register_tick_hook(ScheduledRules)
     register_tick_hook(ScheduleFirer)
     _installed = True

@@ -25,6 +25,11 @@ class ScalingSettings(BaseSettings):
     interval_seconds: float = Field(default=10.0, gt=0, description="Autoscaler loop period.")
     backend: Backend = Field(default="none", description="Who starts and stops workers.")
     queues: str = Field(default="default", description="Comma-separated queues to autoscale.")
+    sqs_queues: str = Field(
+        default="",
+        description="Comma-separated pool=sqs-queue-name: those pools are sized from the SQS "
+        "queue's depth (visible + in flight) instead of the broker's.",
+    )
     min_workers: int = Field(default=0, ge=0)
     max_workers: int = Field(default=4, ge=1)
     target_backlog_per_worker: float | None = Field(default=None, gt=0)
@@ -45,3 +50,13 @@ class ScalingSettings(BaseSettings):
     @property
     def queue_list(self) -> list[str]:
         return [q.strip() for q in self.queues.split(",") if q.strip()]
+
+    @property
+    def sqs_queue_map(self) -> dict[str, str]:
+        """Pool → SQS queue name, from ``sqs_queues`` (``pool=name``; a bare name is both)."""
+        pairs: dict[str, str] = {}
+        for item in self.sqs_queues.split(","):
+            pool, _, name = item.strip().partition("=")
+            if pool.strip():
+                pairs[pool.strip()] = (name or pool).strip()
+        return pairs

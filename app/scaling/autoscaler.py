@@ -51,6 +51,7 @@ from app.scaling.models import ScalingDecision, ScalingQueue, ScalingWorker
 from app.scaling.policy import Decision, Observation, PolicyState, decide
 from app.scaling.recovery import restore
 from app.scaling.settings import ScalingSettings, policy_config
+from app.scaling.sources import pool_depths
 
 log = logging.getLogger("smokehouse.scaling")
 
@@ -197,7 +198,7 @@ class Autoscaler:
         now = now or utcnow()
         self.reap(now)
         queues = self.scaling.queue_list
-        depths = self.probe(self.settings.celery_broker_url, queues)
+        depths = self.depths(queues)
         passes = []
         for queue in queues:
             lease = f"autoscaler:{queue}"
@@ -207,6 +208,12 @@ class Autoscaler:
                     continue
                 passes.append(self.pass_queue(queue, depths[queue], now, holding))
         return passes
+
+    def depths(self, queues: Sequence[str]) -> dict[str, QueueDepth]:
+        """Each pool's depth: from its SQS queue when ``sqs_queues`` names one, else the broker."""
+        return pool_depths(
+            self.probe, self.settings.celery_broker_url, self.database, self.scaling, queues
+        )
 
     def pass_queue(
         self, queue: str, depth: QueueDepth, now: datetime, holding: Holding | None = None
@@ -350,7 +357,7 @@ class Autoscaler:
         while not stop.is_set():
             woken = False
             try:
-                depths = self.probe(self.settings.celery_broker_url, queues)
+                depths = self.depths(queues)
                 for queue, depth in depths.items():
                     empty = depth.total == 0
                     woken = woken or (was_empty.get(queue, True) and not empty)

@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from app.config import Settings
+from app.db import get_database
 from app.scaling.depth import QueueDepth, probe
+from app.scaling.sources import pool_depths
 
 log = logging.getLogger("smokehouse.scaling")
 
@@ -45,7 +47,13 @@ class WakeCheck:
         if scaling.backend not in DRIVEN_BY_THE_SCHEDULER:
             return False
         try:
-            depths = self.probe(self.settings.celery_broker_url, scaling.queue_list)
+            depths = pool_depths(
+                self.probe,
+                self.settings.celery_broker_url,
+                get_database(self.settings.sqlalchemy_url),
+                scaling,
+                scaling.queue_list,
+            )
         except Exception as exc:  # the broker is away: the periodic pass will do
             log.debug("wake-up probe failed: %s", exc)
             return False
