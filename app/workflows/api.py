@@ -95,6 +95,8 @@ def _tag_key(session: Session, arn: str) -> str:
 
 
 def _set_tags(session: Session, arn: str, tags: list[dict[str, Any]] | None) -> None:
+    if any(t.get("key") is None for t in tags or ()):
+        raise errors.validation("Every tag needs a key.")  # the model leaves both optional
     given = {str(t["key"]): str(t.get("value", "")) for t in tags or ()}
     if not given:
         return

@@ -75,7 +75,8 @@ def get_queue_url(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
     if owner and owner != call.account_id:
         raise errors.queue_does_not_exist()
     with call.session() as session:
-        return {"QueueUrl": where.url(sqs_queues.get(session, str(params["QueueName"])).name)}
+        name = sqs_queues.known_name(str(params["QueueName"]))
+        return {"QueueUrl": where.url(sqs_queues.get(session, name).name)}
 
 
 @registry.operation(SQS, "ListQueues", write=False)
@@ -597,8 +598,11 @@ def list_message_move_tasks(params: dict[str, Any], call: AwsCall) -> dict[str, 
 
 @registry.operation(SQS, "CancelMessageMoveTask", write=True)
 def cancel_message_move_task(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
+    handle = str(params["TaskHandle"])
+    if not handle.isprintable():
+        raise errors.resource_not_found("The task handle doesn't exist.")
     with call.session() as session:
-        task = session.get(SqsMoveTask, str(params["TaskHandle"]))
+        task = session.get(SqsMoveTask, handle)
         if task is None:
             raise errors.resource_not_found("The task handle doesn't exist.")
         if task.status != "RUNNING":

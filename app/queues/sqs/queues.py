@@ -23,6 +23,7 @@ from app.queues.models import PULL, QueueMessage, SqsQueue
 from app.queues.sqs import errors
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}(\.fifo)?$")
 FIFO_SUFFIX: Final = ".fifo"
 MAX_TAGS: Final = 50
 
@@ -83,8 +84,15 @@ def name_from_url(url: str, where: Where) -> str:
     if len(parts) == 2 and parts[0] != where.account_id:
         raise errors.queue_does_not_exist()
     if not parts or len(parts) > 2:
-        raise errors.invalid_parameter(f"Value {url} for parameter QueueUrl is invalid.")
-    return parts[-1]
+        raise errors.invalid_parameter(f"Value {url!r} for parameter QueueUrl is invalid.")
+    return known_name(parts[-1])
+
+
+def known_name(name: str) -> str:
+    """``name`` if it could name a queue; a name no queue can have does not exist."""
+    if not QUEUE_NAME.match(name):
+        raise errors.queue_does_not_exist()
+    return name
 
 
 def name_from_arn(arn: str, where: Where) -> str:
@@ -92,10 +100,10 @@ def name_from_arn(arn: str, where: Where) -> str:
     store serves every region, as for the bus)."""
     parts = arn.split(":")
     if len(parts) != 6 or parts[:3] != ["arn", "aws", "sqs"]:
-        raise errors.invalid_parameter(f"Value {arn} for parameter QueueArn is invalid.")
+        raise errors.invalid_parameter(f"Value {arn!r} for parameter QueueArn is invalid.")
     if parts[4] != where.account_id:
         raise errors.queue_does_not_exist()
-    return parts[5]
+    return known_name(parts[5])
 
 
 def get(session: Session, name: str, *, lock: bool = False) -> SqsQueue:
