@@ -132,6 +132,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def api_rss_mb(pid: int) -> float:
+    """The API's resident memory: uvicorn's supervisor plus its worker processes."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return round(sum(rss_mb(p) for p in [pid, *map(int, children)]), 1)
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -160,6 +168,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--polls", type=int, default=30)
+    # uvicorn worker processes, as `smokehouse api --workers N` (the compose file runs 2)
+    parser.add_argument("--api-workers", type=int, default=2)
     # moto's server answers ~50 calls/s here: the same workload, fewer messages, same rates
     parser.add_argument("--moto-messages", type=int, default=2000)
     args = parser.parse_args()
@@ -173,6 +183,7 @@ def main() -> None:
         "messages": args.messages,
         "moto_messages": args.moto_messages,
         "threads": args.threads,
+        "api_workers": args.api_workers,
     }
     with fresh_postgres() as database_url:
         upgrade(database_url)
@@ -189,7 +200,15 @@ def main() -> None:
             "SMOKEHOUSE_LOG_LEVEL": "WARNING",
         }
         api = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "api", "--no-migrate"],
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "api",
+                "--no-migrate",
+                "--workers",
+                str(args.api_workers),
+            ],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -200,7 +219,7 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}"
             wait_up(url, api)
             result.update(measure(url, args.messages, args.threads, args.polls))
-            result["api_rss_mb"] = rss_mb(api.pid)
+            result["api_rss_mb"] = api_rss_mb(api.pid)
         finally:
             api.terminate()
             api.wait(30)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode
 
 from app.config.section import section_config
 
@@ -30,6 +31,12 @@ class ScalingSettings(BaseSettings):
         description="Comma-separated pool=sqs-queue-name: those pools are sized from the SQS "
         "queue's depth (visible + in flight) instead of the broker's.",
     )
+    commands: Annotated[tuple[tuple[str, str], ...], NoDecode] = Field(
+        default=(),
+        description='JSON {"pool": "command line"}: pools whose workers are a program of '
+        "yours (an SQS poller) instead of `smokehouse worker`; the process backend starts it "
+        "under `smokehouse scaling exec`, which keeps it in the worker registry.",
+    )
     min_workers: int = Field(default=0, ge=0)
     max_workers: int = Field(default=4, ge=1)
     target_backlog_per_worker: float | None = Field(default=None, gt=0)
@@ -46,6 +53,42 @@ class ScalingSettings(BaseSettings):
         default="smokehouse-worker-{queue}",
         description="Each queue's Deployment; {queue} is the queue (appended when absent).",
     )
+
+    @field_validator("commands", mode="before")
+    @classmethod
+    def _commands_json(cls, value: object) -> object:
+        """A JSON object from the environment (empty: none), or a mapping; kept as sorted
+        pairs so the settings stay hashable (see :attr:`command_map`)."""
+        if isinstance(value, str):
+            if not value.strip():
+                return ()
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as error:
+                raise ValueError(f'not JSON ({error.msg}); write {{"pool": "command"}}') from None
+        if isinstance(value, dict):
+            return tuple(sorted(value.items()))
+        if isinstance(value, list | tuple) and all(isinstance(v, list | tuple) for v in value):
+            return tuple(value)
+        raise ValueError('must be a JSON object: {"pool": "command line"}')
+
+    @model_validator(mode="after")
+    def _commands_run_as_processes(self) -> ScalingSettings:
+        if self.commands and self.backend not in ("process", "none"):
+            raise ValueError(
+                f"SMOKEHOUSE_SCALING_COMMANDS needs the process backend, not {self.backend!r}: "
+                "a container or pod runs the smokehouse image's worker (build an image for your "
+                "program and point a pool of its own at it)"
+            )
+        for pool, command in self.commands:
+            if not command.strip():
+                raise ValueError(f"SMOKEHOUSE_SCALING_COMMANDS: pool {pool!r} has an empty command")
+        return self
+
+    @property
+    def command_map(self) -> dict[str, str]:
+        """Pool → the command line its workers run (``commands``)."""
+        return dict(self.commands)
 
     @property
     def queue_list(self) -> list[str]:

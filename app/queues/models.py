@@ -10,7 +10,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    Index,
+    Integer,
+    String,
+    Text,
+    literal_column,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UtcDateTime
@@ -24,6 +35,14 @@ MESSAGE_STATUSES = ("queued", "running", "waiting", "succeeded", "failed", "dead
 FINISHED = ("succeeded", "failed", "dead")
 
 
+def is_pull(mode: Any) -> ColumnElement[bool]:
+    """``mode = 'pull'`` with the value in the SQL text, not a bound parameter: only then can a
+    prepared statement's generic plan (psycopg prepares a statement on its fifth run) use the
+    partial index ``ix_queue_messages_pull_visible_at``. With a parameter, receives fell back
+    to a whole-queue scan after their fifth call (5.8 ms instead of 0.2 ms at 20,000)."""
+    return mode == literal_column(f"'{PULL}'")  # type: ignore[no-any-return]
+
+
 class QueueMessage(Base):
     """One work-queue message: what to run (a handler or a state machine), how (``sync`` waits
     for the handler's result, ``async`` waits for a task-token callback) and how it ended."""
@@ -32,7 +51,15 @@ class QueueMessage(Base):
     __table_args__ = (
         Index("ix_queue_messages_queue_status_created_at", "queue", "status", "created_at"),
         Index("ix_queue_messages_status_enqueued_at", "status", "enqueued_at"),
-        Index("ix_queue_messages_queue_visible_at", "queue", "visible_at"),
+        # SQS receives (see migration 0017: the partial index keeps their plan whatever the
+        # statistics say)
+        Index(
+            "ix_queue_messages_pull_visible_at",
+            "queue",
+            "visible_at",
+            postgresql_where=text("mode = 'pull'"),
+            sqlite_where=text("mode = 'pull'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -1,13 +1,15 @@
 """``smokehouse scaling …``: the autoscaler from a shell.
 
 ``scaling run`` is the autoscaler loop, ``scaling once`` one pass, ``scaling workers`` the
-registry. Like :mod:`app.bus.cli` this module does not import :mod:`app.cli`, and configuration
+registry, ``scaling exec`` a program of yours run as a registered worker of a pool. Like
+:mod:`app.bus.cli` this module does not import :mod:`app.cli`, and configuration
 mistakes end with one line (exit 2), not a traceback.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
 
@@ -60,6 +62,23 @@ def run() -> None:
             # Local workers do not outlive their loop. Warm shutdown first, then SIGKILL, within
             # `smokehouse run`'s 15 s grace (a killed worker's unacked message is redelivered).
             autoscaler.backend.terminate_all(timeout=10)
+
+
+@scaling_cli.command(
+    "exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+@friendly_errors
+def exec_(
+    pool: Annotated[str, typer.Option(help="The pool this program works for.")],
+    command: Annotated[list[str], typer.Argument(help="The program and its arguments.")],
+) -> None:
+    """Run a program (an SQS poller) as a registered worker of POOL until it exits.
+
+    The process backend starts pools named in SMOKEHOUSE_SCALING_COMMANDS this way.
+    """
+    from app.scaling.registered import run_registered
+
+    raise typer.Exit(run_registered(command_settings(), pool, command))
 
 
 @scaling_cli.command("workers")

@@ -24,7 +24,7 @@ from app.aws.errors import AwsError
 from app.aws.operations import AwsCall, registry
 from app.config import Settings
 from app.db import after_commit, get_database, utcnow
-from app.queues.models import PULL, QueueMessage, SqsDeduplication, SqsMoveTask
+from app.queues.models import QueueMessage, SqsDeduplication, SqsMoveTask, is_pull
 from app.queues.sqs import errors
 from app.queues.sqs import messages as sqs_messages
 from app.queues.sqs import queues as sqs_queues
@@ -108,7 +108,7 @@ def delete_queue(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
     with call.session() as session:
         queue = sqs_queues.get(session, name)
         session.execute(
-            delete(QueueMessage).where(QueueMessage.queue == name, QueueMessage.mode == PULL)
+            delete(QueueMessage).where(QueueMessage.queue == name, is_pull(QueueMessage.mode))
         )
         session.execute(delete(SqsDeduplication).where(SqsDeduplication.queue == name))
         session.delete(queue)

@@ -27,7 +27,7 @@ from sqlalchemy import and_, delete, exists, func, insert, select, tuple_, updat
 from sqlalchemy.orm import Session, aliased
 
 from app.db import utcnow
-from app.queues.models import PULL, QueueMessage, SqsDeduplication, SqsQueue
+from app.queues.models import PULL, QueueMessage, SqsDeduplication, SqsQueue, is_pull
 from app.queues.sqs import errors
 from app.queues.sqs import queues as sqs_queues
 from app.queues.sqs.checksums import md5_of_attributes, md5_of_body
@@ -381,7 +381,7 @@ def _tidy(
     """Delete messages past retention, move those past ``maxReceiveCount`` (and visible again)
     to the dead-letter queue -- SQS does both as the messages come up for receiving."""
     _tidied[queue] = time.monotonic()
-    mine = and_(QueueMessage.queue == queue, QueueMessage.mode == PULL)
+    mine = and_(QueueMessage.queue == queue, is_pull(QueueMessage.mode))
     session.execute(
         delete(QueueMessage)
         .where(mine, QueueMessage.created_at < cutoff)
@@ -404,7 +404,7 @@ def _candidates(
     """The ids a receive may claim, locked (``SKIP LOCKED``), as a select for an ``IN``."""
     conditions = [
         QueueMessage.queue == queue.name,
-        QueueMessage.mode == PULL,
+        is_pull(QueueMessage.mode),
         QueueMessage.visible_at <= now,
         QueueMessage.created_at >= cutoff,
     ]
@@ -416,6 +416,7 @@ def _candidates(
         query = query.where(
             ~exists().where(
                 busy.queue == queue.name,
+                is_pull(busy.mode),
                 busy.group_id == QueueMessage.group_id,
                 busy.visible_at > now,
                 busy.receipt.is_not(None),
@@ -467,7 +468,7 @@ def next_visible(session: Session, queue: str, now: datetime) -> datetime | None
     return session.scalar(
         select(func.min(QueueMessage.visible_at)).where(
             QueueMessage.queue == queue,
-            QueueMessage.mode == PULL,
+            is_pull(QueueMessage.mode),
             QueueMessage.visible_at > now,
         )
     )
@@ -483,15 +484,26 @@ def delete_one(session: Session, queue: str, handle: str) -> None:
 
 
 def delete_many(session: Session, queue: str, handles: Sequence[tuple[str, str]]) -> None:
-    """Delete messages by parsed ``(message id, receipt)`` handles, in one statement."""
-    if handles:
-        session.execute(
-            delete(QueueMessage).where(
-                QueueMessage.id.in_([message_id for message_id, _ in handles]),  # the primary key
-                QueueMessage.queue == queue,
-                tuple_(QueueMessage.id, QueueMessage.receipt).in_(list(handles)),
-            )
+    """Delete messages by parsed ``(message id, receipt)`` handles, in one statement. The rows
+    are found by primary key alone (a materialised CTE) and only then checked for the queue: a
+    ``queue =`` condition beside the key let PostgreSQL plan a scan of the queue's whole index
+    when its statistics were stale (0.4-3.5 ms at 20,000 messages instead of 0.05 ms)."""
+    if not handles:
+        return
+    found = (
+        select(QueueMessage.id, QueueMessage.queue)
+        .where(
+            QueueMessage.id.in_([message_id for message_id, _ in handles]),
+            tuple_(QueueMessage.id, QueueMessage.receipt).in_(list(handles)),
         )
+        .cte("found")
+        .prefix_with("MATERIALIZED")
+    )
+    session.execute(
+        delete(QueueMessage)
+        .where(QueueMessage.id.in_(select(found.c.id).where(found.c.queue == queue)))
+        .execution_options(synchronize_session=False)
+    )
 
 
 def change_visibility(session: Session, queue: str, handle: str, seconds: int) -> None:
@@ -518,7 +530,7 @@ def purge(session: Session, queue: SqsQueue) -> None:
         raise errors.purge_in_progress(queue.name)
     queue.purged_at = now
     session.execute(
-        delete(QueueMessage).where(QueueMessage.queue == queue.name, QueueMessage.mode == PULL)
+        delete(QueueMessage).where(QueueMessage.queue == queue.name, is_pull(QueueMessage.mode))
     )
 
 
@@ -528,7 +540,7 @@ def move_back(session: Session, source: str, destination: str | None) -> dict[st
     They arrive visible, with a fresh receive count."""
     now = utcnow()
     fresh = {"visible_at": now, "receipt": None, "attempts": 0, "status": "queued"}
-    in_source = and_(QueueMessage.queue == source, QueueMessage.mode == PULL)
+    in_source = and_(QueueMessage.queue == source, is_pull(QueueMessage.mode))
     if destination is not None:
         targets: list[tuple[str, Any]] = [(destination, in_source)]
     else:

@@ -19,7 +19,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.queues.models import PULL, QueueMessage, SqsQueue
+from app.queues.models import QueueMessage, SqsQueue, is_pull
 from app.queues.sqs import errors
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
@@ -320,7 +320,7 @@ def counts(session: Session, name: str, now: datetime | None = None) -> tuple[in
             func.count(case((QueueMessage.visible_at <= now, 1))),
             func.count(case((and_(later, received), 1))),
             func.count(case((and_(later, QueueMessage.receipt.is_(None)), 1))),
-        ).where(QueueMessage.queue == name, QueueMessage.mode == PULL)
+        ).where(QueueMessage.queue == name, is_pull(QueueMessage.mode))
     ).one()
     return int(row[0]), int(row[1]), int(row[2])
 

@@ -22,7 +22,9 @@ def create_backend(settings: Settings, scaling: ScalingSettings) -> Backend:
         from app.scaling.backends.process import ProcessBackend
 
         return ProcessBackend(
-            concurrency=settings.worker.concurrency, log_dir=settings.data_dir / "workers"
+            concurrency=settings.worker.concurrency,
+            log_dir=settings.data_dir / "workers",
+            commands=scaling.command_map,
         )
     if scaling.backend == "docker":
         from app.scaling.backends.docker import DockerBackend

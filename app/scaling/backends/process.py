@@ -6,6 +6,10 @@ SIGTERM — Celery's *warm* shutdown: stop taking messages, finish what runs, ex
 workers the registry reports idle (see ``plan``). A worker of ours that exited is reaped here so no
 zombie stays behind; one that died without a goodbye is the registry reaper's business.
 
+A pool named in ``commands`` (``SMOKEHOUSE_SCALING_COMMANDS``) runs a program of yours instead --
+the seed's SQS poller -- under ``smokehouse scaling exec`` (:mod:`app.scaling.registered`),
+which keeps it in the registry like any worker.
+
 A cold start (no live worker yet, several to start) gives the first worker a head start of
 ``head_start_seconds`` before the others: a Python worker needs about a second of CPU to boot,
 and on two cores four starting together are all ready only after about three. The first message
@@ -18,6 +22,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -45,12 +50,14 @@ class ProcessBackend:
         argv: Sequence[str] | None = None,
         log_dir: Path | None = None,
         head_start_seconds: float = HEAD_START_SECONDS,
+        commands: Mapping[str, str] | None = None,
     ) -> None:
         self.concurrency = concurrency
         self.head_start_seconds = head_start_seconds
         self.env = dict(env if env is not None else os.environ)
         self.argv = list(argv or [sys.executable, "-m", "app.cli", "worker"])
         self.log_dir = log_dir
+        self.commands = {pool: shlex.split(line) for pool, line in (commands or {}).items()}
         self.children: dict[str, subprocess.Popen[bytes]] = {}
 
     def reap_children(self) -> list[str]:
@@ -73,7 +80,7 @@ class ProcessBackend:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = (self.log_dir / f"{worker_id}.log").open("ab")
         process = subprocess.Popen(
-            [*self.argv, f"--queues={queue}", f"--concurrency={self.concurrency}"],
+            self.command(queue),
             env=env,
             stdout=out,  # type: ignore[arg-type]
             stderr=subprocess.STDOUT,
@@ -86,6 +93,14 @@ class ProcessBackend:
         self.children[worker_id] = process
         log.info("started worker %s (pid %s) for %s", worker_id, env_ref, queue)
         return Started(worker_id, env_ref)
+
+    def command(self, pool: str) -> list[str]:
+        """``smokehouse worker`` for the pool, or the pool's own program under the shim."""
+        if pool in self.commands:
+            # the shim is `smokehouse scaling exec`, started as the worker would be
+            shim = [*self.argv[:-1], "scaling", "exec"]
+            return [*shim, f"--pool={pool}", "--", *self.commands[pool]]
+        return [*self.argv, f"--queues={pool}", f"--concurrency={self.concurrency}"]
 
     def stop_one(self, worker: WorkerView) -> bool:
         """Warm shutdown by SIGTERM to the worker's main process only (it stops its pool)."""
