@@ -2,7 +2,7 @@
 
 Each scheduled rule keeps its next tick in ``rules.next_fire_at``. The leading scheduler runs
 :class:`ScheduledRules` every 0.2 s (a tick hook, ``app.broker.beat``; embedded mode runs the same
-scheduler), which calls :func:`fire_due`. A tick is fired by one transaction that
+scheduler; the loop is :class:`app.common.due.DueFirer`). A tick is fired by one transaction that
 
 1. moves ``next_fire_at`` from the tick to the next one with a compare-and-set
    (``UPDATE … WHERE id = :rule AND next_fire_at = :tick``), and
@@ -15,16 +15,17 @@ locked, so the second updates nothing and writes nothing; SQLite has one writer.
 therefore fired exactly once however many schedulers run, and never lost to a crash: until the
 transaction commits the tick is still due, after it the event and its deliveries exist.
 
-No backfill (as AWS): after a scheduler outage, the ticks missed while nobody led are collapsed
-into one — the latest one that is due is fired (so a restart between two ticks neither skips nor
-doubles the tick that fell in it) and counting resumes from now.
+No backfill (as AWS): after a scheduler outage, of the ticks missed while nobody led only the
+latest can fire, and only if it is at most ``SMOKEHOUSE_SCHEDULER_MISFIRE_GRACE_SECONDS`` (60 s)
+late -- so a restart or a takeover between two ticks neither skips nor doubles the tick that fell
+in it, and a long outage puts nothing old. Counting resumes from now.
 """
 
 from __future__ import annotations
 
 import logging
-import time as monotonic_clock
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,15 +37,14 @@ from app.bus.errors import Validation
 from app.bus.events import Routed, store
 from app.bus.models import Delivery, Event, Rule
 from app.bus.outbox import deliver_after_commit
+from app.common.due import DueFirer, misfired
 from app.common.schedule_expressions import InvalidExpression, next_fire, parse
 from app.config import Settings
-from app.db import Database, get_database, utcnow
+from app.db import Database, utcnow
 
 log = logging.getLogger("smokehouse.bus")
 
 INVALID = "Parameter ScheduleExpression is not valid."
-#: How many due rules one pass fires (the next pass, 0.2 s later, takes the rest).
-BATCH = 200
 #: A firer that was down this many ticks stops counting them one by one and resumes from now.
 MAX_CATCH_UP_STEPS = 10_000
 
@@ -100,7 +100,8 @@ def fire_rule(
     session: Session, rule_id: str, tick: datetime, now: datetime, settings: Settings
 ) -> str | None:
     """Fire ``rule_id``'s due ``tick`` in the caller's transaction; the event id, or ``None``
-    if another firer already moved the tick on (or the rule changed)."""
+    if another firer already moved the tick on, the rule changed, or the latest due tick is
+    past the misfire grace (then skipped: no backfill)."""
     rule = session.get(Rule, rule_id)
     if rule is None or rule.schedule_expression is None or rule.state != "ENABLED":
         return None
@@ -117,6 +118,9 @@ def fire_rule(
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         return None  # another firer fired this tick
+    if misfired(fired_tick, now, settings.scheduler.misfire_grace_seconds):
+        log.warning("rule %s missed its tick at %s (no backfill)", rule.name, fired_tick)
+        return None
     scope = Scope(region=rule.region or settings.region, account_id=settings.account_id)
     envelope = scheduled_event(scope, rule, fired_tick)
     targets = [(rule.id, rule.name, t.target_id, t.arn, dict(t.spec)) for t in rule.targets]
@@ -169,12 +173,13 @@ def put_direct(
     return str(envelope["id"])
 
 
-def fire_due(db: Database, settings: Settings, now: datetime | None = None) -> int:
-    """Fire every due tick of every enabled scheduled rule, one transaction per rule; how many
-    ticks this call fired (another firer's are not counted)."""
-    now = now or utcnow()
-    with db.session() as session:
-        due = session.execute(
+class ScheduledRules(DueFirer):
+    """The leading scheduler's tick hook: fire due scheduled rules."""
+
+    what = "scheduled rule ticks"
+
+    def due(self, session: Session, now: datetime, limit: int) -> Sequence[tuple[str, datetime]]:
+        rows = session.execute(
             select(Rule.id, Rule.next_fire_at)
             .where(
                 Rule.schedule_expression.is_not(None),
@@ -182,45 +187,14 @@ def fire_due(db: Database, settings: Settings, now: datetime | None = None) -> i
                 Rule.next_fire_at <= now,
             )
             .order_by(Rule.next_fire_at)
-            .limit(BATCH)
+            .limit(limit)
         ).all()
-    fired = 0
-    for rule_id, tick in due:
-        if tick is None:
-            continue
-        with db.session() as session:
-            if fire_rule(session, rule_id, tick, now, settings) is not None:
-                fired += 1
-    return fired
+        return [(rule_id, tick) for rule_id, tick in rows if tick is not None]
+
+    def fire(self, session: Session, item_id: str, tick: datetime, now: datetime) -> bool:
+        return fire_rule(session, item_id, tick, now, self.settings) is not None
 
 
-class ScheduledRules:
-    """The leading scheduler's tick hook: fire due scheduled rules every ``interval``."""
-
-    interval = 0.2
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.failing_since: float | None = None
-
-    def __call__(self, celery: Any) -> int:
-        try:
-            fired = fire_due(get_database(self.settings.sqlalchemy_url), self.settings)
-        except (
-            Exception
-        ) as exc:  # database away: the ticks stay due; say so once, not 5 times a second
-            if self.failing_since is None:
-                self.failing_since = monotonic_clock.monotonic()
-                log.warning(
-                    "cannot fire scheduled rules (retrying every %.1f s): %s", self.interval, exc
-                )
-            return 0
-        if self.failing_since is not None:
-            log.info(
-                "firing scheduled rules again after %.1f s",
-                monotonic_clock.monotonic() - self.failing_since,
-            )
-            self.failing_since = None
-        if fired:
-            log.info("fired %d scheduled rule tick(s)", fired)
-        return fired
+def fire_due(db: Database, settings: Settings, now: datetime | None = None) -> int:
+    """Fire every due tick of every enabled scheduled rule (one pass of the hook)."""
+    return ScheduledRules(settings).fire_due(db, now)

@@ -19,6 +19,13 @@ PREFIX = "SMOKEHOUSE_SCHEDULER_"
 class SchedulerSettings(BaseSettings):
     model_config = section_config(PREFIX)
 
+    misfire_grace_seconds: float = Field(
+        default=60.0,
+        ge=0.0,
+        le=86_400.0,
+        description="A scheduled rule's tick or a recurring schedule's fire later than this "
+        "(a scheduler outage) is skipped, not fired: no backfill, as AWS.",
+    )
     lease_seconds: float = Field(
         default=6.0,
         ge=1.0,

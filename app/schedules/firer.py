@@ -4,16 +4,18 @@ Run by the leading scheduler every 0.2 s (a tick hook registered by :mod:`app.wi
 scheduled rules (:mod:`app.bus.scheduled`), one transaction moves ``next_fire_at`` on by
 compare-and-set and stores the event and its delivery, so two firers never fire one due time
 twice and a crash before the commit leaves it due. The delivery then runs through the bus's
-delivery path (target registry, the schedule's ``RetryPolicy``, dead letters). No backfill: after
-an outage the due fire is fired once and counting resumes from now.
+delivery path (target registry, the schedule's ``RetryPolicy``, dead letters). No backfill (see
+:mod:`app.common.due`): a recurring fire more than the misfire grace (60 s) late is skipped and
+counting resumes from now. A one-time ``at()`` fire is fired however late: it has no later fire
+that would stand in for it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,14 +23,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.bus.scheduled import put_direct
+from app.common.due import DueFirer, misfired
 from app.config import Settings
-from app.db import Database, get_database, utcnow
+from app.db import Database
 from app.schedules.models import Schedule
 from app.schedules.service import first_fire, schedule_arn
 
 log = logging.getLogger("smokehouse.schedules")
 
-BATCH = 200
 TARGET_ID = "scheduler"
 
 
@@ -78,6 +80,7 @@ def fire_schedule(
         return None
     first_fire(schedule, max(now, tick))  # computes the following fire on the instance
     following = schedule.next_fire_at
+    recurring = not schedule.expression.startswith("at(")
     session.expire(schedule, ["next_fire_at"])
     moved = session.execute(
         update(Schedule)
@@ -86,6 +89,14 @@ def fire_schedule(
         .execution_options(synchronize_session=False)
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    if recurring and misfired(tick, now, settings.scheduler.misfire_grace_seconds):
+        log.warning(
+            "schedule %s/%s missed its fire at %s (no backfill)",
+            schedule.group_name,
+            schedule.name,
+            tick,
+        )
         return None
     envelope = _event(schedule, settings.account_id, tick)
     rule_name = f"schedule/{schedule.group_name}/{schedule.name}"[:64]
@@ -103,43 +114,24 @@ def fire_schedule(
     return event_id
 
 
-def fire_due(db: Database, settings: Settings, now: datetime | None = None) -> int:
-    now = now or utcnow()
-    with db.session() as session:
-        due = session.execute(
+class ScheduleFirer(DueFirer):
+    """The leading scheduler's tick hook for EventBridge Scheduler schedules."""
+
+    what = "schedule fires"
+
+    def due(self, session: Session, now: datetime, limit: int) -> Sequence[tuple[str, datetime]]:
+        rows = session.execute(
             select(Schedule.id, Schedule.next_fire_at)
             .where(Schedule.state == "ENABLED", Schedule.next_fire_at <= now)
             .order_by(Schedule.next_fire_at)
-            .limit(BATCH)
+            .limit(limit)
         ).all()
-    fired = 0
-    for schedule_id, tick in due:
-        if tick is None:
-            continue
-        with db.session() as session:
-            if fire_schedule(session, schedule_id, tick, now, settings) is not None:
-                fired += 1
-    return fired
+        return [(schedule_id, tick) for schedule_id, tick in rows if tick is not None]
+
+    def fire(self, session: Session, item_id: str, tick: datetime, now: datetime) -> bool:
+        return fire_schedule(session, item_id, tick, now, self.settings) is not None
 
 
-class ScheduleFirer:
-    """The leading scheduler's tick hook for EventBridge Scheduler schedules."""
-
-    interval = 0.2
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.failing_since: float | None = None
-
-    def __call__(self, celery: Any) -> int:
-        try:
-            fired = fire_due(get_database(self.settings.sqlalchemy_url), self.settings)
-        except Exception as exc:  # database away: the fires stay due
-            if self.failing_since is None:
-                self.failing_since = time.monotonic()
-                log.warning("cannot fire schedules (retrying): %s", exc)
-            return 0
-        self.failing_since = None
-        if fired:
-            log.info("fired %d schedule(s)", fired)
-        return fired
+def fire_due(db: Database, settings: Settings, now: datetime | None = None) -> int:
+    """Fire every due schedule (one pass of the hook)."""
+    return ScheduleFirer(settings).fire_due(db, now)

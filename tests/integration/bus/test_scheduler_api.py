@@ -214,6 +214,39 @@ def _fire_schedules_elsewhere(settings: Any, start: Any, now: datetime, out: Any
     out.put(fire_due(get_database(settings.sqlalchemy_url), settings, now=now))
 
 
+def test_a_recurring_fire_missed_by_an_outage_is_skipped_a_late_one_time_fire_is_not(
+    live: Live, uid: str
+) -> None:
+    scheduler = client(live)
+    target = {
+        "Arn": BUS,
+        "RoleArn": "arn:aws:iam::000000000000:role/x",
+        "EventBridgeParameters": {"DetailType": "Missed", "Source": "smokehouse.test"},
+    }
+    at = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    for name, expression in (
+        (f"every-{uid}", "rate(5 minutes)"),
+        (f"at-{uid}", f"at({at.strftime('%Y-%m-%dT%H:%M:%S')})"),
+    ):
+        scheduler.create_schedule(
+            Name=name, ScheduleExpression=expression, FlexibleTimeWindow=WINDOW_OFF, Target=target
+        )
+    with live.session() as session:
+        due = dict(session.execute(select(Schedule.name, Schedule.next_fire_at)).all())
+    # the scheduler comes back 10 minutes after both were due
+    now = max(due[f"every-{uid}"], due[f"at-{uid}"]) + timedelta(minutes=10)
+    fire_due(get_database(live.settings.sqlalchemy_url), live.settings, now=now)
+    with live.session() as session:
+        fired = {
+            e.envelope["resources"][0].rsplit("/", 1)[1]
+            for e in session.scalars(select(Event).where(Event.detail_type == "Missed"))
+        }
+        after = dict(session.execute(select(Schedule.name, Schedule.next_fire_at)).all())
+    assert fired == {f"at-{uid}"}  # the one-time fire, however late; the recurring one skipped
+    assert after[f"every-{uid}"] is not None
+    assert after[f"every-{uid}"] > now  # counting resumed from now
+
+
 def test_two_firers_fire_each_schedule_once(live: Live, uid: str) -> None:
     """Two firer processes race for the same due fires (PostgreSQL): each fire is one event."""
     if not live.settings.sqlalchemy_url.startswith("postgresql"):
