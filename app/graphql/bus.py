@@ -122,6 +122,12 @@ class Rule:
     managed_by: str | None = strawberry.field(
         description="definitions:<file> for rules declared in YAML; null for API-created rules."
     )
+    schedule_expression: str | None = strawberry.field(
+        description="rate(…) or cron(…) for a scheduled rule; null for a pattern rule."
+    )
+    next_fire_at: datetime | None = strawberry.field(
+        description="A scheduled rule's next tick (null when disabled or not scheduled)."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -180,6 +186,8 @@ def _rule(row: models.Rule) -> Rule:
         description=row.description,
         event_pattern=JSON(json.loads(row.event_pattern)) if row.event_pattern else None,
         managed_by=row.managed_by,
+        schedule_expression=row.schedule_expression,
+        next_fire_at=row.next_fire_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )

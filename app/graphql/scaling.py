@@ -162,6 +162,10 @@ class QueueMessage:
     mode: str
     status: str
     payload: JSON | None
+    body: str | None = strawberry.field(description="An SQS message's body (mode pull).")
+    visible_at: datetime | None = strawberry.field(
+        description="An SQS message is received again (or first) from then on."
+    )
     result: JSON | None
     error: str | None
     cause: str | None
@@ -182,6 +186,8 @@ def _message(r: QueueMessageRow) -> QueueMessage:
         mode=r.mode,
         status=r.status,
         payload=r.payload,
+        body=r.body,
+        visible_at=r.visible_at,
         result=r.result,
         error=r.error,
         cause=r.cause,

@@ -17,13 +17,25 @@ from app.graphql import iot, limits
 from app.graphql.bus import BusMutation, BusQuery
 from app.graphql.context import Context, get_context
 from app.graphql.iot import IotMutation, IotQuery, IotSubscription
+from app.graphql.queues import QueuesQuery
 from app.graphql.runners import RunnersMutation, RunnersQuery
 from app.graphql.scaling import ScalingMutation, ScalingQuery, ScalingSubscription
+from app.graphql.schedules import SchedulesQuery
 from app.graphql.system import SystemQuery
 from app.graphql.workflows import WorkflowMutation, WorkflowQuery, WorkflowSubscription
 
 Query = merge_types(
-    "Query", (SystemQuery, BusQuery, ScalingQuery, WorkflowQuery, IotQuery, RunnersQuery)
+    "Query",
+    (
+        SystemQuery,
+        BusQuery,
+        ScalingQuery,
+        QueuesQuery,
+        SchedulesQuery,
+        WorkflowQuery,
+        IotQuery,
+        RunnersQuery,
+    ),
 )
 Mutation = merge_types(
     "Mutation", (BusMutation, ScalingMutation, WorkflowMutation, IotMutation, RunnersMutation)

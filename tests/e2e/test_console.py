@@ -13,7 +13,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from playwright.sync_api import expect
 
 from app.db import get_database, utcnow
 from app.scaling.models import ScalingDecision
@@ -135,12 +137,43 @@ def test_queues_chart_depth_demand_and_decisions(
                     error=None,
                 )
             )
+    # an SQS queue with a message, and a schedule: the same view shows them
+    sqs, scheduler = (
+        boto3.client(
+            service,
+            endpoint_url=console.url,
+            region_name="us-east-1",
+            aws_access_key_id="AKADMIN",
+            aws_secret_access_key=ADMIN,
+        )
+        for service in ("sqs", "scheduler")
+    )
+    url = sqs.create_queue(QueueName=f"orders-{queue}")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="two racks of ribs")
+    scheduler.create_schedule(
+        Name=f"stoke-{queue}",
+        ScheduleExpression="rate(30 minutes)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={
+            "Arn": f"arn:aws:sqs:us-east-1:000000000000:orders-{queue}",
+            "RoleArn": "arn:aws:iam::000000000000:role/x",
+            "Input": "{}",
+        },
+    )
     log_in(page, console.url, VIEWER)
     page.get_by_role("link", name="Queues").click()
+    sqs_row = page.get_by_role("table", name="SQS queues").get_by_role(
+        "row", name=re.compile(f"orders-{queue}")
+    )
+    expect(sqs_row).to_contain_text("1")  # one visible message
+    schedule_row = page.get_by_role("table", name="Schedules").get_by_role(
+        "row", name=re.compile(f"stoke-{queue}")
+    )
+    expect(schedule_row).to_contain_text("rate(30 minutes)")
+    expect(schedule_row).to_contain_text("ENABLED")
     figure = page.get_by_role("figure", name=f"Queue {queue} over time")
     figure.locator("canvas").wait_for()
     assert "queue depth 0" in figure.inner_text()
-    from playwright.sync_api import expect
 
     # The workers table is its own query: wait for it to render (count() would not). The stack's
     # worker may be idle or busy (a timer from another test): either is a live worker's state.
@@ -271,7 +304,6 @@ def test_a_dead_letter_is_redriven_from_the_console(
     row.get_by_role("button", name="Redrive").click()
     page.get_by_role("status").filter(has_text="redriven").wait_for()
     page.get_by_label("Show redriven ones too").check()
-    from playwright.sync_api import expect
 
     rows = page.get_by_role("table", name="Dead-lettered deliveries").get_by_role("row")
     rejected = rows.filter(has_text="e2e-rejects")

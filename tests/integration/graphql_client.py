@@ -1,15 +1,16 @@
-"""GraphQL over the real app in tests: a query as a user sends it, with an API key."""
+"""GraphQL over the real app in tests: a query as a user sends it, with an API key (through a
+``TestClient`` or an ``httpx.Client`` on a live server)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi.testclient import TestClient
+import httpx
 
 from tests.keys import ADMIN_SECRET, auth
 
 
-def gql(client: TestClient, query: str, key: str = ADMIN_SECRET, **variables: Any) -> Any:
+def gql(client: httpx.Client, query: str, key: str = ADMIN_SECRET, **variables: Any) -> Any:
     """The whole response body (``data`` and ``errors``); HTTP must be 200."""
     response = client.post(
         "/graphql", json={"query": query, "variables": variables}, headers=auth(key)
@@ -18,14 +19,14 @@ def gql(client: TestClient, query: str, key: str = ADMIN_SECRET, **variables: An
     return response.json()
 
 
-def data(client: TestClient, query: str, key: str = ADMIN_SECRET, **variables: Any) -> Any:
+def data(client: httpx.Client, query: str, key: str = ADMIN_SECRET, **variables: Any) -> Any:
     """``data`` of a query that must succeed."""
     body = gql(client, query, key, **variables)
     assert "errors" not in body, body["errors"]
     return body["data"]
 
 
-def error(client: TestClient, query: str, key: str = ADMIN_SECRET, **variables: Any) -> str:
+def error(client: httpx.Client, query: str, key: str = ADMIN_SECRET, **variables: Any) -> str:
     """The first error's message of a query that must fail."""
     body = gql(client, query, key, **variables)
     assert body.get("errors"), body

@@ -1,5 +1,6 @@
 // Queues and workers: depth, demand and live workers over time from the scaling decisions (a
-// marker where the autoscaler changed its mind), followed live; the worker registry below.
+// marker where the autoscaler changed its mind), followed live; the worker registry below; then
+// the SQS-compatible queues (same store) with their counts, and the Scheduler's schedules.
 
 import { gql, subscribe } from "../gql.js";
 import { h, replace, table, time, ago } from "../dom.js";
@@ -9,6 +10,8 @@ const QUERY = `{
   workQueues { name desired updatedAt }
   workers(includeGone: true) { id hostname queues concurrency backend state alive currentTask active held tasksDone startedAt heartbeatAt }
   scalingDecisions(limit: 500) { id queue decidedAt previous desired queued reserved running liveWorkers busyWorkers reason backend error }
+  sqsQueues { name fifo visible inFlight delayed deadLetterQueue maxReceiveCount }
+  schedules(limit: 50) { name group expression timezone state nextFireAt targetArn }
 }`;
 const LIVE = `subscription { scalingDecisions { id queue decidedAt previous desired queued reserved running liveWorkers busyWorkers reason backend error } }`;
 
@@ -33,6 +36,20 @@ export async function render(root) {
         h("td", { class: "num" }, w.tasksDone),
         h("td", {}, w.backend)))),
     log,
+    table("SQS queues", ["Queue", "Visible", "In flight", "Delayed", "Dead letters to"],
+      data.sqsQueues.map((q) => h("tr", {},
+        h("td", {}, q.name, q.fifo ? h("span", { class: "muted" }, " FIFO") : null),
+        h("td", { class: "num" }, q.visible),
+        h("td", { class: "num" }, q.inFlight),
+        h("td", { class: "num" }, q.delayed),
+        h("td", {}, q.deadLetterQueue ? `${q.deadLetterQueue} after ${q.maxReceiveCount} receives` : "—")))),
+    table("Schedules", ["Schedule", "Expression", "State", "Next fire", "Target"],
+      data.schedules.map((s) => h("tr", {},
+        h("td", {}, s.name, h("div", { class: "muted" }, s.group)),
+        h("td", {}, h("code", {}, s.expression), s.timezone !== "UTC" ? h("div", { class: "muted" }, s.timezone) : null),
+        h("td", {}, h("span", { class: `status status-${s.state}` }, s.state)),
+        h("td", {}, time(s.nextFireAt)),
+        h("td", {}, h("code", {}, s.targetArn))))),
   );
   const plots = new Map();
   const draw = () => {

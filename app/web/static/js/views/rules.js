@@ -6,7 +6,7 @@ import { canWrite } from "../session.js";
 
 const QUERY = `query($bus: String!) {
   buses { name ruleCount }
-  rules(bus: $bus) { name bus state description eventPattern managedBy updatedAt
+  rules(bus: $bus) { name bus state description eventPattern managedBy updatedAt scheduleExpression nextFireAt
     targets { id arn }
     recentEvents(limit: 10) { id source detailType receivedAt } }
 }`;
@@ -42,7 +42,9 @@ function ruleCard(rule, refresh) {
     h("h2", { id: `rule-${rule.name}` }, rule.name, " ", h("span", { class: `status status-${rule.state}` }, rule.state), " ", toggle),
     rule.description ? h("p", { class: "muted" }, rule.description) : null,
     h("p", { class: "muted" }, rule.managedBy ? `Declared in ${rule.managedBy}` : "Created through the API"),
-    h("details", {}, h("summary", {}, "Event pattern"), json(rule.eventPattern)),
+    rule.scheduleExpression
+      ? h("p", {}, "Schedule ", h("code", {}, rule.scheduleExpression), " — next tick ", time(rule.nextFireAt))
+      : h("details", {}, h("summary", {}, "Event pattern"), json(rule.eventPattern)),
     h("p", {}, "Targets: ", rule.targets.map((t, i) => [i ? ", " : "", h("code", {}, t.arn)])),
     table("Recent events", ["Received", "Source", "Detail type", "Id"],
       rule.recentEvents.map((e) => h("tr", {}, h("td", {}, time(e.receivedAt)), h("td", {}, e.source), h("td", {}, e.detailType), h("td", {}, h("code", {}, e.id))))),
