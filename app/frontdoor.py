@@ -37,14 +37,14 @@ from app.aws import errors as aws_errors
 from app.aws import sigv4
 from app.aws.errors import JSON_1_1, AwsError
 from app.aws.operations import TARGET_PREFIXES
+from app.aws.protocol import MAX_BODY_BYTES
 from app.aws.rest import is_rest_path
 
 log = logging.getLogger("smokehouse.frontdoor")
 
 KiB: Final = 1024
-#: Step Functions takes definitions up to 1 MiB (CreateStateMachine/UpdateStateMachine); the
-#: EventBridge (256 KiB PutEvents) and execution-input (256 KiB) quotas fit under it.
-AWS_MAX_BYTES: Final = 1024 * KiB
+#: The AWS kit's own cap (a 1 MiB SQS message as JSON; see ``app.aws.protocol``).
+AWS_MAX_BYTES: Final = MAX_BODY_BYTES
 #: A GraphQL request is a document plus variables; the dashboard's biggest is a few KiB.
 GRAPHQL_MAX_BYTES: Final = 64 * KiB
 #: SQS's message size quota.

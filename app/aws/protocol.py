@@ -49,7 +49,11 @@ from app.config import Settings
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES: Final = 1024 * 1024
+#: The largest request body. SQS takes messages (and batches) of up to 1 MiB of UTF-8, which
+#: botocore sends as JSON with non-ASCII escaped (``\u00e9``: six bytes for two, so up to three
+#: times the bytes) beside the request's other fields; Step Functions definitions (1 MiB) and
+#: PutEvents (256 KiB) fit under it. Each operation's own limit is checked on the parsed request.
+MAX_BODY_BYTES: Final = 3 * 1024 * 1024 + 64 * 1024
 CONTENT_TYPES: Final = (JSON_1_0, JSON_1_1)
 #: The 500 error code each service models (EventBridge has ``InternalException``; SFN none).
 INTERNAL_CODES: Final[dict[str, str]] = {"AWSEvents": "InternalException"}

@@ -247,6 +247,23 @@ def test_a_message_over_the_queues_maximum_is_refused(sqs: Any, uid: str) -> Non
     sqs.send_message(QueueUrl=url, MessageBody="x" * 1024)
 
 
+def test_a_message_of_the_full_1_mib_goes_through_even_when_json_escapes_it(
+    sqs: Any, uid: str
+) -> None:
+    """SQS's quota is 1 MiB of UTF-8 (the default ``MaximumMessageSize``); botocore sends non-ASCII
+    escaped (``\\u00e9``, six bytes for two), so this request is 3 MiB. One byte more is SQS's
+    error, not a 413."""
+    url = sqs.create_queue(QueueName=f"full-{uid}")["QueueUrl"]
+    body = "é" * (1_048_576 // 2)  # 1 MiB of UTF-8
+    sent = sqs.send_message(QueueUrl=url, MessageBody=body)
+    (got,) = sqs.receive_message(QueueUrl=url)["Messages"]
+    assert got["Body"] == body
+    assert got["MD5OfBody"] == sent["MD5OfMessageBody"] == hashlib.md5(body.encode()).hexdigest()
+    with pytest.raises(ClientError) as caught:
+        sqs.send_message(QueueUrl=url, MessageBody=body + "x")
+    assert code(caught) == "InvalidParameterValue"
+
+
 def test_purge_empties_the_queue_once_a_minute(sqs: Any, uid: str) -> None:
     url = sqs.create_queue(QueueName=f"purge-{uid}")["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody="x")
