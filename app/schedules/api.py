@@ -117,7 +117,9 @@ def list_schedules(params: Params, call: AwsCall) -> dict[str, Any]:
 @op("CreateScheduleGroup", write=True)
 def create_schedule_group(params: Params, call: AwsCall) -> dict[str, Any]:
     with call.session() as session:
-        group = service.create_group(session, params["Name"], params.get("Tags"))
+        group = service.create_group(
+            session, params["Name"], params.get("Tags"), params.get("ClientToken")
+        )
         return {"ScheduleGroupArn": service.group_arn(call.region, call.account_id, group.name)}
 
 

@@ -16,6 +16,8 @@ class ScheduleGroup(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The creating request's ``ClientToken``: its resend gets the same answer.
+    client_token: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -40,5 +42,7 @@ class Schedule(Base):
     region: Mapped[str] = mapped_column(String(32))
     #: When the next fire is due (a flexible window's random offset included); NULL: none left.
     next_fire_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    #: The creating request's ``ClientToken``: its resend gets the same answer.
+    client_token: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)

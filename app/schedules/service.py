@@ -60,10 +60,21 @@ def get_group(session: Session, name: str | None) -> ScheduleGroup:
     return group
 
 
-def create_group(session: Session, name: str, tags: list[dict[str, str]] | None) -> ScheduleGroup:
-    if name == DEFAULT_GROUP or session.get(ScheduleGroup, name) is not None:
+def create_group(
+    session: Session,
+    name: str,
+    tags: list[dict[str, str]] | None,
+    client_token: str | None = None,
+) -> ScheduleGroup:
+    """Create a group; the resend of a create (the same ``ClientToken``) finds it."""
+    found = session.get(ScheduleGroup, name)
+    if found is not None and client_token and found.client_token == client_token:
+        return found
+    if name == DEFAULT_GROUP or found is not None:
         raise conflict(f"Schedule group {name} already exists.")
-    group = ScheduleGroup(name=name, tags={t["Key"]: t["Value"] for t in tags or []})
+    group = ScheduleGroup(
+        name=name, tags={t["Key"]: t["Value"] for t in tags or []}, client_token=client_token
+    )
     session.add(group)
     session.flush()
     return group
@@ -179,16 +190,21 @@ def _apply(schedule: Schedule, params: dict[str, Any], region: str) -> None:
 def create_schedule(
     session: Session, params: dict[str, Any], region: str, now: datetime | None = None
 ) -> Schedule:
+    """Create a schedule; the resend of a create (the same ``ClientToken``) finds it."""
     _check(params)
     group = get_group(session, params.get("GroupName"))
-    if session.scalar(
-        select(Schedule.id).where(
-            Schedule.group_name == group.name, Schedule.name == params["Name"]
-        )
-    ):
+    token = params.get("ClientToken")
+    found = session.scalar(
+        select(Schedule).where(Schedule.group_name == group.name, Schedule.name == params["Name"])
+    )
+    if found is not None and token and found.client_token == token:
+        return found
+    if found is not None:
         raise conflict(f"Schedule {params['Name']} already exists.")
     now = now or utcnow()
-    schedule = Schedule(id=str(uuid.uuid4()), group_name=group.name, name=params["Name"])
+    schedule = Schedule(
+        id=str(uuid.uuid4()), group_name=group.name, name=params["Name"], client_token=token
+    )
     schedule.created_at = now
     _apply(schedule, params, region)
     first_fire(schedule, now)

@@ -113,6 +113,34 @@ def test_schedule_lifecycle_and_errors(live: Live, uid: str) -> None:
         scheduler.delete_schedule(Name=name)
 
 
+def test_a_resent_create_gets_the_first_answer(live: Live, uid: str) -> None:
+    """botocore resends a create whose answer was lost with the same ``ClientToken``: the resend
+    finds what the first made; another token for the same name is a conflict."""
+    scheduler = client(live)
+    target = {"Arn": BUS, "RoleArn": "arn:aws:iam::000000000000:role/x"}
+    first = scheduler.create_schedule_group(Name=f"g-{uid}", ClientToken=f"group-{uid}")
+    again = scheduler.create_schedule_group(Name=f"g-{uid}", ClientToken=f"group-{uid}")
+    assert again["ScheduleGroupArn"] == first["ScheduleGroupArn"]
+    create = {
+        "Name": f"s-{uid}",
+        "GroupName": f"g-{uid}",
+        "ScheduleExpression": "rate(1 hour)",
+        "FlexibleTimeWindow": WINDOW_OFF,
+        "Target": target,
+    }
+    made = scheduler.create_schedule(**create, ClientToken=f"create-{uid}")
+    resent = scheduler.create_schedule(**create, ClientToken=f"create-{uid}")
+    assert resent["ScheduleArn"] == made["ScheduleArn"]
+    assert len(scheduler.list_schedules(GroupName=f"g-{uid}")["Schedules"]) == 1
+    for call, kwargs in (
+        (scheduler.create_schedule, create),
+        (scheduler.create_schedule_group, {"Name": f"g-{uid}"}),
+    ):
+        with pytest.raises(ClientError) as caught:
+            call(**kwargs, ClientToken=f"other-{uid}")
+        assert caught.value.response["Error"]["Code"] == "ConflictException"
+
+
 def test_groups_and_tags(live: Live, uid: str) -> None:
     scheduler = client(live)
     name = f"group-{uid}"
