@@ -36,6 +36,7 @@ from app.iot.alarms.evaluate import eta_seconds
 from app.iot.alarms.models import ALARM_STATES
 from app.iot.alarms.models import Alarm as AlarmRow
 from app.iot.downsample import Bucket, buckets
+from app.iot.enrich import DEVICE_CHANGES
 from app.iot.ingest.redrive import CannotRedrive, redrive
 from app.iot.models import Cook as CookRow
 from app.iot.models import Device as DeviceRow
@@ -691,10 +692,36 @@ async def subscribe_alarms(
 
 
 @strawberry.type
+class DeviceChange:
+    """A thermometer started reporting, or reported a probe it had not reported before."""
+
+    device_id: strawberry.ID
+    probe_ids: list[str]
+
+
+async def subscribe_device_changes(info: Info[Context, Any]) -> AsyncGenerator[DeviceChange]:
+    """Each device's first probes (its first readings are stored) and each new probe: the
+    grill view shows a thermometer from its first reading without a reload."""
+    async with aclosing(_relay(info.context.settings, "deviceChanges", DEVICE_CHANGES)) as stream:
+        async for message in stream:
+            try:
+                change = DeviceChange(
+                    device_id=strawberry.ID(str(message["device_id"])),
+                    probe_ids=[str(p) for p in message["probe_ids"]],
+                )
+            except (KeyError, TypeError):
+                continue  # a malformed live message is skipped, never ends the stream
+            yield change
+
+
+@strawberry.type
 class IotSubscription:
     readings: AsyncGenerator[ReadingUpdate] = strawberry.subscription(
         resolver=subscribe_readings, permission_classes=[IsAuthenticated]
     )
     alarms: AsyncGenerator[Alarm] = strawberry.subscription(
         resolver=subscribe_alarms, permission_classes=[IsAuthenticated]
+    )
+    device_changes: AsyncGenerator[DeviceChange] = strawberry.subscription(
+        resolver=subscribe_device_changes, permission_classes=[IsAuthenticated]
     )

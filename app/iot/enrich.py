@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import select, text, update
@@ -111,6 +111,10 @@ def next_rate(
 # --- the service ------------------------------------------------------------------------------
 
 
+#: The live channel of device arrivals and new probes (``deviceChanges`` in GraphQL).
+DEVICE_CHANGES: Final = "devices"
+
+
 @dataclass
 class StoreResult:
     messages: int = 0
@@ -118,6 +122,14 @@ class StoreResult:
     skipped: int = 0
     live: list[dict[str, Any]] = field(default_factory=list)  # realtime ``readings:`` messages
     new_probes: dict[str, list[str]] = field(default_factory=dict)
+
+    def device_changes(self) -> list[tuple[str, dict[str, Any]]]:
+        """Live messages for :data:`DEVICE_CHANGES`: a device's first probes (the device has
+        just started reporting) or a probe plugged in mid-cook."""
+        return [
+            (DEVICE_CHANGES, {"device_id": device_id, "probe_ids": probe_ids})
+            for device_id, probe_ids in sorted(self.new_probes.items())
+        ]
 
 
 def parse_messages(payload: Any) -> tuple[list[StoredMessage], int]:

@@ -20,12 +20,14 @@ log = logging.getLogger("smokehouse.iot.enrich")
 
 
 def enrich_and_store(settings: Settings, iot: IotSettings, payload: Any) -> StoreResult:
-    """Store one batch (its own transaction), then publish the live updates and announce new
-    probes — after the commit, so a subscriber never sees a reading that is not stored."""
+    """Store one batch (its own transaction), then publish the live updates (readings, and a
+    device's first or new probes) and announce new probes — after the commit, so a subscriber
+    never sees a reading or a probe that is not stored."""
     messages, skipped = parse_messages(payload)
     with get_database(settings.sqlalchemy_url).session() as session:
         result = store_batch(session, iot, messages)
         live = [(f"readings:{m['device_id']}", m) for m in result.live]
+        live += result.device_changes()
         after_commit(session).call(realtime.publish_many, settings, live)
     result.skipped += skipped
     if result.new_probes:

@@ -23,6 +23,7 @@ const COOK = `query($id: Int!, $max: Int!) { cook(id: $id) { id deviceId name st
 const LIVE_READINGS = `subscription($id: ID!) { readings(deviceId: $id) {
   deviceId seq ts cookId probes { probeId tempC status rateCPerMin } } }`;
 const LIVE_ALARMS = `subscription($id: ID) { alarms(deviceId: $id) { ${ALARM} } }`;
+const LIVE_DEVICES = `subscription { deviceChanges { deviceId probeIds } }`;
 const ACK = `mutation($id: Int!) { acknowledgeAlarm(id: $id) { ${ALARM} } }`;
 const SILENCE = `mutation($id: Int!) { silenceAlarm(id: $id, minutes: 15) { ${ALARM} } }`;
 const UPDATE_PROBE = `mutation($d: ID!, $p: String!, $input: ProbeSettingsInput!) {
@@ -134,14 +135,35 @@ export async function render(root, { cookId }) {
     }
     throw err;
   }
-  if (!devices.length) {
-    replace(root, h("h1", {}, "Grill"), h("p", { class: "muted" },
-      "No thermometer has reported yet. Start the Pi publisher (device/) or its simulator and its readings appear here."));
-    return null;
-  }
+  if (!devices.length) return waitForFirst(root, { cookId });
   const wanted = localStorage.getItem(DEVICE_KEY);
   const device = devices.find((d) => d.id === wanted) || devices[0];
   return new GrillView(root, device, devices).start();
+}
+
+// No thermometer yet: say so, and open the grill the moment one reports (or, after a lost
+// connection, when one has meanwhile), without a reload.
+function waitForFirst(root, params) {
+  replace(root, h("h1", {}, "Grill"), h("p", { class: "muted", role: "status" },
+    "No thermometer has reported yet. Start the Pi publisher (device/) or its simulator and its readings appear here."));
+  let inner = null;
+  let stopped = false;
+  const open = async () => {
+    if (inner || stopped) return;
+    inner = () => {};
+    const cleanup = await render(root, params);
+    if (stopped) { if (cleanup) cleanup(); return; }
+    inner = cleanup || (() => {});
+  };
+  const stop = subscribe(LIVE_DEVICES, {}, {
+    next: () => { stop(); open(); },
+    onReconnect: async () => {
+      const again = await gql(DEVICES).catch(() => null);
+      if (again && again.devices.length) { stop(); open(); }
+    },
+    error: () => {},
+  });
+  return () => { stopped = true; stop(); if (inner) inner(); };
 }
 
 class GrillView {
@@ -169,16 +191,13 @@ class GrillView {
         unitButton.setAttribute("aria-pressed", getUnits() === "F" ? "true" : "false"); this.paint(); this.paintSettings(); this.redrawChart(); } },
       `°${getUnits() === "F" ? "C" : "F"}`);
     unitButton.setAttribute("aria-label", "Switch between °C and °F");
-    const picker = this.devices.length > 1
-      ? h("select", { id: "device", onchange: (e) => { localStorage.setItem(DEVICE_KEY, e.target.value); location.reload(); } },
-        this.devices.map((x) => h("option", { value: x.id, selected: x.id === d.id }, x.name || x.id)))
-      : null;
+    this.pickerBox = h("span", { class: "device-picker" });
     this.history = h("section", { "aria-labelledby": "history-title" });
     this.settings = canWrite() ? h("section", { "aria-labelledby": "settings-title" }) : null;
     replace(
       this.root,
       h("div", { class: "grill-head" },
-        h("h1", {}, d.name || d.id), picker ? [h("label", { for: "device", class: "sr-only" }, "Thermometer"), picker] : null, unitButton),
+        h("h1", {}, d.name || d.id), this.pickerBox, unitButton),
       this.status,
       this.banner,
       this.cards,
@@ -187,6 +206,7 @@ class GrillView {
       this.settings,
       this.history,
     );
+    this.paintPicker();
     this.paint();
     this.paintSettings();
     this.live();
@@ -200,8 +220,30 @@ class GrillView {
     };
   }
 
+  // A second thermometer that starts reporting joins the picker at once.
+  paintPicker() {
+    const d = this.device;
+    replace(this.pickerBox, this.devices.length > 1
+      ? [h("label", { for: "device", class: "sr-only" }, "Thermometer"),
+        h("select", { id: "device", onchange: (e) => { localStorage.setItem(DEVICE_KEY, e.target.value); location.reload(); } },
+          this.devices.map((x) => h("option", { value: x.id, selected: x.id === d.id }, x.name || x.id)))]
+      : null);
+  }
+
+  async deviceChanged({ deviceId }) {
+    if (this.devices.some((x) => x.id === deviceId)) return; // a new probe: its readings add it
+    const again = await gql(DEVICES).catch(() => null);
+    if (!again) return;
+    this.devices = again.devices;
+    this.paintPicker();
+  }
+
   live() {
     const id = this.device.id;
+    this.stops.push(subscribe(LIVE_DEVICES, {}, {
+      next: ({ deviceChanges }) => this.deviceChanged(deviceChanges),
+      error: () => {},
+    }));
     this.stops.push(subscribe(LIVE_READINGS, { id }, {
       next: ({ readings }) => this.reading(readings),
       onReconnect: () => this.catchUp(),
