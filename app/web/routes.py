@@ -1,4 +1,5 @@
-"""Serve the dashboard: ``GET /`` is its page, ``/ui/…`` its static files.
+"""Serve the dashboard: ``GET /`` is its page, ``/ui/…`` its static files, ``/sw.js`` its service
+worker (scope ``/``; it caches the app shell only) and ``/favicon.ico`` its icon.
 
 ``POST /`` stays the AWS JSON API (a different method on the same path), and nothing here
 claims ``/graphql``, ``/healthz``, ``/readyz``, ``/metrics``, ``/webhooks/…`` or ``/queues/…``.
@@ -9,12 +10,15 @@ assets carry ETags from :class:`StaticFiles`, so a phone on the LAN revalidates 
 
 from __future__ import annotations
 
+import hashlib
+import json
+from functools import cache
 from pathlib import Path
 from typing import Final
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,12 +28,44 @@ from app.config import Settings
 STATIC: Final = Path(__file__).resolve().parent / "static"
 PREFIX: Final = "/ui"
 
+SERVICE_WORKER: Final = Path(__file__).resolve().parent / "service_worker.js"
+#: What the service worker caches: the page and every file it loads, not data.
+SHELL_SUFFIXES: Final = (".css", ".js", ".png", ".svg", ".webmanifest")
+
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
 
 
 @router.get("/")
 async def index() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/favicon.ico")
+async def favicon() -> FileResponse:
+    """Browsers ask for it whatever the page says (a 404 is a red line in the console)."""
+    return FileResponse(STATIC / "favicon-32.png", media_type="image/png")
+
+
+@cache
+def service_worker_source() -> bytes:
+    """``service_worker.js`` with its shell list and a cache name that changes with any file."""
+    files = sorted(p for p in STATIC.rglob("*") if p.is_file() and p.suffix in SHELL_SUFFIXES)
+    digest = hashlib.sha256()
+    for path in [STATIC / "index.html", *files]:
+        digest.update(path.relative_to(STATIC).as_posix().encode() + b"\0" + path.read_bytes())
+    shell = ["/", *(f"{PREFIX}/{p.relative_to(STATIC).as_posix()}" for p in files)]
+    source = SERVICE_WORKER.read_text()
+    source = source.replace("__CACHE__", f"smokehouse-{digest.hexdigest()[:16]}")
+    return source.replace("__SHELL__", json.dumps(shell)).encode()
+
+
+@router.get("/sw.js")
+async def service_worker() -> Response:
+    return Response(
+        service_worker_source(),
+        media_type="text/javascript",
+        headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/"},
+    )
 
 
 class Login(BaseModel):

@@ -32,6 +32,11 @@ ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", ROOT / ".artifacts" / "e2e"))
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: drives the dashboard in a real headless Chromium")
+    config.addinivalue_line(
+        "markers",
+        "expected_console(pattern): console errors or failed requests this test causes on "
+        "purpose (a regex); every other one fails the test",
+    )
 
 
 def chromium_path() -> str:
@@ -67,6 +72,22 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    problems: list[str] = []  # what a person would see as red in the console
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(f"console: {message.text}") if message.type == "error" else None
+        ),
+    )
+    page.on("requestfailed", lambda req: problems.append(_failed(req)))
+    page.on(
+        "response",
+        lambda response: (
+            problems.append(f"HTTP {response.status} {response.url}")
+            if response.status >= 400
+            else None
+        ),
+    )
     try:
         yield page
     finally:
@@ -74,6 +95,17 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
             shoot(page, f"{request.node.name}-failed")
         context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+    expected = [re.compile(m.args[0]) for m in request.node.iter_markers("expected_console")]
+    unexpected = [p for p in problems if p and not any(pattern.search(p) for pattern in expected)]
+    assert not unexpected, f"console errors or failed requests: {unexpected}"
+
+
+def _failed(request: Any) -> str:
+    """A failed request, or "" for one the page itself gave up (a navigation cancels fetches)."""
+    failure = request.failure or ""
+    if "ERR_ABORTED" in failure:
+        return ""
+    return f"failed: {request.method} {request.url} {failure}"
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -54,6 +54,7 @@ def node(page: Any, state: str) -> Any:
     return page.locator(f'svg.graph g.node[data-state="{state}"]')
 
 
+@pytest.mark.expected_console(r"401 .*/auth/session|status of 401")  # the refused key
 def test_login_refuses_a_bad_key_and_opens_the_console(
     console: Stack, page: Any, screenshot: Callable[[Any, str], Path]
 ) -> None:
@@ -361,3 +362,50 @@ def test_branching_machines_are_drawn_whole(
     assert page.locator("svg.graph path.edge-catch").count() == 1
     assert page.locator("svg.graph path.edge-branch").count() >= 3
     screenshot(page, "graph")
+
+
+@pytest.mark.expected_console(r"ERR_INTERNET_DISCONNECTED|Failed to load resource")  # offline
+def test_installable_and_opens_offline_saying_the_server_is_unreachable(
+    console: Stack, page: Any, screenshot: Callable[[Any, str], Path]
+) -> None:
+    favicon = page.request.get(console.url + "/favicon.ico")
+    assert favicon.ok
+    assert favicon.headers["content-type"] == "image/png"
+    log_in(page, console.url, ADMIN)
+    manifest = page.evaluate(
+        """async () => {
+            const link = document.querySelector('link[rel="manifest"]');
+            const m = await (await fetch(link.href)).json();
+            const status = async (i) => [i.sizes, (await fetch(i.src)).status];
+            const icons = await Promise.all(m.icons.map(status));
+            return {...m, iconStatus: icons};
+        }"""
+    )
+    assert manifest["display"] == "standalone"
+    assert manifest["start_url"] == "/#/grill"
+    assert ["192x192", 200] in manifest["iconStatus"]
+    assert ["512x512", 200] in manifest["iconStatus"]
+    scope = page.evaluate("async () => (await navigator.serviceWorker.ready).scope")
+    assert scope == console.url + "/"
+    # the service worker has the shell; no data, session or GraphQL answer is in its cache
+    cached = page.evaluate(
+        """async () => {
+            const out = [];
+            for (const name of await caches.keys())
+              for (const r of await (await caches.open(name)).keys())
+                out.push(new URL(r.url).pathname);
+            return out;
+        }"""
+    )
+    assert "/" in cached
+    assert "/ui/js/main.js" in cached
+    assert not [p for p in cached if "graphql" in p or "auth" in p]
+
+    page.context.set_offline(True)
+    try:
+        page.reload()
+        page.get_by_role("alert").filter(has_text="cannot be reached").wait_for()
+        assert page.locator("header .brand").inner_text() == "smokehouse"  # the shell opened
+        screenshot(page, "offline")
+    finally:
+        page.context.set_offline(False)

@@ -62,6 +62,8 @@ REST: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/metrics"): ("public", "read"),
     ("GET", "/"): ("public", "read"),
     ("GET", "/ui"): ("public", "read"),  # the dashboard's static files (a Mount)
+    ("GET", "/favicon.ico"): ("public", "read"),
+    ("GET", "/sw.js"): ("public", "read"),  # the dashboard's service worker (caches no data)
     ("POST", "/auth/session"): ("public", "write"),  # the login: it checks the key itself
     ("GET", "/ui/session"): ("session", "read"),
     ("GET", "/graphql"): ("session", "read"),  # GraphiQL's page and GET queries

@@ -17,8 +17,20 @@ export class GraphQLError extends Error {
 
 export class AuthError extends Error {}
 
+export const UNREACHABLE =
+  "The smokehouse server cannot be reached. Check that it is running and that this device is on its network; this page tries again when you reload it.";
+
+/** fetch, with the one error a person can act on when the server is not there. */
+export async function request(url, init) {
+  try {
+    return await fetch(url, init);
+  } catch {
+    throw new Error(UNREACHABLE);
+  }
+}
+
 export async function gql(query, variables = {}, key = getKey()) {
-  const response = await fetch("/graphql", {
+  const response = await request("/graphql", {
     method: "POST",
     headers: { "content-type": "application/json", ...authHeaders(key) },
     body: JSON.stringify({ query, variables }),

@@ -108,3 +108,9 @@ document.getElementById("logout").addEventListener("click", () => {
 window.addEventListener("hashchange", route);
 window.smokehouse = { socket }; // for tests and the curious: smokehouse.socket.close() drops the link
 route();
+
+// Installable, and opens without the server: the service worker keeps the app shell (browsers
+// allow one on https:// and on localhost only; on plain http over a LAN the page works as before).
+if ("serviceWorker" in navigator && window.isSecureContext) {
+  navigator.serviceWorker.register("/sw.js").catch(() => {});
+}

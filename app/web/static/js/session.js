@@ -14,7 +14,8 @@ export const canWrite = () => getRole() === "admin";
 export const authHeaders = (token = getKey()) => (token ? { authorization: `Bearer ${token}` } : {});
 
 export async function login(key) {
-  const response = await fetch("/auth/session", {
+  const { request } = await import("./gql.js");
+  const response = await request("/auth/session", {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ key }),
