@@ -13,6 +13,8 @@ stored by a worker process reaches every API process's subscribers.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -22,6 +24,7 @@ from typing import Any, NewType
 import strawberry
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
@@ -30,7 +33,7 @@ from app.config import Settings
 from app.db import utcnow
 from app.graphql.context import CanWrite, Context, IsAuthenticated, in_session
 from app.graphql.subscriptions import _count
-from app.iot import cooks, probes
+from app.iot import cooks, devices, probes
 from app.iot.alarms import service as alarms_service
 from app.iot.alarms.evaluate import eta_seconds
 from app.iot.alarms.models import ALARM_STATES
@@ -172,11 +175,30 @@ class Cook:
 
 
 @strawberry.type
+class NotifyTarget:
+    """Where the device's alarms go: an Apprise URL as its privacy mode shows it (tokens and
+    passwords masked); the URL itself is never sent back."""
+
+    id: str
+    display: str
+
+
+@strawberry.type
+class NotifyTest:
+    outcome: str = strawberry.field(
+        description="sent, refused (egress policy), failed, no_urls, or pending (no answer "
+        "from a worker within the wait; it may still arrive)"
+    )
+    detail: str
+
+
+@strawberry.type
 class Device:
     id: strawberry.ID
     name: str
     availability: str | None = strawberry.field(description="online/offline; null until heard")
     last_seen_at: datetime | None
+    notify_targets: list[NotifyTarget]
 
     @strawberry.field
     async def probes(self, info: Info[Context, Any]) -> list[Probe]:
@@ -260,6 +282,10 @@ def _device(row: DeviceRow) -> Device:
         name=row.name,
         availability=row.availability,
         last_seen_at=row.last_seen_at,
+        notify_targets=[
+            NotifyTarget(id=devices.notify_target_id(u), display=devices.notify_display(u))
+            for u in row.notify_urls or []
+        ],
     )
 
 
@@ -567,6 +593,59 @@ async def resolve_update_probe(
     return await in_session(info.context.settings, work)
 
 
+async def resolve_add_notify_url(
+    info: Info[Context, Any], device_id: strawberry.ID, url: str
+) -> Device:
+    """Send this device's alarms to one more Apprise URL (``ntfy://…``, ``tgram://…``,
+    ``mailto://…``, ``json://…``), checked as the CLI checks it."""
+
+    def work(session: Session) -> Device:
+        return _device(devices.add_notify_url(session, str(device_id), url))
+
+    return await in_session(info.context.settings, work)
+
+
+async def resolve_remove_notify_url(
+    info: Info[Context, Any], device_id: strawberry.ID, target_id: str
+) -> Device:
+    def work(session: Session) -> Device:
+        return _device(devices.remove_notify_url(session, str(device_id), target_id))
+
+    return await in_session(info.context.settings, work)
+
+
+#: How long a test notification's answer is waited for (Apprise's own timeout is the egress
+#: one; past this the answer is "pending" and the notification may still arrive).
+TEST_WAIT_SECONDS = 15.0
+
+
+async def resolve_send_test_notification(
+    info: Info[Context, Any], device_id: strawberry.ID, target_id: str | None = None
+) -> NotifyTest:
+    """Send a test notification to the device's targets (or one), from a worker -- outbound
+    calls on users' behalf go through the egress policy there -- and wait for the outcome."""
+    settings = info.context.settings
+
+    def known(session: Session) -> None:
+        devices.get_device(session, str(device_id))
+
+    await in_session(settings, known)
+    request_id = uuid.uuid4().hex
+    channel = alarms_service.test_reply_channel(request_id)
+    async with realtime.listen(settings, channel) as replies:
+        await run_in_threadpool(
+            alarms_service.enqueue_test, settings, str(device_id), target_id, request_id
+        )
+        try:
+            reply = await asyncio.wait_for(replies.get(), TEST_WAIT_SECONDS)
+        except TimeoutError:
+            return NotifyTest(
+                outcome="pending",
+                detail="No worker answered yet; the notification may still arrive.",
+            )
+    return NotifyTest(outcome=str(reply.get("outcome")), detail=str(reply.get("detail", "")))
+
+
 async def _alarm_action(info: Info[Context, Any], action: Any) -> Alarm:
     settings = info.context.settings
 
@@ -646,6 +725,15 @@ class IotMutation:
     )
     redrive_iot_dead_letter: IotDeadLetter = strawberry.field(
         resolver=resolve_redrive_iot_dead_letter, permission_classes=[CanWrite]
+    )
+    add_notify_url: Device = strawberry.field(
+        resolver=resolve_add_notify_url, permission_classes=[CanWrite]
+    )
+    remove_notify_url: Device = strawberry.field(
+        resolver=resolve_remove_notify_url, permission_classes=[CanWrite]
+    )
+    send_test_notification: NotifyTest = strawberry.field(
+        resolver=resolve_send_test_notification, permission_classes=[CanWrite]
     )
 
 

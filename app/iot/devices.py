@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import re
 import unicodedata
@@ -326,6 +327,50 @@ def remove_device(
 def set_notify_urls(session: Session, device_id: str, urls: Sequence[str]) -> Device:
     device = get_device(session, device_id)
     device.notify_urls = [check_notify_url(u) for u in urls]
+    return device
+
+
+#: How many notification URLs one device may have (each alarm is sent to every one).
+MAX_NOTIFY_URLS = 20
+
+
+def notify_target_id(url: str) -> str:
+    """A stable handle for one of a device's URLs that does not reveal it (the dashboard
+    removes and tests a URL by this, never seeing the URL again after adding it)."""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def notify_display(url: str) -> str:
+    """The URL as Apprise shows it in privacy mode (tokens and passwords masked)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import apprise
+
+        plugin = apprise.Apprise.instantiate(url)
+    if plugin is None:
+        return url.split("://", 1)[0] + "://…"
+    return str(plugin.url(privacy=True))  # type: ignore[no-untyped-call]
+
+
+def add_notify_url(session: Session, device_id: str, url: str) -> Device:
+    """Add one Apprise URL (the CLI's validation); adding one it has already changes nothing."""
+    device = get_device(session, device_id)
+    checked = check_notify_url(url)
+    current = list(device.notify_urls or [])
+    if checked not in current:
+        if len(current) >= MAX_NOTIFY_URLS:
+            raise DeviceError(f"a device notifies at most {MAX_NOTIFY_URLS} URLs")
+        device.notify_urls = [*current, checked]
+    return device
+
+
+def remove_notify_url(session: Session, device_id: str, target_id: str) -> Device:
+    device = get_device(session, device_id)
+    current = list(device.notify_urls or [])
+    kept = [u for u in current if notify_target_id(u) != target_id]
+    if len(kept) == len(current):
+        raise DeviceError(f"device {device_id} has no notification target {target_id!r}")
+    device.notify_urls = kept
     return device
 
 

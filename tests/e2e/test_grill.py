@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.iot.alarms.models import Alarm
-from app.iot.models import Cook, Probe, Reading
+from app.iot.models import Cook, Device, Probe, Reading
 from tests.e2e.conftest import log_in, unlabelled_controls
 from tests.integration.iot.conftest import (
     IotStack,
@@ -31,6 +32,7 @@ from tests.integration.iot.conftest import (
     telemetry,
     telemetry_topic,
 )
+from tests.integration.iot.test_alarms import Receiver
 from tests.integration.workflows.stack import _serve
 from tests.services import wait_for
 
@@ -71,7 +73,8 @@ class Grill:
 
 @contextmanager
 def grill_stack(tmp: Path) -> Iterator[Grill]:
-    with iot_stack("production", tmp, access_keys=KEYS) as stack:
+    # the tests' Apprise receiver (json://) listens on 127.0.0.1: allowed explicitly
+    with iot_stack("production", tmp, access_keys=KEYS, egress_allow="127.0.0.1") as stack:
         add_device(stack.settings.sqlalchemy_url, DEVICE, name="Backyard smoker")
         stack.start_worker()
         stack.start_ingest()
@@ -251,3 +254,44 @@ def test_an_admin_sets_a_probe_target_in_the_unit_shown(
     temp(page, "brisket").wait_for()
     page.keyboard.press("Tab")  # the first stop skips the navigation
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+
+
+def test_an_admin_routes_alarms_to_a_phone_and_tests_it_from_the_app(
+    grill: Grill, page: Any, screenshot: Callable[[Any, str], Path]
+) -> None:
+    receiver = Receiver()
+    secret_url = receiver.url.replace("json://", "json://pit:s3cret-pass@")
+    try:
+        open_grill(page, grill)
+        section = page.get_by_role("region", name="Notifications")
+        section.get_by_text("No notification targets yet.").wait_for()
+        section.get_by_label("Apprise URL").fill("not a url at all")
+        section.get_by_role("button", name="Add").click()
+        section.get_by_role("status").filter(has_text="Apprise understands").wait_for()
+
+        section.get_by_label("Apprise URL").fill(secret_url)
+        section.get_by_role("button", name="Add").click()
+        target = section.get_by_role("listitem")
+        target.wait_for()
+        shown = target.inner_text()
+        assert "s3cret-pass" not in shown  # masked, as Apprise's privacy mode shows it
+        assert "127.0.0.1" in shown
+        assert "s3cret-pass" not in page.content()
+
+        section.get_by_role("button", name="Send a test notification").click()
+        section.get_by_role("status").filter(has_text="Test notification sent").wait_for(
+            timeout=20_000
+        )
+        [post] = receiver.posts
+        assert post["title"] == "Backyard smoker: test notification"
+        screenshot(page, "notifications")
+
+        target.get_by_role("button", name=re.compile("^Remove")).click()
+        section.get_by_text("No notification targets yet.").wait_for()
+        with grill.stack.session() as session:
+            device = session.get(Device, DEVICE)
+            assert device is not None
+            assert device.notify_urls == []
+        assert unlabelled_controls(page) == []
+    finally:
+        receiver.close()

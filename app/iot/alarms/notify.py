@@ -147,3 +147,28 @@ def notify_alarm(
                 outcome = "refused"
     setattr(alarm, field, now)
     return outcome
+
+
+def send_test(device: Device, urls: list[str], policy: EgressPolicy) -> tuple[str, str]:
+    """A test notification to ``urls`` (through the egress policy, as an alarm's): its outcome
+    (``sent``, ``refused``, ``failed``, ``no_urls``) and what to tell the person who asked."""
+    if not urls:
+        return "no_urls", "This thermometer has no notification targets."
+    allowed: list[str] = []
+    refusals: list[str] = []
+    for url in urls:
+        reason = refused(policy, url)
+        if reason is None:
+            allowed.append(url)
+        else:
+            refusals.append(reason)
+    if allowed:
+        title = f"{device.name}: test notification"
+        body = "Alarms of this thermometer will reach you here."
+        try:
+            refusals += send(allowed, title, body, policy)
+        except NotifyFailed as exc:
+            return "failed", str(exc)
+    if refusals:  # a URL's own text may hold a token: say why, not which
+        return "refused", f"Refused by the egress policy: {'; '.join(refusals)}"
+    return "sent", f"Sent to {len(allowed)} target(s)."

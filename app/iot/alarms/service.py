@@ -380,6 +380,21 @@ def sweep_offline(session: Session, now: datetime, config: AlarmConfig) -> list[
 
 
 NOTIFY_TASK: Final = "iot_alarms.notify"
+TEST_TASK: Final = "iot_alarms.notify_test"
+
+
+def test_reply_channel(request_id: str) -> str:
+    """Where the worker answers one test notification (the API waits there)."""
+    return f"notify-test:{request_id}"
+
+
+def enqueue_test(
+    settings: Settings, device_id: str, target_id: str | None, request_id: str
+) -> None:
+    """Ask a worker to send a test notification (outbound calls on users' behalf run there)."""
+    celery_for(settings).send_task(
+        TEST_TASK, args=[device_id, target_id, request_id], queue="iot", retry=False
+    )
 
 
 #: Alarm transitions on the event bus, for rules to route (EventBridge's spine).

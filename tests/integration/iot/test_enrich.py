@@ -200,7 +200,9 @@ def test_the_handler_stores_and_publishes_after_commit(
         settings, IOT, {"messages": [message(1, T0), message(2, T0 + timedelta(seconds=1))]}
     )
     assert result.rows == 4
-    assert [c for c, _ in published] == ["readings:bbq1", "readings:bbq1"]
+    # the readings, then the device's first probes (the grill view opens on them)
+    assert [c for c, _ in published] == ["readings:bbq1", "readings:bbq1", "devices"]
+    assert published[2][1] == {"device_id": "bbq1", "probe_ids": ["pit", "meat1"]}
     live = published[0][1]
     assert set(live) == {"device_id", "seq", "ts", "cook_id", "probes"}
     assert live["cook_id"] is not None
@@ -211,6 +213,9 @@ def test_the_handler_stores_and_publishes_after_commit(
         "status": "ok",
         "rate_c_per_min": None,
     }
+    published.clear()  # known probes: readings only
+    enrich_and_store(settings, IOT, {"messages": [message(3, T0 + timedelta(seconds=2))]})
+    assert [c for c, _ in published] == ["readings:bbq1"]
 
 
 def test_retention_purges_old_readings_in_batches(database_url: str) -> None:

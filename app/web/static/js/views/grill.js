@@ -11,7 +11,7 @@ import { chart, color } from "../chart.js";
 const PROBE = `deviceId probeId name role calibrationOffsetC targetC highC lowC setpointC pitBandC
   lastTempC lastStatus lastRateCPerMin lastTs etaSeconds stalled`;
 const ALARM = `id deviceId probeId kind state message value threshold openedAt acknowledgedAt clearedAt silencedUntil`;
-const DEVICES = `{ devices { id name availability lastSeenAt
+const DEVICES = `{ devices { id name availability lastSeenAt notifyTargets { id display }
   probes { ${PROBE} } currentCook { id name startedAt lastReadingAt } openAlarms { ${ALARM} } } }`;
 const DEVICE = `query($id: ID!) { device(id: $id) { id name availability lastSeenAt
   probes { ${PROBE} } currentCook { id name startedAt lastReadingAt } openAlarms { ${ALARM} } } }`;
@@ -29,6 +29,10 @@ const SILENCE = `mutation($id: Int!) { silenceAlarm(id: $id, minutes: 15) { ${AL
 const UPDATE_PROBE = `mutation($d: ID!, $p: String!, $input: ProbeSettingsInput!) {
   updateProbe(deviceId: $d, probeId: $p, input: $input) { ${PROBE} } }`;
 const START_COOK = `mutation($id: ID!, $name: String) { startCook(deviceId: $id, name: $name) { id } }`;
+const NOTIFY_FIELDS = `id notifyTargets { id display }`;
+const ADD_NOTIFY = `mutation($d: ID!, $url: String!) { addNotifyUrl(deviceId: $d, url: $url) { ${NOTIFY_FIELDS} } }`;
+const REMOVE_NOTIFY = `mutation($d: ID!, $t: String!) { removeNotifyUrl(deviceId: $d, targetId: $t) { ${NOTIFY_FIELDS} } }`;
+const TEST_NOTIFY = `mutation($d: ID!, $t: String) { sendTestNotification(deviceId: $d, targetId: $t) { outcome detail } }`;
 const END_COOK = `mutation($id: ID!) { endCook(deviceId: $id) { id } }`;
 const DEVICE_KEY = "smokehouse.device";
 const WINDOW_SECONDS = 3 * 3600; // without a cook: the last three hours
@@ -194,6 +198,7 @@ class GrillView {
     this.pickerBox = h("span", { class: "device-picker" });
     this.history = h("section", { "aria-labelledby": "history-title" });
     this.settings = canWrite() ? h("section", { "aria-labelledby": "settings-title" }) : null;
+    this.notify = canWrite() ? h("section", { "aria-labelledby": "notify-title" }) : null;
     replace(
       this.root,
       h("div", { class: "grill-head" },
@@ -204,11 +209,13 @@ class GrillView {
       this.cookLine,
       this.chartBox,
       this.settings,
+      this.notify,
       this.history,
     );
     this.paintPicker();
     this.paint();
     this.paintSettings();
+    this.paintNotify();
     this.live();
     this.loadReadings().catch((err) => this.chartBox.append(errorBox(err)));
     this.loadHistory().catch(() => {});
@@ -218,6 +225,46 @@ class GrillView {
       for (const stop of this.stops) stop();
       if (this.plot) this.plot.destroy();
     };
+  }
+
+  // Where this thermometer's alarms go (admins): Apprise URLs, shown masked once added.
+  paintNotify(message = "") {
+    if (!this.notify) return;
+    const d = this.device;
+    const status = h("p", { role: "status" }, message);
+    const run = async (work) => {
+      try {
+        status.textContent = await work();
+      } catch (err) {
+        status.textContent = err.message;
+      }
+    };
+    const test = (target) => run(async () => {
+      status.textContent = "Sending a test notification…";
+      const { sendTestNotification: r } = await gql(TEST_NOTIFY, { d: d.id, t: target ? target.id : null });
+      return r.outcome === "sent" ? `Test notification sent. ${r.detail}` : `Not sent (${r.outcome}): ${r.detail}`;
+    });
+    const changed = (text) => (device) => { d.notifyTargets = device.notifyTargets; this.paintNotify(text); return text; };
+    const input = h("input", { id: "notify-url", name: "url", autocomplete: "off", inputmode: "url", spellcheck: "false",
+      placeholder: "ntfy://my-topic", required: true });
+    const form = h("form", { class: "card notify", onsubmit: (event) => {
+      event.preventDefault();
+      run(async () => changed("Added.")((await gql(ADD_NOTIFY, { d: d.id, url: input.value.trim() })).addNotifyUrl));
+    } },
+      h("p", { class: "muted" }, "Alarms (target reached, too hot, stall…) are sent to every URL here. Any ",
+        h("a", { href: "https://github.com/caronc/apprise/wiki", rel: "noopener" }, "Apprise URL"), " works: ntfy, Telegram, e-mail, Home Assistant…"),
+      (d.notifyTargets || []).length
+        ? h("ul", { class: "targets" }, d.notifyTargets.map((t) => h("li", {},
+          h("code", {}, t.display), " ",
+          h("button", { type: "button", class: "mutation secondary", "aria-label": `Send a test to ${t.display}`, onclick: () => test(t) }, "Test"), " ",
+          h("button", { type: "button", class: "mutation secondary", "aria-label": `Remove ${t.display}`,
+            onclick: () => run(async () => changed("Removed.")((await gql(REMOVE_NOTIFY, { d: d.id, t: t.id })).removeNotifyUrl)) }, "Remove"))))
+        : h("p", {}, "No notification targets yet."),
+      h("p", { class: "field" }, h("label", { for: "notify-url" }, "Apprise URL"), input),
+      h("p", {}, h("button", { type: "submit", class: "mutation" }, "Add"), " ",
+        (d.notifyTargets || []).length ? h("button", { type: "button", class: "mutation", onclick: () => test(null) }, "Send a test notification") : null),
+      status);
+    replace(this.notify, h("h2", { id: "notify-title" }, "Notifications"), form);
   }
 
   // A second thermometer that starts reporting joins the picker at once.
