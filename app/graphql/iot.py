@@ -118,6 +118,16 @@ class ProbeSeries:
 
 
 @strawberry.type
+class AlarmNotification:
+    action: str = strawberry.field(description="open or clear")
+    at: datetime
+    outcome: str = strawberry.field(
+        description="sent, refused (egress policy), quiet (acknowledged or silenced), no_urls"
+    )
+    targets: list[str] = strawberry.field(description="Where it went, tokens masked.")
+
+
+@strawberry.type
 class Alarm:
     id: int
     device_id: strawberry.ID
@@ -133,6 +143,10 @@ class Alarm:
     acknowledged_at: datetime | None
     cleared_at: datetime | None
     silenced_until: datetime | None
+    notifications: list[AlarmNotification] = strawberry.field(
+        default_factory=list,
+        description="What each transition's notification did (oldest first); targets masked.",
+    )
 
 
 @strawberry.type
@@ -165,6 +179,19 @@ class Cook:
     started_at: datetime
     ended_at: datetime | None
     last_reading_at: datetime
+
+    @strawberry.field  # alarms opened during the cook, oldest first, with their notifications
+    async def alarms(self, info: Info[Context, Any]) -> list[Alarm]:
+        def work(session: Session) -> list[Alarm]:
+            query = select(AlarmRow).where(
+                AlarmRow.device_id == str(self.device_id), AlarmRow.opened_at >= self.started_at
+            )
+            if self.ended_at is not None:
+                query = query.where(AlarmRow.opened_at <= self.ended_at)
+            rows = session.scalars(query.order_by(AlarmRow.opened_at, AlarmRow.id).limit(MAX_LIMIT))
+            return [_alarm(r) for r in rows]
+
+        return await in_session(info.context.settings, work)
 
     @strawberry.field  # the whole cook, downsampled to at most maxPoints per probe
     async def readings(self, info: Info[Context, Any], max_points: int = 1000) -> list[ProbeSeries]:
@@ -335,6 +362,16 @@ def _alarm(row: AlarmRow) -> Alarm:
         acknowledged_at=row.acknowledged_at,
         cleared_at=row.cleared_at,
         silenced_until=row.silenced_until,
+        notifications=[
+            AlarmNotification(
+                action=str(n.get("action")),
+                at=datetime.fromisoformat(str(n["at"])),
+                outcome=str(n.get("outcome")),
+                targets=[str(t) for t in n.get("targets") or []],
+            )
+            for n in row.notifications or []
+            if n.get("at")
+        ],
     )
 
 

@@ -168,7 +168,26 @@ def test_an_alarm_appears_live_and_is_acknowledged(
 ) -> None:
     """The whole alarm path: a reading over MQTT above the brisket's high limit, the shipped
     iot-alarms rule and state machine open a ``high`` alarm, the banner shows it live; it is
-    acknowledged from the banner; back under the limit it clears and the banner goes."""
+    acknowledged from the banner; back under the limit it clears and the banner goes; the
+    cook's page then shows it with where its notification went."""
+    receiver = Receiver()
+    with grill.stack.session() as session:
+        device = session.get(Device, DEVICE)
+        assert device is not None
+        device.notify_urls = [receiver.url]
+    try:
+        _alarm_path(grill, page, screenshot, receiver)
+    finally:
+        receiver.close()
+        with grill.stack.session() as session:
+            device = session.get(Device, DEVICE)
+            assert device is not None
+            device.notify_urls = []
+
+
+def _alarm_path(
+    grill: Grill, page: Any, screenshot: Callable[[Any, str], Path], receiver: Receiver
+) -> None:
     open_grill(page, grill)
     grill.publish(120.0, 112.5)
     banner = page.locator('.alarm[data-kind="high"]')
@@ -204,6 +223,28 @@ def test_an_alarm_appears_live_and_is_acknowledged(
 
     grill.publish(120.0, 100.0)  # back under the limit (with hysteresis): it clears
     viewer_banner.wait_for(state="detached", timeout=15_000)
+
+    # the cook's page keeps the history: opened, acknowledged, cleared, and what was notified
+    def handled() -> bool:  # the opening's notification ran (in the worker); acknowledged,
+        with grill.stack.session() as session:  # the alarm's clearing notifies no one
+            stored = session.get(Alarm, alarm_id)
+            return stored is not None and len(stored.notifications or []) == 1
+
+    wait_for(handled, 20, what="the alarm's notification handled")
+    assert "Backyard smoker: Too hot" in [post["title"] for post in receiver.posts]
+    with grill.stack.session() as session:
+        cook_id = session.scalar(
+            select(Cook.id).where(Cook.device_id == DEVICE).order_by(Cook.id.desc())
+        )
+    page.goto(f"{grill.url}/#/grill/cook/{cook_id}")
+    history = page.get_by_role("table", name="Alarms during this cook")
+    row = history.locator(f'tr[data-alarm="{alarm_id}"]')
+    row.wait_for()
+    cells = row.get_by_role("cell").all_inner_texts()
+    assert all(cell.strip() not in ("", "—") for cell in cells[:4]), cells  # all three times
+    assert "Opened: sent → json://127.0.0.1" in cells[4]
+    assert "Cleared" not in cells[4]
+    screenshot(page, "alarm-history")
 
 
 def test_a_past_cook_has_a_chart_and_a_csv_export(

@@ -62,6 +62,9 @@ class Alarm(Base):
     #: When the open/clear notification went out (``None``: not yet, or not wanted).
     open_notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     clear_notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    #: One entry per handled transition: ``{action, at, outcome, targets}``, the targets masked
+    #: (Apprise's privacy mode) -- the history shows where, never a token.
+    notifications: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class AlarmEvaluatorState(Base):

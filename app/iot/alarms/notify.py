@@ -29,6 +29,7 @@ import apprise
 from app.egress import EgressError, EgressPolicy
 from app.egress.sockets import pinned
 from app.iot.alarms.models import Alarm
+from app.iot.devices import notify_display
 from app.iot.models import Device
 
 log = logging.getLogger("smokehouse.iot.alarms")
@@ -119,8 +120,8 @@ def notify_alarm(
     silenced = alarm.silenced_until is not None and alarm.silenced_until > now
     acknowledged = alarm.acknowledged_at is not None  # no more notifications, not even the clear
     outcome = "no_urls" if not urls else "quiet" if silenced or acknowledged else "sent"
+    allowed: list[str] = []
     if outcome == "sent":
-        allowed = []
         for url in urls:
             reason = refused(policy, url)
             if reason is None:
@@ -146,6 +147,15 @@ def notify_alarm(
                 )
                 outcome = "refused"
     setattr(alarm, field, now)
+    alarm.notifications = [
+        *(alarm.notifications or []),
+        {
+            "action": action,
+            "at": now.isoformat(),
+            "outcome": outcome,
+            "targets": [notify_display(u) for u in allowed],  # masked: where, not a token
+        },
+    ]
     return outcome
 
 

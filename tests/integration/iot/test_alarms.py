@@ -277,6 +277,13 @@ def test_notifications_reach_an_http_receiver_through_apprise(
     assert send(cleared.alarm_id, "clear") == "sent"
     assert receiver.posts[-1]["title"] == "Smoker: Target reached (cleared)"
     assert len(receiver.posts) == 2  # one per transition, not per reading
+    with get_database(settings.sqlalchemy_url).session() as session:
+        alarm = session.get(Alarm, opened.alarm_id)
+        assert alarm is not None
+        history = alarm.notifications or []
+    # the alarm's history: each transition's outcome and where it went, as Apprise shows it
+    assert [(n["action"], n["outcome"]) for n in history] == [("open", "sent"), ("clear", "sent")]
+    assert all(n["targets"] and n["targets"][0].startswith("json://127.0.0.1") for n in history)
 
 
 def test_acknowledged_and_silenced_alarms_stay_quiet(

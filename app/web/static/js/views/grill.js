@@ -19,6 +19,7 @@ const READINGS = `query($id: ID!, $start: DateTime!, $end: DateTime!, $max: Int!
   readings(deviceId: $id, start: $start, end: $end, maxPoints: $max) { probeId columns { ts tempC } } }`;
 const COOKS = `query($id: ID) { cooks(deviceId: $id, limit: 20) { id name startedAt endedAt lastReadingAt } }`;
 const COOK = `query($id: Int!, $max: Int!) { cook(id: $id) { id deviceId name startedAt endedAt lastReadingAt
+  alarms { id probeId kind message openedAt acknowledgedAt clearedAt notifications { action at outcome targets } }
   readings(maxPoints: $max) { probeId columns { ts tempC minC maxC } } } }`;
 const LIVE_READINGS = `subscription($id: ID!) { readings(deviceId: $id) {
   deviceId seq ts cookId probes { probeId tempC status rateCPerMin } } }`;
@@ -540,6 +541,22 @@ function probeCard(p, index) {
     p.stalled ? h("p", { class: "stall", role: "status" }, "Stalled") : null);
 }
 
+// What went off during a cook, and where each notification went (targets come masked).
+function alarmHistory(alarms, probes) {
+  const probeName = (id) => (probes.find((p) => p.probeId === id) || {}).name || id;
+  const notified = (a) => a.notifications.length
+    ? a.notifications.map((n) => h("div", {}, `${n.action === "open" ? "Opened" : "Cleared"}: ${n.outcome}`,
+      n.targets.length ? [" → ", n.targets.map((t, i) => [i ? ", " : "", h("code", {}, t)])] : null))
+    : "—";
+  return table("Alarms during this cook", ["Alarm", "Opened", "Acknowledged", "Cleared", "Notified"],
+    alarms.map((a) => h("tr", { dataset: { alarm: a.id } },
+      h("td", {}, a.message, a.probeId ? h("div", { class: "muted" }, probeName(a.probeId)) : null),
+      h("td", {}, time(a.openedAt)),
+      h("td", {}, time(a.acknowledgedAt)),
+      h("td", {}, time(a.clearedAt)),
+      h("td", {}, notified(a)))));
+}
+
 async function renderCook(root, cookId) {
   const { cook } = await gql(COOK, { id: cookId, max: 1000 });
   if (!cook) {
@@ -554,7 +571,8 @@ async function renderCook(root, cookId) {
     h("p", {}, h("a", { href: "#/grill" }, "← Back to the grill")),
     h("h1", {}, cook.name || `Cook #${cook.id}`),
     h("p", {}, time(cook.startedAt), " – ", cook.endedAt ? time(cook.endedAt) : "running", " · ", exportLink),
-    box);
+    box,
+    alarmHistory(cook.alarms, probes));
   const plot = cook.readings.length ? probeChart(box, cook.name || `Cook #${cook.id}`, probes, align(cook.readings, probes.map((p) => p.probeId))) : null;
   if (!plot) box.append(h("p", { class: "muted" }, "This cook has no readings."));
   // the CSV has more points than the chart needs (up to 10,000 per probe)
