@@ -336,3 +336,46 @@ def test_an_admin_routes_alarms_to_a_phone_and_tests_it_from_the_app(
         assert unlabelled_controls(page) == []
     finally:
         receiver.close()
+
+
+VIEWS = [
+    "#/grill",
+    "#/rules",
+    "#/dead-letters",
+    "#/machines",
+    "#/machines/hello-world",
+    "#/queues",
+    "#/jobs",
+]
+
+
+def test_every_view_has_no_serious_accessibility_violation(grill: Grill, page: Any) -> None:
+    """axe-core (the engine behind Lighthouse's accessibility audit) on the login page and on
+    every view with data in it, as an admin (who sees the most controls), on a phone's width."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe = Axe()
+    found: dict[str, list[str]] = {}
+
+    def audit(where: str) -> None:
+        results = axe.run(page).response
+        serious = [
+            f"{v['id']} ({v['impact']}): {v['help']} -- {v['nodes'][0]['target']}"
+            for v in results["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+        if serious:
+            found[where] = serious
+
+    page.goto(grill.url + "/")
+    page.get_by_label("API key").wait_for()
+    audit("login")
+    open_grill(page, grill)
+    with grill.stack.session() as session:
+        cook_id = session.scalar(select(Cook.id).where(Cook.device_id == DEVICE))
+    for view in [*VIEWS, f"#/grill/cook/{cook_id}"]:
+        page.goto(f"{grill.url}/{view}")
+        page.locator("main h1").first.wait_for()
+        page.wait_for_load_state("networkidle")
+        audit(view)
+    assert not found, found

@@ -58,7 +58,9 @@ export function errorBox(err) {
 }
 
 export function table(caption, headers, rows) {
-  return h("div", { class: "table-wrap" }, h(
+  // A wide table scrolls sideways on a phone: the wrapper is a named, focusable region so a
+  // keyboard can scroll it too.
+  return h("div", { class: "table-wrap", role: "region", "aria-label": caption, tabindex: 0 }, h(
     "table",
     {},
     h("caption", {}, caption),
