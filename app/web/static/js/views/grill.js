@@ -529,7 +529,7 @@ function probeCard(p, index) {
     ? "at target" : p.etaSeconds !== null && p.etaSeconds !== undefined ? `ETA ${duration(p.etaSeconds)}` : null;
   const rate = p.lastRateCPerMin === null || p.lastRateCPerMin === undefined ? null
     : `${deltaUnit(p.lastRateCPerMin) >= 0 ? "+" : ""}${deltaUnit(p.lastRateCPerMin).toFixed(1)} °${getUnits()}/min`;
-  return h("article", { class: `probe probe-${status}`, role: "listitem", "data-probe": p.probeId, style: `--probe-color: ${color(index)}`, "aria-label": `${p.name || p.probeId}` },
+  return h("div", { class: `probe probe-${status}`, role: "listitem", "data-probe": p.probeId, style: `--probe-color: ${color(index)}`, "aria-label": `${p.name || p.probeId}` },
     h("header", {}, h("span", { class: "name" }, p.name || p.probeId), h("span", { class: "role" }, p.role)),
     h("p", { class: "temp", "data-testid": `temp-${p.probeId}` }, status === "ok" || p.lastTempC !== null ? formatTemp(p.lastTempC) : "—"),
     status !== "ok" ? h("p", { class: "probe-status" }, `probe ${status}`) : null,
