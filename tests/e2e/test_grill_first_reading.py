@@ -81,10 +81,12 @@ def test_a_thermometer_shows_from_its_first_reading_without_a_reload(
         assert temp(page, "pit").inner_text() == "112.0 °C"
         page.locator("figure.chart canvas").first.wait_for(timeout=5000)
         assert navigations == [], navigations  # no reload
-        # the next reading arrives live on the same page
+        # the next reading arrives live on the same page, with a probe plugged in mid-cook
         probes[1]["temp_c"] = 40.0
+        probes.append({"id": "ribs", "temp_c": 21.0, "status": "ok"})
         mqtt.publish(telemetry_topic(DEVICE), encode(telemetry(DEVICE, 2, probes)))
         temp(page, "brisket").filter(has_text="40.0 °C").wait_for(timeout=5000)
+        temp(page, "ribs").filter(has_text="21.0 °C").wait_for(timeout=5000)
         screenshot(page, "first-reading")
     finally:
         mqtt.close()
