@@ -65,6 +65,7 @@ def schedulers(tmp_path: Path) -> Iterator[list[tuple[subprocess.Popen[bytes], P
                 process.kill()
 
 
+@pytest.mark.slow
 def test_one_scheduler_acts_and_the_other_takes_over(
     schedulers: list[tuple[subprocess.Popen[bytes], Path]],
 ) -> None:

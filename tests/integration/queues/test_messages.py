@@ -294,6 +294,7 @@ def test_a_message_stored_while_the_broker_is_down_is_sent_by_the_sweeper(
     assert runs.read_text().split() == [message_id]
 
 
+@pytest.mark.slow
 def test_a_message_that_kills_its_worker_is_dead_lettered_at_its_receive_cap(
     settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

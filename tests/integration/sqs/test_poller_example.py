@@ -94,6 +94,7 @@ def test_the_poller_handles_deletes_and_dead_letters(
     assert poller.returncode == 0, err.decode()[-2000:]
 
 
+@pytest.mark.slow
 def test_the_autoscaler_runs_the_poller_from_the_queue_depth(
     sqs: Any, live: Live, uid: str, tmp_path: Path
 ) -> None:
