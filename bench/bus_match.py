@@ -320,6 +320,27 @@ def make_rules(rng: random.Random, n: int) -> dict[str, dict[str, Any]]:
 
 
 # -- measuring ------------------------------------------------------------------------------
+def same_matches_rules(
+    seed: int, n: int, events: list[dict[str, Any]], matching: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """``n`` rules of which the ``matching`` ones are the only ones any event matches: the rest
+    are drawn from the same realistic generator and kept only if no event matches them (the
+    compiled matcher decides; it agrees with the reference loop, which the main run checks). So
+    every event matches exactly as many rules at 10 as at 10,000: "flat in the number of rules"
+    measured apart from "more rules genuinely match"."""
+    rng = random.Random(seed)
+    kept: dict[str, dict[str, Any]] = {}
+    while len(kept) < n - len(matching):
+        wanted = n - len(matching) - len(kept)
+        batch = {f"quiet-{len(kept) + i:05d}-{seed}": make_rule(rng) for i in range(wanted * 2)}
+        machine = RuleMatcher.build({rid: parse_pattern(r) for rid, r in batch.items()})
+        hit = {rid for event in events for rid in machine.match(event)}
+        for rid, rule in batch.items():
+            if rid not in hit and len(kept) < n - len(matching):
+                kept[f"quiet-{len(kept):05d}"] = rule
+    return {**matching, **kept}
+
+
 def events_per_second(
     fn: Callable[[dict[str, Any]], object], events: list[dict[str, Any]], repeats: int
 ) -> float:
@@ -368,6 +389,30 @@ def main(argv: list[str] | None = None) -> int:
         result[f"rules_{n}_parse_s"] = round(parse_s, 3)
         result[f"rules_{n}_matches_per_event"] = round(avg, 3)
         machines[n] = (machine, patterns, raw)
+
+    # The same rules match at 10 and at 10,000: one per event family (source and detail-type,
+    # as most real rules anchor), so every event matches exactly one rule at either size.
+    matching = {
+        f"family-{i}": {"source": [source], "detail-type": [detail_type]}
+        for i, (source, detail_type, _) in enumerate(FAMILIES)
+    }
+    same: dict[int, float] = {}
+    for n in (10, 10000):
+        rules = same_matches_rules(args.seed + 1000 + n, n, events, matching)
+        machine = RuleMatcher.build({rid: parse_pattern(r) for rid, r in rules.items()})
+        machine.match(events[0])
+        same[n] = events_per_second(machine.match, events, repeats)
+        sample = events[: min(len(events), 2000)]
+        matched = sorted(rid for e in sample for rid in machine.match(e))
+        assert all(rid in matching for rid in matched), "a quiet rule matched"
+        result[f"rules_{n}_same_matches_eps"] = round(same[n])
+        result[f"rules_{n}_same_matches_per_event"] = round(len(matched) / len(sample), 3)
+        print(
+            f"{n:>6} rules, same matches: {same[n]:>10,.0f} events/s"
+            f" ({len(matched) / len(sample):.2f} matches/event)"
+        )
+    result["same_matches_ratio_10000_vs_10"] = round(same[10000] / same[10], 3)
+    print(f"same matches, 10,000 / 10 rules: {same[10000] / same[10]:.2f} (target >= 0.5)")
 
     machine, patterns, raw = machines[10000]
     baseline_events = events[:n_baseline]
