@@ -24,6 +24,7 @@ from app.graphql.schema import graphql_router
 from app.handlers import load_handler_modules
 from app.health.routes import router as health_router
 from app.heap import freeze_startup_heap
+from app.logs import configure_logging
 from app.middleware import RequestContextMiddleware
 from app.migrate import upgrade
 from app.queues.routes import router as queue_router
@@ -80,5 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def create_app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory app.main:create_app_from_env`` (several workers)."""
-    return create_app(load_settings())
+    """Factory for ``uvicorn --factory app.main:create_app_from_env`` (several workers). Each
+    worker process is spawned fresh, without the logging the CLI set up in the parent: set it
+    up here, or a worker's logs would be lost (and its warnings printed unredacted)."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

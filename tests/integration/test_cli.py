@@ -89,3 +89,49 @@ def test_migrate_creates_the_embedded_database(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "database at revision" in result.stdout
     assert (tmp_path / "fresh" / "smokehouse.db").exists()
+
+
+@pytest.mark.slow
+def test_api_with_two_workers_logs_from_each_and_redacts(tmp_path: Path) -> None:
+    """``smokehouse api --workers=2`` (the compose file's): each spawned worker process sets up
+    its own logging -- JSON, with secrets redacted -- instead of losing its logs."""
+    import subprocess
+    import time
+
+    import httpx
+
+    from tests.integration.cli import cli_env, smokehouse_argv
+    from tests.services import migrated_sqlite
+
+    port = free_port()
+    env = cli_env(
+        data_dir=tmp_path / "d",
+        database_url=migrated_sqlite(tmp_path / "api.db"),
+        http_port=port,
+        access_keys="AKTWO:two-workers-7Kd2Lp9Qx4Zv8Bn3:admin",
+        log_format="json",
+    )
+    process = subprocess.Popen(
+        smokehouse_argv("api", "--no-migrate", "--workers=2"),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        time.sleep(3)  # the second worker finishes its startup
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=30)
+    ready = [json.loads(line) for line in err.splitlines() if '"api ready"' in line]
+    assert len(ready) == 2, err[-3000:]
+    assert all(entry["level"] == "info" for entry in ready)
+    assert "two-workers-7Kd2Lp9Qx4Zv8Bn3" not in err

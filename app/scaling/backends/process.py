@@ -98,6 +98,8 @@ class ProcessBackend:
         """``smokehouse worker`` for the pool, or the pool's own program under the shim."""
         if pool in self.commands:
             # the shim is `smokehouse scaling exec`, started as the worker would be
+            if self.argv[-1] != "worker":
+                raise ValueError(f"cannot derive `scaling exec` from {self.argv!r}")
             shim = [*self.argv[:-1], "scaling", "exec"]
             return [*shim, f"--pool={pool}", "--", *self.commands[pool]]
         return [*self.argv, f"--queues={pool}", f"--concurrency={self.concurrency}"]
