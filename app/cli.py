@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from typing import Annotated, Any
@@ -147,6 +148,13 @@ def api(
     if migrate:
         upgrade(settings.sqlalchemy_url)
     os.environ["SMOKEHOUSE_AUTO_MIGRATE"] = "false"
+    if workers > 1:
+        # One /metrics for all the processes: prometheus-client's multiprocess mode, in a
+        # directory of this run only (the worker processes inherit it; see app.health.routes).
+        metrics_dir = settings.data_dir / "prometheus-api"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True, mode=0o700)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     uvicorn.run(
         "app.main:create_app_from_env",
         factory=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -58,6 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("api ready", extra={"mode": settings.mode, "url": settings.http_url})
         freeze_startup_heap()
         yield
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # its live gauges leave with it
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     api = FastAPI(title="smokehouse", version=app.__version__, lifespan=lifespan)
     api.state.settings = settings

@@ -36,6 +36,7 @@ GAUGE = Gauge(
     "smokehouse_graphql_active_subscriptions",
     "GraphQL subscriptions currently streaming, by field.",
     ["field"],
+    multiprocess_mode="livesum",  # several API processes: the sum over the live ones
 )
 _lock = threading.Lock()
 ACTIVE: dict[str, int] = {}

@@ -92,9 +92,10 @@ def test_migrate_creates_the_embedded_database(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_api_with_two_workers_logs_from_each_and_redacts(tmp_path: Path) -> None:
+def test_api_with_two_workers_logs_from_each_and_counts_all(tmp_path: Path) -> None:
     """``smokehouse api --workers=2`` (the compose file's): each spawned worker process sets up
-    its own logging -- JSON, with secrets redacted -- instead of losing its logs."""
+    its own logging -- JSON, with secrets redacted -- instead of losing its logs, and
+    ``/metrics`` counts the requests of both processes, whichever answers the scrape."""
     import subprocess
     import time
 
@@ -128,6 +129,19 @@ def test_api_with_two_workers_logs_from_each_and_redacts(tmp_path: Path) -> None
             except httpx.HTTPError:
                 time.sleep(0.2)
         time.sleep(3)  # the second worker finishes its startup
+
+        def healthz_served() -> float:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("smokehouse_http_requests_total{") and "healthz" in line
+            )
+
+        before = healthz_served()
+        for _ in range(20):  # a connection each: the kernel spreads them over both processes
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        assert healthz_served() - before == 20  # one /metrics counts every process
     finally:
         process.terminate()
         _, err = process.communicate(timeout=30)
