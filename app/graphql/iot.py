@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from datetime import datetime, timedelta
-from typing import Any, NewType
+from typing import Any, NewType, TypeVar
 
 import strawberry
 from sqlalchemy import select
@@ -46,6 +46,7 @@ from app.iot.models import Device as DeviceRow
 from app.iot.models import IngestDeadLetter
 from app.iot.models import Probe as ProbeRow
 
+T = TypeVar("T")
 MAX_LIMIT = 1000
 MAX_POINTS = 10_000
 
@@ -777,13 +778,20 @@ class IotMutation:
 # --- subscriptions ------------------------------------------------------------------------
 
 
-async def _relay(settings: Settings, field: str, channel: str) -> AsyncGenerator[dict[str, Any]]:
-    """Messages of one channel, counted in the active-subscriptions gauge while streaming."""
+async def _relay(
+    settings: Settings, field: str, channel: str, parse: Callable[[dict[str, Any]], T]
+) -> AsyncGenerator[T]:
+    """Messages of one channel as ``parse`` makes them, counted in the active-subscriptions
+    gauge while streaming; a malformed live message is skipped, never ends the stream."""
     _count(field, 1)
     try:
         async with aclosing(realtime.subscribe(settings, channel)) as stream:
             async for message in stream:
-                yield message
+                try:
+                    parsed = parse(message)
+                except (KeyError, TypeError, ValueError, AssertionError):
+                    continue
+                yield parsed
     finally:
         _count(field, -1)
 
@@ -793,12 +801,10 @@ async def subscribe_readings(
 ) -> AsyncGenerator[ReadingUpdate]:
     """Every stored telemetry message of the device, calibrated, as it is stored."""
     channel = f"readings:{device_id}"
-    async with aclosing(_relay(info.context.settings, "readings", channel)) as stream:
-        async for message in stream:
-            try:
-                update = _reading_from_message(message)
-            except (KeyError, TypeError, ValueError, AssertionError):
-                continue  # a malformed live message is skipped, never ends the stream
+    async with aclosing(
+        _relay(info.context.settings, "readings", channel, _reading_from_message)
+    ) as stream:
+        async for update in stream:
             yield update
 
 
@@ -807,12 +813,10 @@ async def subscribe_alarms(
 ) -> AsyncGenerator[Alarm]:
     """Alarm changes (opened, acknowledged, silenced, cleared) of one device or of all."""
     channel = f"alarms:{device_id}" if device_id is not None else alarms_service.ALL_ALARMS
-    async with aclosing(_relay(info.context.settings, "alarms", channel)) as stream:
-        async for message in stream:
-            try:
-                alarm = _alarm_from_message(message)
-            except (KeyError, TypeError, ValueError, AssertionError):
-                continue
+    async with aclosing(
+        _relay(info.context.settings, "alarms", channel, _alarm_from_message)
+    ) as stream:
+        async for alarm in stream:
             yield alarm
 
 
@@ -824,18 +828,21 @@ class DeviceChange:
     probe_ids: list[str]
 
 
+def _device_change(message: dict[str, Any]) -> DeviceChange:
+    return DeviceChange(
+        device_id=strawberry.ID(str(message["device_id"])),
+        probe_ids=[str(p) for p in message["probe_ids"]],
+    )
+
+
 async def subscribe_device_changes(info: Info[Context, Any]) -> AsyncGenerator[DeviceChange]:
     """Each device's first probes (its first readings are stored) and each new probe: the
     grill view shows a thermometer from its first reading without a reload."""
-    async with aclosing(_relay(info.context.settings, "deviceChanges", DEVICE_CHANGES)) as stream:
-        async for message in stream:
-            try:
-                change = DeviceChange(
-                    device_id=strawberry.ID(str(message["device_id"])),
-                    probe_ids=[str(p) for p in message["probe_ids"]],
-                )
-            except (KeyError, TypeError):
-                continue  # a malformed live message is skipped, never ends the stream
+    settings = info.context.settings
+    async with aclosing(
+        _relay(settings, "deviceChanges", DEVICE_CHANGES, _device_change)
+    ) as stream:
+        async for change in stream:
             yield change
 
 
