@@ -15,10 +15,18 @@ from app.workflows.resources.base import TOKEN_SUFFIX, Resource, TaskCall, requi
 from app.workflows.resources.events import EventsResource
 from app.workflows.resources.handler import HandlerResource
 from app.workflows.resources.http import HttpResource
+from app.workflows.resources.lambda_invoke import LambdaResource
 
-RESOURCES: list[Resource] = [HandlerResource(), AwsSdkResource(), EventsResource(), HttpResource()]
+RESOURCES: list[Resource] = [
+    HandlerResource(),
+    LambdaResource(),
+    AwsSdkResource(),
+    EventsResource(),
+    HttpResource(),
+]
 SUPPORTED = (
     "arn:aws:states:::smokehouse:task:<handler>, arn:smokehouse:handler:<handler>, "
+    "arn:aws:states:::lambda:invoke, arn:aws:lambda:<region>:<account>:function:<handler>, "
     "arn:aws:states:::aws-sdk:<service>:<action>, arn:aws:states:::events:putEvents, "
     "arn:aws:states:::http:invoke"
 )

@@ -41,28 +41,33 @@ class HandlerResource:
         name = handler_name(call.base)
         assert name is not None
         try:
-            function = handlers.get(name)
+            return run_handler(name, call.parameters, call)
         except UnknownHandler as exc:
             raise TaskError("States.TaskFailed", str(exc)) from None
-        context = HandlerContext(
-            name,
-            call.invocation_id,
-            call.attempt,
-            extra={
-                "execution_arn": call.execution_arn,
-                "state_machine_arn": call.state_machine_arn,
-                "state_name": call.state_name,
-                "task_token": call.token,
-            },
-            settings=call.settings,
-        )
-        try:
-            result = function(call.parameters, context)
-        except TaskError:
-            raise
-        except Exception as exc:  # the handler's failure is the task's failure
-            kind = type(exc).__name__
-            raise TaskError(
-                kind, json.dumps({"errorMessage": str(exc), "errorType": kind})
-            ) from exc
-        return require_json(result, f"the result of handler {name!r}")
+
+
+def run_handler(name: str, payload: Any, call: TaskCall) -> Any:
+    """Run registered handler ``name`` on ``payload`` for ``call``; its JSON result. A handler
+    that is not registered is :class:`UnknownHandler`; one that raises fails the task as Lambda
+    reports a function error."""
+    function = handlers.get(name)
+    context = HandlerContext(
+        name,
+        call.invocation_id,
+        call.attempt,
+        extra={
+            "execution_arn": call.execution_arn,
+            "state_machine_arn": call.state_machine_arn,
+            "state_name": call.state_name,
+            "task_token": call.token,
+        },
+        settings=call.settings,
+    )
+    try:
+        result = function(payload, context)
+    except TaskError:
+        raise
+    except Exception as exc:  # the handler's failure is the task's failure
+        kind = type(exc).__name__
+        raise TaskError(kind, json.dumps({"errorMessage": str(exc), "errorType": kind})) from exc
+    return require_json(result, f"the result of handler {name!r}")

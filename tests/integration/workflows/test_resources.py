@@ -179,3 +179,33 @@ def test_put_events_on_our_bus(wf: Stack, unique: str) -> None:
     assert all(e.envelope["resources"][0].startswith("arn:aws:states:") for e in events)
     assert out["error"]["Error"] == "EventBridge.FailedEntry"
     assert json.loads(out["error"]["Cause"])["FailedEntryCount"] == 1
+
+
+def test_lambda_tasks_run_registered_handlers_on_a_real_worker(wf: Stack, unique: str) -> None:
+    """A Standard execution, on a real worker, of the Lambda forms AWS definitions use."""
+    states = {
+        "Invoke": task(
+            "arn:aws:states:::lambda:invoke",
+            {"FunctionName": "wf-add", "Payload": {"a.$": "$.a", "b": 2}},
+            ResultSelector={"sum.$": "$.Payload.sum", "status.$": "$.StatusCode"},
+            ResultPath="$.invoked",
+            Next="Bare",
+        ),
+        "Bare": task(
+            "arn:aws:lambda:us-east-1:000000000000:function:wf-add",
+            {"a.$": "$.invoked.sum", "b": 10},
+            ResultPath="$.bare",
+            Next="Missing",
+        ),
+        "Missing": task(
+            "arn:aws:states:::lambda:invoke",
+            {"FunctionName": "no-such-function", "Payload": {}},
+            Catch=caught(["Lambda.ResourceNotFoundException"]),
+            End=True,
+        ),
+        "Caught": {"Type": "Pass", "End": True},
+    }
+    out = run(wf, unique, states, {"a": 1})
+    assert out["invoked"] == {"sum": 3, "status": 200}
+    assert out["bare"]["sum"] == 13
+    assert out["error"]["Error"] == "Lambda.ResourceNotFoundException"

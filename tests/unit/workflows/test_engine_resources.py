@@ -117,7 +117,9 @@ def test_unsupported_resources_are_refused_at_create_time() -> None:
         check_definition(machine("arn:aws:states:::aws-sdk:ec2:describeInstances"), "STANDARD")
         == []
     )
-    [bad] = check_definition(machine("arn:aws:lambda:us-east-1:1:function:f"), "STANDARD")
+    # a Lambda function is a registered handler now (checked when the task runs)
+    assert check_definition(machine("arn:aws:lambda:us-east-1:1:function:f"), "STANDARD") == []
+    [bad] = check_definition(machine("arn:aws:sqs:us-east-1:1:not-a-task"), "STANDARD")
     assert bad.location == "/States/T/Resource"
     [bad] = check_definition(machine("arn:aws:states:::aws-sdk:ec2:noSuchAction"), "STANDARD")
     assert "noSuchAction" in bad.message
@@ -183,3 +185,103 @@ def test_express_waits_on_the_real_clock_and_times_tasks_out() -> None:
     assert time.monotonic() - began >= 0.95
     assert result.status == "SUCCEEDED"
     assert result.output["n"] == 42
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "unit-double",
+        "unit-double:live",
+        "000000000000:function:unit-double",
+        "arn:aws:lambda:us-east-1:000000000000:function:unit-double",
+        "arn:aws:lambda:us-east-1:000000000000:function:unit-double:7",
+    ],
+)
+def test_lambda_function_names_as_aws_accepts_them(reference: str) -> None:
+    from app.workflows.resources.lambda_invoke import function_name
+
+    assert function_name(reference) == "unit-double"
+
+
+def test_the_seeds_lambda_tasks_run_registered_handlers_with_lambdas_shapes() -> None:
+    """A definition written for AWS -- ``lambda:invoke`` with ``Payload.$`` and
+    ``OutputPath: $.Payload``, a bare function ARN, a Catch on the function's error type --
+    runs unchanged against registered handlers."""
+    load_handler_modules()
+    definition = {
+        "StartAt": "Invoke",
+        "States": {
+            "Invoke": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": "unit-double", "Payload.$": "$"},
+                "ResultPath": "$.invoked",
+                "Next": "Bare",
+            },
+            "Bare": {
+                "Type": "Task",
+                "Resource": "arn:aws:lambda:us-east-1:000000000000:function:unit-double",
+                "Parameters": {"n.$": "$.invoked.Payload.n"},
+                "ResultPath": "$.bare",
+                "Next": "Declines",
+            },
+            "Declines": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {
+                    "FunctionName": "arn:aws:lambda:us-east-1:000000000000:function:unit-declines",
+                    "Payload": {},
+                },
+                "Catch": [{"ErrorEquals": ["Declined"], "ResultPath": "$.error", "Next": "Done"}],
+                "End": True,
+            },
+            "Done": {"Type": "Pass", "End": True},
+        },
+    }
+    assert check_definition(compile_machine(definition), "EXPRESS") == []
+    result = express.run(load_settings(), compile_machine(definition), Start({"n": 21}))
+    assert result.status == "SUCCEEDED", result
+    invoked = result.output["invoked"]
+    assert invoked["StatusCode"] == 200
+    assert invoked["ExecutedVersion"] == "$LATEST"
+    assert invoked["Payload"]["n"] == 42
+    assert result.output["bare"]["n"] == 84  # a bare ARN answers the function's result itself
+    assert result.output["error"]["Error"] == "Declined"
+    assert json.loads(result.output["error"]["Cause"]) == {
+        "errorMessage": "card declined",
+        "errorType": "Declined",
+    }
+
+
+@pytest.mark.parametrize(
+    ("parameters", "error"),
+    [
+        ({"FunctionName": "no-such-function", "Payload": {}}, "Lambda.ResourceNotFoundException"),
+        ({"Payload": {}}, "States.Runtime"),
+        (
+            {"FunctionName": "unit-double", "InvocationType": "Later"},
+            "Lambda.InvalidParameterValueException",
+        ),
+    ],
+)
+def test_lambda_invoke_errors_are_lambdas(parameters: dict[str, Any], error: str) -> None:
+    from app.workflows.resources.lambda_invoke import LambdaResource
+
+    load_handler_modules()
+    with pytest.raises(TaskError) as caught:
+        LambdaResource().run(call("arn:aws:states:::lambda:invoke", parameters))
+    assert caught.value.error == error
+
+
+def test_lambda_invocation_types() -> None:
+    from app.workflows.resources.lambda_invoke import LambdaResource
+
+    load_handler_modules()
+    resource = LambdaResource()
+    base = {"FunctionName": "unit-double", "Payload": {"n": 1}}
+    event = resource.run(
+        call("arn:aws:states:::lambda:invoke", {**base, "InvocationType": "Event"})
+    )
+    assert (event["StatusCode"], event["Payload"]) == (202, "")
+    dry = resource.run(call("arn:aws:states:::lambda:invoke", {**base, "InvocationType": "DryRun"}))
+    assert dry["StatusCode"] == 204
