@@ -226,7 +226,14 @@ class Device:
     name: str
     availability: str | None = strawberry.field(description="online/offline; null until heard")
     last_seen_at: datetime | None
-    notify_targets: list[NotifyTarget]
+    notify_urls: strawberry.Private[list[str]]
+
+    @strawberry.field  # masked by Apprise only when asked for (it parses each URL)
+    def notify_targets(self) -> list[NotifyTarget]:
+        return [
+            NotifyTarget(id=devices.notify_target_id(u), display=devices.notify_display(u))
+            for u in self.notify_urls
+        ]
 
     @strawberry.field
     async def probes(self, info: Info[Context, Any]) -> list[Probe]:
@@ -310,10 +317,7 @@ def _device(row: DeviceRow) -> Device:
         name=row.name,
         availability=row.availability,
         last_seen_at=row.last_seen_at,
-        notify_targets=[
-            NotifyTarget(id=devices.notify_target_id(u), display=devices.notify_display(u))
-            for u in row.notify_urls or []
-        ],
+        notify_urls=list(row.notify_urls or []),
     )
 
 

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from strawberry.types import Info
 
@@ -58,9 +57,8 @@ async def resolve_sqs_queues(info: Info[Context, Any], prefix: str | None = None
     where = sqs_queues.Where(settings.region, settings.account_id, "")
 
     def work(session: Session) -> list[SqsQueue]:
-        names = sqs_queues.list_names(session, prefix)
-        rows = session.scalars(select(SqsQueueRow).where(SqsQueueRow.name.in_(names)))
-        return sorted((_queue(session, r, where.arn(r.name)) for r in rows), key=lambda q: q.name)
+        rows = sqs_queues.list_queues(session, prefix)
+        return [_queue(session, r, where.arn(r.name)) for r in rows]
 
     return await in_session(settings, work)
 

@@ -21,6 +21,7 @@ import unicodedata
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from sqlalchemy import delete, select
@@ -86,17 +87,22 @@ def check_device_id(device_id: str) -> str:
     return device_id
 
 
+def _apprise() -> Any:
+    """The apprise module, imported quietly (its plugins import the deprecated imghdr)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import apprise
+
+    return apprise
+
+
 def check_notify_url(url: str) -> str:
     """Apprise must understand it (``ntfy://…``, ``tgram://…``, ``mailto://…``, ``json://…``)."""
     apprise_log = logging.getLogger("apprise")
     level = apprise_log.level
     apprise_log.setLevel(logging.CRITICAL)  # our error says it, once
     try:
-        with warnings.catch_warnings():  # apprise's plugins import the deprecated imghdr
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import apprise
-
-            known = bool(url.strip()) and apprise.Apprise().add(url.strip())
+        known = bool(url.strip()) and _apprise().Apprise().add(url.strip())
     finally:
         apprise_log.setLevel(level)
     if not known:
@@ -342,14 +348,10 @@ def notify_target_id(url: str) -> str:
 
 def notify_display(url: str) -> str:
     """The URL as Apprise shows it in privacy mode (tokens and passwords masked)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import apprise
-
-        plugin = apprise.Apprise.instantiate(url)
+    plugin = _apprise().Apprise.instantiate(url)
     if plugin is None:
         return url.split("://", 1)[0] + "://…"
-    return str(plugin.url(privacy=True))  # type: ignore[no-untyped-call]
+    return str(plugin.url(privacy=True))
 
 
 def add_notify_url(session: Session, device_id: str, url: str) -> Device:

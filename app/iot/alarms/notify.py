@@ -105,6 +105,25 @@ def send(urls: list[str], title: str, body: str, policy: EgressPolicy) -> list[s
     return []
 
 
+def deliver(
+    urls: list[str], title: str, body: str, policy: EgressPolicy
+) -> tuple[list[str], list[str]]:
+    """Send to every URL the egress policy allows: ``(the URLs sent to, the refusals)``, the
+    refusals both the policy's own and those met while sending (a redirect, a new DNS answer).
+    Raises :class:`NotifyFailed` as :func:`send` does."""
+    allowed: list[str] = []
+    refusals: list[str] = []
+    for url in urls:
+        reason = refused(policy, url)
+        if reason is None:
+            allowed.append(url)
+        else:
+            refusals.append(reason)
+    if allowed:
+        refusals += send(allowed, title, body, policy)
+    return allowed, refusals
+
+
 def notify_alarm(
     alarm: Alarm, device: Device, action: str, now: datetime, policy: EgressPolicy
 ) -> str:
@@ -122,30 +141,16 @@ def notify_alarm(
     outcome = "no_urls" if not urls else "quiet" if silenced or acknowledged else "sent"
     allowed: list[str] = []
     if outcome == "sent":
-        for url in urls:
-            reason = refused(policy, url)
-            if reason is None:
-                allowed.append(url)
-            else:  # the URL itself may hold a token: name the alarm, not the URL
-                log.warning(
-                    "alarm %s %s notification refused for device %s: %s",
-                    alarm.id,
-                    action,
-                    device.id,
-                    reason,
-                )
-                outcome = "refused"
-        if allowed:
-            title, body = render(alarm, device, action)
-            for reason in send(allowed, title, body, policy):
-                log.warning(
-                    "alarm %s %s notification refused while sending for device %s: %s",
-                    alarm.id,
-                    action,
-                    device.id,
-                    reason,
-                )
-                outcome = "refused"
+        allowed, refusals = deliver(urls, *render(alarm, device, action), policy)
+        for reason in refusals:  # the URL itself may hold a token: name the alarm, not the URL
+            log.warning(
+                "alarm %s %s notification refused for device %s: %s",
+                alarm.id,
+                action,
+                device.id,
+                reason,
+            )
+            outcome = "refused"
     setattr(alarm, field, now)
     alarm.notifications = [
         *(alarm.notifications or []),
@@ -164,21 +169,12 @@ def send_test(device: Device, urls: list[str], policy: EgressPolicy) -> tuple[st
     (``sent``, ``refused``, ``failed``, ``no_urls``) and what to tell the person who asked."""
     if not urls:
         return "no_urls", "This thermometer has no notification targets."
-    allowed: list[str] = []
-    refusals: list[str] = []
-    for url in urls:
-        reason = refused(policy, url)
-        if reason is None:
-            allowed.append(url)
-        else:
-            refusals.append(reason)
-    if allowed:
-        title = f"{device.name}: test notification"
-        body = "Alarms of this thermometer will reach you here."
-        try:
-            refusals += send(allowed, title, body, policy)
-        except NotifyFailed as exc:
-            return "failed", str(exc)
+    title = f"{device.name}: test notification"
+    body = "Alarms of this thermometer will reach you here."
+    try:
+        allowed, refusals = deliver(urls, title, body, policy)
+    except NotifyFailed as exc:
+        return "failed", str(exc)
     if refusals:  # a URL's own text may hold a token: say why, not which
         return "refused", f"Refused by the egress policy: {'; '.join(refusals)}"
     return "sent", f"Sent to {len(allowed)} target(s)."

@@ -363,10 +363,18 @@ def report(session: Session, queue: SqsQueue, names: list[str], where: Where) ->
 
 
 def list_names(session: Session, prefix: str | None) -> list[str]:
-    query = select(SqsQueue.name).order_by(SqsQueue.name)
+    return list(session.scalars(_listed(select(SqsQueue.name), prefix)))
+
+
+def list_queues(session: Session, prefix: str | None) -> list[SqsQueue]:
+    """The queues ``ListQueues`` would name (those starting with ``prefix``), by name."""
+    return list(session.scalars(_listed(select(SqsQueue), prefix)))
+
+
+def _listed(query: Any, prefix: str | None) -> Any:
     if prefix:
         query = query.where(SqsQueue.name.startswith(prefix, autoescape=True))
-    return list(session.scalars(query))
+    return query.order_by(SqsQueue.name)
 
 
 def dead_letter_sources(session: Session, name: str, where: Where) -> list[str]:

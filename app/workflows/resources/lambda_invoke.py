@@ -50,7 +50,9 @@ class LambdaResource:
 
     def run(self, call: TaskCall) -> Any:
         if call.base != INVOKE:  # a bare function ARN: the parameters are the event
-            return self._call(function_name(call.base), call.parameters, call)
+            name = function_name(call.base)
+            self._known(name, call)
+            return run_handler(name, call.parameters, call)
         params = call.parameters if isinstance(call.parameters, dict) else {}
         reference = params.get("FunctionName")
         if not isinstance(reference, str) or not reference:
@@ -64,20 +66,21 @@ class LambdaResource:
                 f"InvocationType must be one of {', '.join(INVOCATION_TYPES)}",
             )
         name = function_name(reference)
+        self._known(name, call)
         if invocation == "DryRun":
-            self._call(name, None, call, dry_run=True)
             return self._answer(call, 204, "")
-        result = self._call(name, params.get("Payload", {}), call)
-        if invocation == "Event":
-            return self._answer(call, 202, "")
-        return self._answer(call, 200, result)
+        result = run_handler(name, params.get("Payload", {}), call)
+        return (
+            self._answer(call, 202, "")
+            if invocation == "Event"
+            else self._answer(call, 200, result)
+        )
 
-    def _call(self, name: str, payload: Any, call: TaskCall, *, dry_run: bool = False) -> Any:
+    @staticmethod
+    def _known(name: str, call: TaskCall) -> None:
+        """Lambda's error for a function that does not exist (a handler not registered)."""
         try:
-            if dry_run:
-                handlers.get(name)
-                return None
-            return run_handler(name, payload, call)
+            handlers.get(name)
         except UnknownHandler:
             raise TaskError(
                 "Lambda.ResourceNotFoundException",

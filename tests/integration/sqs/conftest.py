@@ -42,9 +42,11 @@ class Live:
     settings: Settings
     mode: str
 
-    def client(self, key_id: str = "AKSQS", secret: str = ADMIN_SECRET, **config: Any) -> Any:
+    def client(
+        self, key_id: str = "AKSQS", secret: str = ADMIN_SECRET, service: str = "sqs", **config: Any
+    ) -> Any:
         return boto3.client(
-            "sqs",
+            service,
             endpoint_url=self.url,
             region_name=REGION,
             aws_access_key_id=key_id,

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 import httpx
-from botocore.config import Config
 
 from app.auth import AccessKey, issue_session
 from tests.integration.graphql_client import data
-from tests.integration.sqs.conftest import ADMIN_SECRET, REGION, VIEWER_SECRET, Live
+from tests.integration.sqs.conftest import REGION, VIEWER_SECRET, Live
 
 VIEWER_TOKEN_KEY = AccessKey("AKSQSRO", VIEWER_SECRET, "viewer")
 
@@ -43,14 +41,7 @@ def test_a_viewer_sees_sqs_queues_their_messages_and_schedules(
     sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=600)
     (received,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
 
-    scheduler = boto3.client(
-        "scheduler",
-        endpoint_url=live.url,
-        region_name=REGION,
-        aws_access_key_id="AKSQS",
-        aws_secret_access_key=ADMIN_SECRET,
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+    scheduler = live.client(service="scheduler")
     scheduler.create_schedule_group(Name=f"pit-{uid}")
     scheduler.create_schedule(
         Name="check-fire",
