@@ -1,7 +1,11 @@
 # syntax=docker/dockerfile:1
 # One image for every role; the command picks it: api | worker | scheduler | migrate | ...
 
-FROM python:3.11-slim AS build
+# The Python base image: Docker users keep the default; `make compose-check` builds a stand-in from
+# Debian's packages on machines with no registry (deploy/compose-check/images.sh).
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS build
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 RUN pip install --no-cache-dir uv
 WORKDIR /app
@@ -15,7 +19,12 @@ COPY workers workers
 COPY app app
 RUN uv sync --frozen --no-dev
 
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
+# pg_dump/pg_restore for `smokehouse backup`/`restore` (the client must be at least the server's
+# major version: the official image's Debian ships 17, which reads PostgreSQL 13–17).
+RUN apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --create-home --home-dir /home/smokehouse smokehouse \
     && mkdir -m 0700 /data && chown smokehouse /data
 COPY --from=build /app /app

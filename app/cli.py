@@ -139,7 +139,7 @@ def api(
 
     from app.credentials import keyring_for
     from app.migrate import upgrade
-    from app.preflight import check_database, check_http_port
+    from app.preflight import check_database, check_http_port, check_schema
 
     settings = _settings()
     check_http_port(settings)
@@ -147,6 +147,8 @@ def api(
     keyring_for(settings)
     if migrate:
         upgrade(settings.sqlalchemy_url)
+    else:
+        check_schema(settings)
     os.environ["SMOKEHOUSE_AUTO_MIGRATE"] = "false"
     if workers > 1:
         # One /metrics for all the processes: prometheus-client's multiprocess mode, in a
@@ -177,9 +179,11 @@ def worker(
     """A Celery worker (acks late, prefetch 1) consuming the named queues."""
     from app.broker.celery import create_celery, load_worker_app, node_name
     from app.broker.queues import QUEUES
+    from app.preflight import check_schema
 
     load_worker_app()
     settings = _settings()
+    check_schema(settings)
     celery = create_celery(settings)
     argv = [
         "worker",
@@ -199,10 +203,12 @@ def scheduler() -> None:
     """The periodic scheduler (Celery beat): pings, sweeps, reconcile loops. Run as many as you
     like: the one holding the scheduler lease sends, the others stand by (app.broker.beat)."""
     from app.broker.celery import create_celery, load_worker_app
+    from app.preflight import check_schema
 
     load_worker_app()
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    check_schema(settings)
     celery = create_celery(settings)
     celery.Beat(loglevel=settings.log_level).run()
 

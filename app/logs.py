@@ -75,5 +75,6 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "amqtt", "transitions", "botocore", "urllib3"):
+    quiet = ("uvicorn.access", "amqtt", "transitions", "botocore", "urllib3", "alembic.runtime")
+    for noisy in quiet:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import errno
+import logging
 import socket
+import time
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import ConfigError, Settings
 from app.db import get_database
+
+log = logging.getLogger(__name__)
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -45,11 +49,28 @@ def check_embedded_mqtt_port(settings: Settings) -> None:
 
 
 def check_database(settings: Settings) -> None:
-    if settings.mode == "embedded":
+    """The database answers, waiting up to ``database_wait_seconds`` for a server that is still
+    starting (a compose stack comes up all at once); SQLite opens or fails at once."""
+    embedded = settings.mode == "embedded"
+    if embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        get_database(settings.sqlalchemy_url).ping()
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        setting = "SMOKEHOUSE_DATABASE_URL" if settings.database_url else "SMOKEHOUSE_DATA_DIR"
-        raise ConfigError(setting, f"cannot open the database: {reason}") from None
+    deadline = time.monotonic() + (0 if embedded else settings.database_wait_seconds)
+    while True:
+        try:
+            get_database(settings.sqlalchemy_url).ping()
+            return
+        except SQLAlchemyError as exc:
+            if time.monotonic() >= deadline:
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                setting = "SMOKEHOUSE_" + ("DATABASE_URL" if settings.database_url else "DATA_DIR")
+                raise ConfigError(setting, f"cannot open the database: {reason}") from None
+            log.info("waiting for the database", extra={"reason": type(exc).__name__})
+            time.sleep(1)
+
+
+def check_schema(settings: Settings) -> None:
+    """A role that does not migrate starts only on this code's schema (app.migrate)."""
+    from app.migrate import wait_for_schema
+
+    check_database(settings)
+    wait_for_schema(settings.sqlalchemy_url, settings.database_wait_seconds)

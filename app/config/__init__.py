@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     auto_migrate: bool = Field(default=True, description="Apply migrations when the API starts.")
+    database_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a role waits at start for the database and its migrations (compose "
+        "and Kubernetes may start it first); then it exits with the reason.",
+    )
     definitions_dir: Path | None = Field(
         default=None, description="Your own rules (YAML) and state machines, applied at start."
     )

@@ -28,8 +28,10 @@ def ingest(
 
     from app.heap import freeze_startup_heap
     from app.iot.ingest.subscriber import Ingestor
+    from app.preflight import check_schema
 
     settings = command_settings()
+    check_schema(settings)
     iot = settings.iot
     if iot.metrics_port:
         start_http_server(iot.metrics_port, addr=settings.http_host)

@@ -55,7 +55,10 @@ def test_a_bad_section_value_stops_every_command_at_once(tmp_path: Path, command
 
 def test_unreachable_database(tmp_path: Path) -> None:
     result = run_cli(
-        "migrate", cwd=tmp_path, database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/x"
+        "migrate",
+        cwd=tmp_path,
+        database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/x",
+        database_wait_seconds=0,
     )
     line = assert_one_line_error(result, "SMOKEHOUSE_DATABASE_URL")
     assert "cannot open the database" in line
