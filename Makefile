@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 3
 PYTEST_XDIST ?= -n $(TEST_WORKERS) --dist loadgroup
 
-.PHONY: install run test test-slow fuzz lint format bench clean
+.PHONY: install run test test-slow fuzz lint format bench compose-check clean
 
 install: ## Create .venv with every dependency pinned in uv.lock (installs uv with pip if missing)
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -47,6 +47,9 @@ lint: install ## ruff (lint + format check), mypy (strict on app/ and workers/),
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+compose-check: install ## The README's production path for real: images built here (Podman, Debian), podman-compose up, driven as a user would
+	$(BIN)/python deploy/compose-check/check.py
 
 bench: install ## Every benchmark under bench/; each prints one JSON line last
 	@set -e; for b in $(filter-out bench/common.py bench/%_handlers.py,$(wildcard bench/*.py)); do \

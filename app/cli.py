@@ -15,6 +15,7 @@ import typer
 
 import app
 import app.wiring
+from app.backup.cli import backup, restore
 from app.bus.cli import events_cli, rules_cli
 from app.cli_support import command_settings, friendly_errors
 from app.common.files import make_private_dir, use_private_umask
@@ -334,6 +335,8 @@ cli.add_typer(queue_cli)
 cli.add_typer(scaling_cli)
 cli.add_typer(device_cli)
 cli.add_typer(tls_cli)
+cli.command("backup")(backup)
+cli.command("restore")(restore)
 cli.command("ingest")(iot_ingest)
 
 

@@ -60,11 +60,11 @@ def check_database(settings: Settings) -> None:
             get_database(settings.sqlalchemy_url).ping()
             return
         except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             if time.monotonic() >= deadline:
-                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
                 setting = "SMOKEHOUSE_" + ("DATABASE_URL" if settings.database_url else "DATA_DIR")
                 raise ConfigError(setting, f"cannot open the database: {reason}") from None
-            log.info("waiting for the database", extra={"reason": type(exc).__name__})
+            log.info("waiting for the database", extra={"reason": reason})
             time.sleep(1)
 
 

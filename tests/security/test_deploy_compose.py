@@ -56,7 +56,7 @@ def test_podman_compose_reads_it_with_the_secure_defaults(dry_run: dict[str, str
         "ingest",
     } <= set(dry_run)
     assert all("${" not in line for line in dry_run.values()), "uninterpolated variables"
-    published = {n: re.findall(r" -p (\S+)", line) for n, line in dry_run.items()}
+    published = {n: re.findall(r" -p (\S*\d:\d+)", line) for n, line in dry_run.items()}
     assert {n: p for n, p in published.items() if p} == {
         "api": ["127.0.0.1:8000:8000"],
         "mosquitto": ["8883:8883"],

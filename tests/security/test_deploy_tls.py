@@ -103,7 +103,7 @@ def tls_mosquitto(tmp_path: Path, certs: Path) -> Iterator[int]:
     for line in (ROOT / "deploy/mosquitto/tls.conf").read_text().splitlines():
         if line.startswith("listener "):
             line = f"listener {port} 127.0.0.1"
-        lines.append(line.replace("/mosquitto/certs/", f"{certs}/"))
+        lines.append(line.replace("/mosquitto/tls/", f"{certs}/"))
     lines += ["per_listener_settings false", "allow_anonymous true", "persistence false"]
     if os.geteuid() == 0:
         lines.append("user root")

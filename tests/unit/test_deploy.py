@@ -187,9 +187,14 @@ def test_mosquitto_serves_tls_only_outside_and_plaintext_inside() -> None:
         ("certfile", "server.crt"),
         ("keyfile", "server.key"),
     ):
-        path = re.search(rf"^{option} (\S+)$", tls, re.MULTILINE)
+        path = re.search(rf"^{option} /mosquitto/tls/(\S+)$", tls, re.MULTILINE)
         assert path is not None, option
-        assert mounts[path.group(1)] == f"./deploy/mosquitto/certs/{name}"
+        assert path.group(1) == name
+        assert mounts[f"/mosquitto/certs/{name}"] == f"./deploy/mosquitto/certs/{name}"
+    # Mosquitto reads them as its own user: the command copies them (the key 0600) for it.
+    command = " ".join(mosquitto["command"])
+    assert "cp /mosquitto/certs/* /mosquitto/tls/" in command
+    assert "chmod 0600 /mosquitto/tls/server.key" in command
     assert not any("ca.key" in v for v in mosquitto["volumes"]), "the CA's key stays out"
     assert (ROOT / "deploy/mosquitto/certs/.gitignore").exists()
     # the server reaches the plaintext listener on the internal network only

@@ -1,0 +1,207 @@
+"""``smokehouse backup`` / ``restore``: an instance's data restored into a fresh instance is the
+same, row for row and file for file (SQLite with its data dir, PostgreSQL through pg_dump); what
+cannot be restored safely is refused with one line and changes nothing."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine, inspect, text
+
+from app.backup.archive import SEEDED_BY_MIGRATIONS
+from app.migrate import head_revision
+from tests.conftest import TEST_SECRET_KEY
+from tests.integration.cli import run_cli
+from tests.services import migrated_sqlite, postgres_database
+
+pytestmark = pytest.mark.integration
+
+
+class Instance:
+    """One smokehouse's settings (data dir, and a PostgreSQL database for the compose kind)."""
+
+    def __init__(self, root: Path, database_url: str | None) -> None:
+        self.root = root
+        self.settings: dict[str, Any] = {"data_dir": root / "data"}
+        if database_url:
+            self.settings |= {"database_url": database_url, "secret_key": TEST_SECRET_KEY}
+        self.url = database_url or f"sqlite:///{root / 'data' / 'smokehouse.db'}"
+
+    def cli(self, *args: str, ok: bool = True) -> Any:
+        result = run_cli(*args, cwd=self.root, **self.settings)
+        if ok:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    def tables(self) -> dict[str, list[tuple[Any, ...]]]:
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as connection:
+                return {
+                    table: sorted(
+                        (tuple(map(str, row)) for row in connection.execute(
+                            text(f'SELECT * FROM "{table}"')
+                        )),
+                    )
+                    for table in inspect(engine).get_table_names()
+                }  # fmt: skip
+        finally:
+            engine.dispose()
+
+    def files(self) -> dict[str, bytes]:
+        data = self.settings["data_dir"]
+        return {
+            str(p.relative_to(data)): p.read_bytes()
+            for p in sorted(data.rglob("*"))
+            if p.is_file()
+            and p.suffix != ".lock"
+            and p.parts[len(data.parts)] in ("secret-key", "access-key", "mosquitto")
+        }
+
+
+def make_instance(root: Path, kind: str, stack: Any) -> Instance:
+    root.mkdir()
+    if kind == "sqlite":
+        migrated_sqlite(root / "data" / "smokehouse.db")
+        return Instance(root, None)
+    url = stack.enter_context(postgres_database(migrated=True))
+    return Instance(root, url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def fill(instance: Instance) -> None:
+    """What a user stores: events on the bus, a device with its MQTT credentials (and, embedded,
+    the secret key the API generates at its first start)."""
+    if "database_url" not in instance.settings:
+        key = instance.settings["data_dir"] / "secret-key"
+        key.write_bytes(Fernet.generate_key())
+        key.chmod(0o600)
+    for n in range(3):
+        instance.cli("events", "put", "--source", "shop", "--detail-type", "order",
+                     "--detail", json.dumps({"n": n}))  # fmt: skip
+    instance.cli("device", "add", "Backyard", "--id", "pit", "--json")
+
+
+def test_a_backup_restored_into_a_fresh_instance_is_the_same(tmp_path: Path, kind: str) -> None:
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        source = make_instance(tmp_path / "source", kind, stack)
+        fill(source)
+        archive = tmp_path / "backup.tar.gz"
+        made = source.cli("backup", str(archive))
+        assert f"backed up revision {head_revision()}" in made.stdout
+        assert archive.stat().st_mode & 0o077 == 0, "the archive holds secrets: 0600"
+
+        fresh = make_instance(tmp_path / "fresh", kind, stack)
+        restored = fresh.cli("restore", str(archive))
+        assert f"the database is at revision {head_revision()}" in restored.stdout
+        assert fresh.tables() == source.tables()
+        assert fresh.files() == source.files()
+        assert any(name.startswith("mosquitto/") for name in fresh.files())
+        if kind == "sqlite":
+            assert "secret-key" in fresh.files(), "embedded secrets need their key"
+
+
+def test_restore_refuses_an_instance_with_data_and_force_replaces_it(
+    tmp_path: Path, kind: str
+) -> None:
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        source = make_instance(tmp_path / "source", kind, stack)
+        fill(source)
+        archive = tmp_path / "backup.tar.gz"
+        source.cli("backup", str(archive))
+        busy = make_instance(tmp_path / "busy", kind, stack)
+        busy.cli("events", "put", "--source", "other", "--detail-type", "x")
+        before = busy.tables()
+        refused = busy.cli("restore", str(archive), ok=False)
+        assert refused.returncode == 1
+        assert "already holds data (events (1)" in refused.stderr
+        assert "--force" in refused.stderr
+        assert busy.tables() == before
+        busy.cli("restore", str(archive), "--force")
+        assert busy.tables() == source.tables()
+
+
+def test_an_older_backup_is_migrated_on_restore(tmp_path: Path) -> None:
+    from app.migrate import upgrade
+
+    old = Instance(tmp_path / "old", None)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "data").mkdir()
+    upgrade(old.url, "0010")
+    archive = tmp_path / "old.tar.gz"
+    assert "backed up revision 0010" in old.cli("backup", str(archive)).stdout
+    fresh = Instance(tmp_path / "fresh", None)
+    (tmp_path / "fresh").mkdir()
+    done = fresh.cli("restore", str(archive))
+    assert f"revision 0010); the database is at revision {head_revision()}" in done.stdout
+
+
+def rewritten(archive: Path, change: dict[str, Any]) -> bytes:
+    """The archive with its manifest changed."""
+    out = io.BytesIO()
+    with tarfile.open(archive) as src, tarfile.open(fileobj=out, mode="w:gz") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if member.name == "manifest.json" and data is not None:
+                data = json.dumps({**json.loads(data), **change}).encode()
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"revision": "9001"}, "newer than this smokehouse knows"),
+        ({"database": "postgresql"}, "holds a postgresql database and this instance uses sqlite"),
+        ({"format": "tarball"}, "not a smokehouse backup"),
+    ],
+)
+def test_a_backup_this_instance_cannot_take_is_refused(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    source = Instance(tmp_path / "source", None)
+    (tmp_path / "source").mkdir()
+    migrated_sqlite(tmp_path / "source" / "data" / "smokehouse.db")
+    source.cli("backup", str(tmp_path / "good.tar.gz"))
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(rewritten(tmp_path / "good.tar.gz", change))
+    fresh = Instance(tmp_path / "fresh", None)
+    (tmp_path / "fresh").mkdir()
+    refused = fresh.cli("restore", str(bad), ok=False)
+    assert refused.returncode == 1
+    assert message in refused.stderr
+    assert fresh.tables() == {}, "nothing was restored"
+
+
+def test_not_an_archive_is_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(gzip.compress(b"not a tar"))
+    fresh = Instance(tmp_path, None)
+    refused = fresh.cli("restore", str(junk), ok=False)
+    assert refused.returncode == 1
+    assert "not a readable smokehouse backup" in refused.stderr
+
+
+def test_seeded_rows_are_what_a_fresh_migrate_creates(tmp_path: Path) -> None:
+    fresh = Instance(tmp_path, None)
+    migrated_sqlite(tmp_path / "data" / "smokehouse.db")
+    counts = {t: len(rows) for t, rows in fresh.tables().items() if rows}
+    assert counts == SEEDED_BY_MIGRATIONS
+    shutil.rmtree(tmp_path / "data")
