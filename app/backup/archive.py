@@ -40,8 +40,27 @@ from app.migrate import current_revision, known_revisions, upgrade
 
 FORMAT = "smokehouse-backup"
 VERSION = 1
-#: Rows a fresh migrate creates (the default event bus): a database holding only these is empty.
-SEEDED_BY_MIGRATIONS = {"alembic_version": 1, "event_buses": 1}
+#: What an instance writes for itself from its first start, idle (leases, pings, the autoscaler's
+#: bookkeeping, the shipped rules and state machines with their targets and definitions, the
+#: default bus): not a user's data, so a restore may replace it without --force.
+NOT_USER_DATA = frozenset(
+    {
+        "alembic_version",
+        "leases",
+        "pings",
+        "scaling_queues",
+        "scaling_workers",
+        "scaling_decisions",
+        "targets",
+        "state_machine_definitions",
+    }
+)
+USER_ROWS_WHERE = {
+    "rules": "managed_by IS NULL",
+    "state_machines": "managed_by IS NULL",
+    "event_buses": "name <> 'default'",
+    "schedule_groups": "name <> 'default'",
+}
 #: Data-dir files and directories that belong in a backup (caches, logs and the embedded
 #: broker's spool do not: in-flight tasks are rebuilt from the database's outbox sweeps).
 DATA_FILES = ("secret-key", "access-key", "tls")
@@ -147,15 +166,29 @@ def write_backup(settings: Settings, out: IO[bytes]) -> Manifest:
 
 
 def user_rows(url: str) -> dict[str, int]:
-    """Rows per table beyond what migrations create; empty for a fresh instance."""
+    """A user's rows per table; empty for a fresh instance, even one that has been running."""
     engine = get_database(url).engine
     counts = {}
     with engine.connect() as connection:
-        for table in inspect(engine).get_table_names():
-            rows = connection.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one()
-            if rows > SEEDED_BY_MIGRATIONS.get(table, 0):
+        for table in sorted(set(inspect(engine).get_table_names()) - NOT_USER_DATA):
+            where = f" WHERE {USER_ROWS_WHERE[table]}" if table in USER_ROWS_WHERE else ""
+            query = text(f'SELECT count(*) FROM "{table}"{where}')
+            if rows := connection.execute(query).scalar_one():
                 counts[table] = rows
     return counts
+
+
+#: tarfile's "data" filter where this Python has it (3.11.4+; Debian 12 ships 3.11.2).
+_DATA_FILTER: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+
+def _extract(tar: tarfile.TarFile, scratch: str) -> None:
+    """Only plain files and directories under the scratch directory: an archive is input."""
+    for member in tar:
+        name = Path(member.name)
+        if name.is_absolute() or ".." in name.parts or not (member.isfile() or member.isdir()):
+            raise BackupError(f"not a smokehouse backup: unexpected entry {member.name!r}")
+        tar.extract(member, scratch, **_DATA_FILTER)
 
 
 @contextmanager
@@ -164,7 +197,7 @@ def _opened(source: IO[bytes]) -> Iterator[tuple[Manifest, tarfile.TarFile, Path
     with tempfile.TemporaryDirectory() as scratch:
         try:
             with tarfile.open(fileobj=source, mode="r|gz") as tar:
-                tar.extractall(scratch, filter="data")
+                _extract(tar, scratch)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise BackupError(f"not a readable smokehouse backup: {exc}") from None
         root = Path(scratch)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import shutil
 import tarfile
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, inspect, text
 
-from app.backup.archive import SEEDED_BY_MIGRATIONS
+from app.backup.archive import user_rows
+from app.db import get_database
 from app.migrate import head_revision
 from tests.conftest import TEST_SECRET_KEY
 from tests.integration.cli import run_cli
@@ -199,9 +200,50 @@ def test_not_an_archive_is_refused(tmp_path: Path) -> None:
     assert "not a readable smokehouse backup" in refused.stderr
 
 
-def test_seeded_rows_are_what_a_fresh_migrate_creates(tmp_path: Path) -> None:
-    fresh = Instance(tmp_path, None)
-    migrated_sqlite(tmp_path / "data" / "smokehouse.db")
-    counts = {t: len(rows) for t, rows in fresh.tables().items() if rows}
-    assert counts == SEEDED_BY_MIGRATIONS
-    shutil.rmtree(tmp_path / "data")
+def test_what_an_idle_instance_writes_for_itself_is_not_user_data(database_url: str) -> None:
+    """A stack just started (compose: migrate, then every role) is still "fresh": a restore
+    replaces it without --force. Found by make compose-check."""
+    assert user_rows(database_url) == {}
+    now = datetime.now(UTC)
+    with get_database(database_url).session() as session:
+        session.execute(
+            text(
+                "INSERT INTO rules (id, bus_name, name, event_pattern, state, managed_by,"
+                " created_at, updated_at) VALUES ('r1', 'default', 'shipped', '{}', 'ENABLED',"
+                " 'smokehouse', :now, :now)"
+            ),
+            {"now": now},
+        )
+        session.execute(
+            text("INSERT INTO pings (id, sent_at, received_at, worker) VALUES ('p', :n, :n, 'w')"),
+            {"n": now},
+        )
+    assert user_rows(database_url) == {}
+    with get_database(database_url).session() as session:
+        session.execute(
+            text(
+                "INSERT INTO rules (id, bus_name, name, event_pattern, state, created_at,"
+                " updated_at) VALUES ('r2', 'default', 'mine', '{}', 'ENABLED', :now, :now)"
+            ),
+            {"now": now},
+        )
+    assert user_rows(database_url) == {"rules": 1}
+
+
+@pytest.mark.parametrize("entry", ["../escaped", "/etc/escaped", "link"])
+def test_an_archive_entry_outside_its_directory_is_refused(tmp_path: Path, entry: str) -> None:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        info = tarfile.TarInfo(entry)
+        if entry == "link":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+        else:
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(out.getvalue())
+    refused = Instance(tmp_path, None).cli("restore", str(bad), ok=False)
+    assert refused.returncode == 1
+    assert f"unexpected entry {entry!r}" in refused.stderr
+    assert not (tmp_path.parent / "escaped").exists()
