@@ -462,6 +462,8 @@ def main() -> None:
         "127.0.0.1",
     )
     stack = Stack(project, env, values)
+    # A stack that a killed earlier run left (same project name) would hold the names.
+    stack.compose("down", "-v", timeout=300)
     ok = False
     try:
         healthy_at = up(stack)
