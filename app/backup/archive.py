@@ -41,8 +41,9 @@ from app.migrate import current_revision, known_revisions, upgrade
 FORMAT = "smokehouse-backup"
 VERSION = 1
 #: What an instance writes for itself from its first start, idle (leases, pings, the autoscaler's
-#: bookkeeping, the shipped rules and state machines with their targets and definitions, the
-#: default bus): not a user's data, so a restore may replace it without --force.
+#: bookkeeping and its events, scheduled ticks, the shipped rules and state machines, the default
+#: bus), and rows that only exist beside a user's own (a delivery beside its event, a rule's
+#: targets): not a user's data, so a restore may replace them without --force.
 NOT_USER_DATA = frozenset(
     {
         "alembic_version",
@@ -53,6 +54,8 @@ NOT_USER_DATA = frozenset(
         "scaling_decisions",
         "targets",
         "state_machine_definitions",
+        "deliveries",
+        "delivery_attempts",
     }
 )
 USER_ROWS_WHERE = {
@@ -60,6 +63,9 @@ USER_ROWS_WHERE = {
     "state_machines": "managed_by IS NULL",
     "event_buses": "name <> 'default'",
     "schedule_groups": "name <> 'default'",
+    # smokehouse.* (the autoscaler's decisions, the runners' reconcile) and aws.* (scheduled
+    # ticks) are the instance's own sources.
+    "events": "source NOT LIKE 'smokehouse.%' AND source NOT LIKE 'aws.%'",
 }
 #: Data-dir files and directories that belong in a backup (caches, logs and the embedded
 #: broker's spool do not: in-flight tasks are rebuilt from the database's outbox sweeps).

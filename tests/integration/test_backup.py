@@ -218,6 +218,15 @@ def test_what_an_idle_instance_writes_for_itself_is_not_user_data(database_url: 
             text("INSERT INTO pings (id, sent_at, received_at, worker) VALUES ('p', :n, :n, 'w')"),
             {"n": now},
         )
+        for n, source in enumerate(("smokehouse.scaling", "aws.events")):
+            session.execute(
+                text(
+                    "INSERT INTO events (id, bus_name, source, detail_type, time, received_at,"
+                    " envelope, matched_rules) VALUES (:id, 'default', :source, 'x', :n, :n,"
+                    " '{}', 0)"
+                ),
+                {"id": f"e{n}", "source": source, "n": now},
+            )
     assert user_rows(database_url) == {}
     with get_database(database_url).session() as session:
         session.execute(
