@@ -389,13 +389,12 @@ LIGHTHOUSE = Path(__file__).resolve().parent / "lighthouse"
 LIGHTHOUSE_MINIMUM = {"performance": 90, "accessibility": 95, "best-practices": 95}
 
 
-def test_lighthouse_on_the_grill_view_logged_in_on_a_phone(grill: Grill, tmp_path: Path) -> None:
+def lighthouse(grill: Grill, report: Path) -> dict[str, Any]:
     node = shutil.which("node")
     if node is None or not (LIGHTHOUSE / "node_modules" / "lighthouse").is_dir():
         unavailable("Lighthouse (npm ci --prefix tests/e2e/lighthouse)")
-    report = tmp_path / "lighthouse.json"
     done = subprocess.run(
-        [node, str(LIGHTHOUSE / "audit.mjs"), grill.url, ADMIN, "#/grill", str(report)],
+        [str(node), str(LIGHTHOUSE / "audit.mjs"), grill.url, ADMIN, "#/grill", str(report)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -403,13 +402,28 @@ def test_lighthouse_on_the_grill_view_logged_in_on_a_phone(grill: Grill, tmp_pat
         env={**os.environ, "SMOKEHOUSE_TEST_CHROMIUM": chromium_path()},
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    print("lighthouse", json.dumps(result))
+    assert result["finalUrl"].endswith("#/grill")
+    assert result["probeCards"] >= 2  # the logged-in grill view was measured, not the login
+    return result
+
+
+def test_lighthouse_on_the_grill_view_logged_in_on_a_phone(grill: Grill, tmp_path: Path) -> None:
+    """Lighthouse's performance score varies from run to run with the machine's load (its
+    simulated throttling scales the main-thread time it observes: total blocking time went from
+    30 ms on a quiet machine to 670 ms with CI's other tests on the two cores). Its documentation
+    ("Lighthouse Variability") says to judge the median of several runs: a first run at the floor
+    is enough, otherwise the median of three is judged."""
+    runs = [lighthouse(grill, tmp_path / "lighthouse-1.json")]
+    low = {k: v for k, v in runs[0]["scores"].items() if v < LIGHTHOUSE_MINIMUM[k]}
+    if low:
+        runs += [lighthouse(grill, tmp_path / f"lighthouse-{n}.json") for n in (2, 3)]
+    median = sorted(runs, key=lambda r: r["scores"]["performance"])[len(runs) // 2]
+    report = tmp_path / f"lighthouse-{runs.index(median) + 1}.json"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(report, ARTIFACTS / "lighthouse-grill.json")
     if report.with_suffix(".jpg").exists():
         shutil.copy(report.with_suffix(".jpg"), ARTIFACTS / "lighthouse-grill.jpg")
-    print("lighthouse", json.dumps(result))
-    assert result["finalUrl"].endswith("#/grill")
-    assert result["probeCards"] >= 2  # the logged-in grill view was measured, not the login
-    low = {k: v for k, v in result["scores"].items() if v < LIGHTHOUSE_MINIMUM[k]}
-    assert not low, result
+    low = {k: v for k, v in median["scores"].items() if v < LIGHTHOUSE_MINIMUM[k]}
+    assert not low, [r["scores"] for r in runs]
