@@ -198,7 +198,7 @@ def _extract(tar: tarfile.TarFile, scratch: str) -> None:
 
 
 @contextmanager
-def _opened(source: IO[bytes]) -> Iterator[tuple[Manifest, tarfile.TarFile, Path]]:
+def _opened(source: IO[bytes]) -> Iterator[tuple[Manifest, Path]]:
     """The archive unpacked into a private scratch directory, manifest checked."""
     with tempfile.TemporaryDirectory() as scratch:
         try:
@@ -209,13 +209,13 @@ def _opened(source: IO[bytes]) -> Iterator[tuple[Manifest, tarfile.TarFile, Path
         root = Path(scratch)
         manifest_file = root / "manifest.json"
         manifest = Manifest.from_json(manifest_file.read_bytes() if manifest_file.exists() else b"")
-        yield manifest, tar, root
+        yield manifest, root
 
 
 def restore_backup(settings: Settings, source: IO[bytes], *, force: bool = False) -> dict[str, Any]:
     """Replace this instance's database and keys with the archive's, then migrate to head."""
     url = settings.sqlalchemy_url
-    with _opened(source) as (manifest, _tar, root):
+    with _opened(source) as (manifest, root):
         if manifest.revision not in known_revisions():
             raise BackupError(
                 f"the backup's schema is at revision {manifest.revision}, newer than this "
