@@ -88,6 +88,7 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "workflows-sweep": ("workflows.sweep", 5.0),
     "scaling-autoscale": ("scaling.autoscale", 10.0),
     "runners-reconcile": ("runners.reconcile", 60.0),
+    "runners-pool": ("runners.pool", 5.0),
     "iot-close-idle-cooks": ("iot.close_idle_cooks", 60.0),
     "iot-purge": ("iot.purge", 3600.0),
     "iot-alarms-sweep-offline": ("iot_alarms.sweep_offline", 15.0),

@@ -32,6 +32,7 @@ __all__ = [
     "InvalidExpression",
     "Rate",
     "ScheduleExpression",
+    "field_values",
     "next_fire",
     "parse",
 ]
@@ -206,10 +207,10 @@ def _parse_cron(body: str, text: str) -> Cron:
     if (dom_f == "?") == (dow_f == "?"):
         raise InvalidExpression(text)  # exactly one of the day fields is "?"
     try:
-        minutes = _values(minute_f, 0, 59, {})
-        hours = _values(hour_f, 0, 23, {})
-        months = _values(month_f, 1, 12, _MONTHS)
-        years = _values(year_f, 1970, MAX_YEAR, {})
+        minutes = field_values(minute_f, 0, 59, {})
+        hours = field_values(hour_f, 0, 23, {})
+        months = field_values(month_f, 1, 12, _MONTHS)
+        years = field_values(year_f, 1970, MAX_YEAR, {})
         dom = None if dom_f in ("?", "*") else _dom(dom_f)
         dow = None if dow_f in ("?", "*") else _dow(dow_f)
     except (ValueError, KeyError):
@@ -225,7 +226,9 @@ def _number(token: str, names: dict[str, int]) -> int:
     return names[token.upper()]
 
 
-def _values(field: str, low: int, high: int, names: dict[str, int]) -> set[int]:
+def field_values(field: str, low: int, high: int, names: dict[str, int]) -> set[int]:
+    """One cron field's values (``, - * /`` and ``names`` such as ``MON``); ValueError else.
+    Also used by the runner pool's standard five-field periods."""
     result: set[int] = set()
     for part in field.split(","):
         step, stepped = 1, "/" in part
@@ -258,7 +261,7 @@ def _dom(field: str) -> DaySpec:
         if not 1 <= day <= 31:
             raise ValueError(field)
         return DaySpec(nearest_weekday=day)
-    return DaySpec(values=frozenset(_values(field, 1, 31, {})))
+    return DaySpec(values=frozenset(field_values(field, 1, 31, {})))
 
 
 def _dow(field: str) -> DaySpec:
@@ -271,7 +274,7 @@ def _dow(field: str) -> DaySpec:
         if not n.isdigit() or not 1 <= int(n) <= 5:
             raise ValueError(field)
         return DaySpec(nth=(_checked_day(day), int(n)))
-    return DaySpec(values=frozenset(_values(field, 1, 7, _DAYS)))
+    return DaySpec(values=frozenset(field_values(field, 1, 7, _DAYS)))
 
 
 def _checked_day(token: str) -> int:

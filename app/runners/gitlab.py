@@ -265,6 +265,33 @@ class GitLabClient:
                 response.status_code, "GitLab's answer has no runner id and token"
             ) from None
 
+    def cancel_job(self, project_id: int, job_id: int) -> dict[str, Any] | None:
+        """``POST /projects/:id/jobs/:job_id/cancel``: the job, or None when it cannot be
+        canceled any more (already finished: GitLab answers 403/400) or is unknown (404)."""
+        path = f"/projects/{int(project_id)}/jobs/{int(job_id)}/cancel"
+        response = self._send("POST", path, retry=True)  # canceling twice is harmless
+        if response.status_code in (400, 403, 404):
+            return None
+        if response.status_code not in (200, 201):
+            raise GitLabError(response.status_code, error_message(response))
+        found = response.json()
+        return found if isinstance(found, dict) else None
+
+    def retry_job(self, project_id: int, job_id: int) -> dict[str, Any]:
+        """``POST /projects/:id/jobs/:job_id/retry``: the *new* job GitLab made (its ``id``).
+
+        Not retried on a lost answer: a second retry would run the job twice."""
+        path = f"/projects/{int(project_id)}/jobs/{int(job_id)}/retry"
+        response = self._send("POST", path, retry=False)
+        if response.status_code not in (200, 201):
+            raise GitLabError(response.status_code, error_message(response))
+        try:
+            found = response.json()
+            int(found["id"])
+        except (ValueError, KeyError, TypeError):
+            raise GitLabError(response.status_code, "GitLab's answer has no job id") from None
+        return dict(found)
+
     def delete_runner(self, runner_id: int) -> None:
         """Delete a runner by id (``DELETE /runners/:id``); one already gone (404) is success.
 

@@ -34,6 +34,8 @@ from app.secrets import delete_owned, put, reference, resolve_references
 
 #: The kind of secret a runner's GitLab token is stored as (owner: the runner's name).
 TOKEN_KIND = "gitlab-runner-token"
+#: The ``smokehouse:job-id`` tag/label of a warm-pool runner (it has no job of its own).
+POOL_JOB = "pool"
 
 log = logging.getLogger("smokehouse.runners")
 
@@ -74,7 +76,7 @@ def _job_tags(settings: Settings, facts: JobFacts, profiles: Profiles) -> tuple[
     return profiles.fallback_tags(facts.project_id, facts.project_path, facts.job_name), "map"
 
 
-def _register(
+def register_runner(
     settings: Settings, profile: Ec2Profile | ContainerProfile, name: str, project_id: int
 ) -> str:
     """Create the ephemeral GitLab runner; returns its token ("" without a GitLab API)."""
@@ -101,13 +103,23 @@ def _register(
         if runner is not None:
             runner.gitlab_runner_id = created.id
     if previous is not None and previous != created.id:
-        _forget_gitlab_runner(
+        forget_gitlab_runner(
             settings, previous
         )  # a retried start: its token is gone with its attempt
     return created.token
 
 
-def _gitlab_url(settings: Settings) -> str:
+def refill_pool(settings: Settings) -> None:
+    """Ask for a pool pass now (its periodic tick would come within seconds anyway)."""
+    from app.celery_client import celery_for
+
+    try:
+        celery_for(settings).send_task("runners.pool")
+    except Exception as exc:  # the next tick refills
+        log.warning("could not ask for a pool refill: %s", exc)
+
+
+def gitlab_url(settings: Settings) -> str:
     return settings.gitlab.url or ""
 
 
@@ -158,16 +170,19 @@ def plan_start(payload: Any, context: HandlerContext) -> Any:
             utcnow(),
             max_attempts=runners.max_start_attempts,
         )
-        attempt = 1
+        attempt, on_demand = 1, locked.on_demand
         if reservation.runner is not None:
             runner = session.get(Runner, reservation.runner)
             assert runner is not None
             attempt = runner.attempt
     if reservation.runner is None or reservation.profile is None:
         return {"action": "skip", "reason": reservation.reason}
+    if reservation.assigned:  # a warm runner took it: nothing to launch; refill the pool
+        refill_pool(settings)
+        return {"action": "assigned", "runner": reservation.runner}
     name, profile = reservation.runner, profiles.profiles[reservation.profile]
     try:
-        token = _register(settings, profile, name, facts.project_id)
+        token = register_runner(settings, profile, name, facts.project_id)
     except Exception as exc:  # GitLab refused or is down: reported; reconcile retries
         with database.session() as session:
             runner = session.get(Runner, name, with_for_update=True)
@@ -180,9 +195,9 @@ def plan_start(payload: Any, context: HandlerContext) -> Any:
             token = reference(put(session, settings, kind=TOKEN_KIND, owner=name, value=token))
     if isinstance(profile, ContainerProfile):
         return {"action": "container", "runner": name, "token": token}
-    option = launch_options(profile)[0]
+    option = launch_options(profile, on_demand_only=on_demand)[0]
     values = {
-        "gitlab_url": _gitlab_url(settings),
+        "gitlab_url": gitlab_url(settings),
         "runner_token": token,
         "runner_name": name,
         "job_id": facts.job_id,
@@ -191,6 +206,7 @@ def plan_start(payload: Any, context: HandlerContext) -> Any:
         "tags": ",".join(profile.tags),
         "max_lifetime_minutes": profile.max_lifetime_minutes,
         "idle_timeout_seconds": profile.idle_timeout_minutes * 60,
+        "max_builds": 1,
     }
     launch = run_instances_params(
         profile,
@@ -214,6 +230,7 @@ def launched(payload: Any, context: HandlerContext) -> Any:
     settings = context.app_settings()
     name = str(payload["runner"])
     instance = payload["instance"]
+    launch = payload.get("launch") or {}
     with _database(settings).session() as session:
         stop = lifecycle.launched(
             session,
@@ -221,9 +238,8 @@ def launched(payload: Any, context: HandlerContext) -> Any:
             str(instance["InstanceId"]),
             utcnow(),
             instance_type=instance.get("InstanceType"),
-            market="spot"
-            if (payload.get("launch") or {}).get("InstanceMarketOptions")
-            else "on-demand",
+            market="spot" if launch.get("InstanceMarketOptions") else "on-demand",
+            subnet_id=launch.get("SubnetId"),
         )
     return {"terminate": stop, "InstanceIds": [instance["InstanceId"]], "runners": [name]}
 
@@ -242,6 +258,7 @@ def launch_failed(payload: Any, context: HandlerContext) -> Any:
         if runner is None:
             return {"retry": False, "reason": "runner gone"}
         profile = profiles.profiles.get(runner.profile)
+        job = session.get(RunnerJob, runner.job_pk) if runner.job_pk is not None else None
         found = (
             lifecycle.next_launch(
                 payload["launch"],
@@ -250,6 +267,7 @@ def launch_failed(payload: Any, context: HandlerContext) -> Any:
                 cause,
                 name,
                 runner.attempt,
+                on_demand_only=job is not None and job.on_demand,
             )
             if isinstance(profile, Ec2Profile)
             else None
@@ -266,11 +284,11 @@ def launch_failed(payload: Any, context: HandlerContext) -> Any:
             }
         lifecycle.fail_start(session, runner, cause[:2000], utcnow())
         gitlab_runner = runner.gitlab_runner_id
-    _forget_gitlab_runner(settings, gitlab_runner)
+    forget_gitlab_runner(settings, gitlab_runner)
     return {"retry": False, "reason": cause[:2000]}
 
 
-def _forget_gitlab_runner(settings: Settings, runner_id: int | None) -> None:
+def forget_gitlab_runner(settings: Settings, runner_id: int | None) -> None:
     if runner_id is None:
         return
     from app.runners.gitlab import gitlab_client
@@ -319,7 +337,7 @@ def start_container(payload: Any, context: HandlerContext) -> Any:
         with _database(settings).session() as session:
             stop = lifecycle.launched(session, name, started.id, utcnow())
         if stop:
-            _stop_container(settings, engine, name)
+            stop_container(settings, engine, name)
     finally:
         engine.close()
     return {"started": True, "container": started.id, "stopped": stop}
@@ -330,18 +348,18 @@ def container_spec(
     profile: ContainerProfile,
     name: str,
     profile_name: str,
-    job_id: int,
-    project_id: int,
+    job_id: int | None,
+    project_id: int | None,
     token: str,
 ) -> Any:
     from app.runners.containers import ContainerSpec
 
     environment = {
-        "CI_SERVER_URL": _gitlab_url(settings),
+        "CI_SERVER_URL": gitlab_url(settings),
         "CI_SERVER_TOKEN": token,
         "RUNNER_NAME": name,
         "RUNNER_EXECUTOR": "shell",
-        "SMOKEHOUSE_JOB_ID": str(job_id),
+        "SMOKEHOUSE_JOB_ID": "" if job_id is None else str(job_id),
         **profile.environment,
     }
     return ContainerSpec(
@@ -351,8 +369,8 @@ def container_spec(
         environment=environment,
         labels={
             "smokehouse:runner": name,
-            "smokehouse:job-id": str(job_id),
-            "smokehouse:project-id": str(project_id),
+            "smokehouse:job-id": POOL_JOB if job_id is None else str(job_id),
+            "smokehouse:project-id": "" if project_id is None else str(project_id),
             "smokehouse:profile": profile_name,
         },
         cpus=profile.cpus,
@@ -364,7 +382,7 @@ def container_spec(
     )
 
 
-def _stop_container(settings: Settings, engine: Any, name: str) -> None:
+def stop_container(settings: Settings, engine: Any, name: str) -> None:
     logs = engine.stop(name)
     with _database(settings).session() as session:
         row = session.get(Runner, name, with_for_update=True)
@@ -386,7 +404,8 @@ def plan_stop(payload: Any, context: HandlerContext) -> Any:
     with _database(settings).session() as session:
         now = utcnow()
         job = lifecycle.record(session, gitlab, facts, now, event_id=event_id)
-        return lifecycle.plan_stop(session, job, facts, now).as_dict()
+        profiles = current_profiles(settings)
+        return lifecycle.plan_stop(session, job, facts, now, profiles).as_dict()
 
 
 @handler("runners.stopped")
@@ -414,13 +433,25 @@ def stopped(payload: Any, context: HandlerContext) -> Any:
         engine = ContainerRunners()
         try:
             for name in containers:
-                _stop_container(settings, engine, name)
+                stop_container(settings, engine, name)
                 done.append(name)
         finally:
             engine.close()
     for runner_id in gitlab_runners:
-        _forget_gitlab_runner(settings, runner_id)
+        forget_gitlab_runner(settings, runner_id)
     from app.runners.reconcile import wake_waiting
 
     woken = wake_waiting(settings, current_profiles(settings))
     return {"terminated": done, "woken": woken}
+
+
+@handler("runners.spot-interrupted")
+def spot_interrupted(payload: Any, context: HandlerContext) -> Any:
+    """Bus target for EC2's spot interruption warning: retry the instance's job on demand."""
+    from app.runners.interruptions import interrupted
+
+    detail = payload.get("detail") if isinstance(payload, dict) else None
+    instance = detail.get("instance-id") if isinstance(detail, dict) else None
+    if not isinstance(instance, str) or not instance:
+        raise ValueError("expected EC2's interruption warning (detail.instance-id)")
+    return interrupted(context.app_settings(), instance)

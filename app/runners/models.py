@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -29,10 +30,21 @@ from app.db import Base, UtcDateTime
 TERMINAL_STATUSES = ("success", "failed", "canceled", "skipped")
 #: Our side of a job: received → (waiting for capacity) → launching → running → finished; or
 #: unmatched (no profile takes its tags), failed (its runner could not be started).
-JOB_PHASES = ("received", "waiting", "launching", "running", "finished", "unmatched", "failed")
-#: A runner's life: launching → running → terminating → terminated; or failed to start.
-RUNNER_STATES = ("launching", "running", "terminating", "terminated", "failed")
-LIVE_RUNNER_STATES = ("launching", "running")
+#: assigned: a warm-pool runner was bound to it at once (no launch).
+JOB_PHASES = (
+    "received",
+    "waiting",
+    "launching",
+    "assigned",
+    "running",
+    "finished",
+    "unmatched",
+    "failed",
+)
+#: A runner's life: launching → running → terminating → terminated; or failed to start. A
+#: warm-pool runner is ``idle`` (launched, registered, no job) between jobs.
+RUNNER_STATES = ("launching", "idle", "running", "terminating", "terminated", "failed")
+LIVE_RUNNER_STATES = ("launching", "idle", "running")
 
 
 class WebhookReceipt(Base):
@@ -72,6 +84,8 @@ class RunnerJob(Base):
     ran_on: Mapped[str | None] = mapped_column(String(255), nullable=True)  # runner.description
     ran_on_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # runner.id
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # last pending
+    on_demand: Mapped[bool] = mapped_column(Boolean, default=False)  # a spot interruption's retry
+    retry_of: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # the interrupted job
     start_attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -94,21 +108,30 @@ class RunnerJobEvent(Base):
 
 
 class Runner(Base):
-    """An ephemeral runner started for one job: an EC2 instance or a container.
+    """An ephemeral runner: an EC2 instance or a container, started for one job or, in a
+    profile's warm pool (``pool``), ahead of any job.
 
-    ``name`` is also the GitLab runner's description (``smokehouse-<job id>-<suffix>``), which
-    the Job Hook reports back in ``runner.description``: how a stolen job is traced to the
-    instance that actually ran it."""
+    ``name`` is also the GitLab runner's description (``smokehouse-<job id>-<suffix>``, or
+    ``smokehouse-pool-<hex>``), which the Job Hook reports back in ``runner.description``: how
+    a stolen job is traced to the instance that actually ran it. ``job_pk`` is the job bound to
+    it now (its own job; for a pool runner the one it serves, none while idle)."""
 
     __tablename__ = "runners"
     __table_args__ = (
         UniqueConstraint("job_pk"),
         Index("ix_runners_state_profile", "state", "profile"),
         Index("ix_runners_provider_id", "provider_id"),
+        Index("ix_runners_pool_state", "pool", "profile", "state"),
     )
 
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
-    job_pk: Mapped[int] = mapped_column(ForeignKey("runner_jobs.id", ondelete="CASCADE"))
+    job_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("runner_jobs.id", ondelete="CASCADE"), nullable=True
+    )
+    pool: Mapped[bool] = mapped_column(Boolean, default=False)
+    uses: Mapped[int] = mapped_column(Integer, default=0)  # jobs it finished
+    idle_since: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    subnet_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     kind: Mapped[str] = mapped_column(String(16))  # ec2 | container
     profile: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16))

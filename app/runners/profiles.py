@@ -18,9 +18,17 @@ from string import Template
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from app.config import ConfigError
+from app.runners.pool_policy import Policy, parse_duration, parse_period, zone
 
 SETTING = "SMOKEHOUSE_RUNNERS_PROFILES_FILE"
 RunnerType = Literal["instance_type", "group_type", "project_type"]
@@ -37,16 +45,18 @@ USER_DATA_VARIABLES = frozenset(
         "tags",
         "max_lifetime_minutes",
         "idle_timeout_seconds",
+        "max_builds",
     }
 )
 DEFAULT_USER_DATA = """#!/bin/bash
-# smokehouse: an ephemeral GitLab runner for job ${job_id} (profile ${profile}).
-# It takes one job, then powers off; the instance terminates on shutdown.
+# smokehouse: an ephemeral GitLab runner (profile ${profile}; job ${job_id}, empty for a
+# warm-pool runner). It takes ${max_builds} job(s), then powers off; the instance terminates on
+# shutdown.
 set -u
 shutdown -h +${max_lifetime_minutes} || true   # never outlive the profile's max lifetime
 gitlab-runner run-single \\
   --url ${gitlab_url} --token ${runner_token} --name ${runner_name} \\
-  --executor shell --max-builds 1 --wait-timeout ${idle_timeout_seconds}
+  --executor shell --max-builds ${max_builds} --wait-timeout ${idle_timeout_seconds}
 shutdown -h now
 """
 
@@ -67,12 +77,76 @@ class LaunchTemplate(_Strict):
         return self
 
 
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+
+
+class PoolPolicy(_Strict):
+    """During ``periods`` (five-field cron, in ``timezone``) keep ``idle_count`` idle runners."""
+
+    periods: list[str] = Field(min_length=1)
+    timezone: str = "UTC"
+    idle_count: int = Field(ge=0, le=1000)
+    idle_time: Duration | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PoolPolicy:
+        for period in self.periods:
+            parse_period(period)
+        zone(self.timezone)
+        return self
+
+    def policy(self) -> Policy:
+        return Policy(
+            tuple(parse_period(p) for p in self.periods),
+            self.timezone,
+            self.idle_count,
+            self.idle_time,
+        )
+
+
+class Pool(_Strict):
+    """A warm pool, as fleeting's: ``idle_count`` runners launched and registered ahead of any
+    job, surplus ones stopped after ``idle_time``; ``max_use`` jobs per runner (default 1: each
+    still takes one job); ``schedule`` entries change both by time of day (last match wins)."""
+
+    idle_count: int = Field(default=0, ge=0, le=1000)
+    idle_time: Duration = 600
+    max_use: int = Field(default=1, ge=1, le=10_000)
+    schedule: list[PoolPolicy] = Field(default_factory=list)
+
+    def policies(self) -> list[Policy]:
+        return [entry.policy() for entry in self.schedule]
+
+
 class _Profile(_Strict):
     tags: list[str] = Field(default_factory=list)
     run_untagged: bool = False
     max_concurrent: int = Field(default=10, ge=1, le=10_000)
     runner_type: RunnerType = "instance_type"
     group_id: int | None = None
+    pool: Pool | None = None
+
+    @model_validator(mode="after")
+    def _check_pool(self) -> _Profile:
+        if self.pool is None:
+            return self
+        if self.runner_type == "project_type":
+            raise ValueError(
+                "a pool's runners serve no one project: use instance_type or group_type"
+            )
+        most = max([self.pool.idle_count, *(p.idle_count for p in self.pool.schedule)])
+        if most > self.max_concurrent:
+            raise ValueError(
+                f"pool idle_count {most} is above max_concurrent {self.max_concurrent}"
+            )
+        return self
+
+
+class Price(_Strict):
+    """Hourly prices of one instance type (any currency; the dashboard shows the number)."""
+
+    on_demand: float = Field(ge=0)
+    spot: float | None = Field(default=None, ge=0)
 
 
 class Ec2Profile(_Profile):
@@ -81,6 +155,9 @@ class Ec2Profile(_Profile):
     launch_template: LaunchTemplate | None = None
     instance_types: list[str] = Field(min_length=1)
     subnet_id: str | None = None
+    subnet_ids: list[str] = Field(
+        default_factory=list, description="Tried in order (availability zones) on capacity errors."
+    )
     security_group_ids: list[str] = Field(default_factory=list)
     iam_instance_profile: str | None = Field(default=None, description="A name or an ARN.")
     key_name: str | None = None
@@ -88,11 +165,27 @@ class Ec2Profile(_Profile):
     user_data: str = DEFAULT_USER_DATA
     max_lifetime_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
     idle_timeout_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    prices: dict[str, Price] = Field(default_factory=dict, description="Per instance type.")
 
     @model_validator(mode="after")
     def _check(self) -> Ec2Profile:
         if self.image_id is None and self.launch_template is None:
             raise ValueError("give image_id or launch_template")
+        if self.subnet_id is not None and self.subnet_ids:
+            raise ValueError("give subnet_id or subnet_ids, not both")
+        return self
+
+    def hourly_price(self, instance_type: str | None, market: str | None) -> float | None:
+        """The price table's figure for a runner (spot falls back to on-demand's)."""
+        price = self.prices.get(instance_type or "")
+        if price is None:
+            return None
+        if market == "spot" and price.spot is not None:
+            return price.spot
+        return price.on_demand
+
+    @model_validator(mode="after")
+    def _check_user_data(self) -> Ec2Profile:
         unknown = set(Template(self.user_data).get_identifiers()) - USER_DATA_VARIABLES
         if unknown or not Template(self.user_data).is_valid():
             raise ValueError(
@@ -116,11 +209,15 @@ class ContainerProfile(_Profile):
     )
     working_dir: str | None = None
     max_concurrent: int = Field(default=4, ge=1, le=1000)
+    price_per_hour: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _check_volumes(self) -> ContainerProfile:
         self.mounts()
         return self
+
+    def hourly_price(self, instance_type: str | None, market: str | None) -> float | None:
+        return self.price_per_hour
 
     def mounts(self) -> dict[str, dict[str, str]]:
         """The volumes as the Docker API takes them."""
@@ -218,16 +315,28 @@ def load_profiles(path: Path) -> Profiles:
 class LaunchOption:
     instance_type: str
     market: Literal["spot", "on-demand"]
+    subnet_id: str | None = None
 
 
-def launch_options(profile: Ec2Profile) -> list[LaunchOption]:
-    """What to try, in order: per instance type spot (when enabled) then on-demand."""
-    options: list[LaunchOption] = []
-    for instance_type in profile.instance_types:
-        if profile.spot:
-            options.append(LaunchOption(instance_type, "spot"))
-        options.append(LaunchOption(instance_type, "on-demand"))
-    return options
+def subnets(profile: Ec2Profile) -> list[str | None]:
+    if profile.subnet_ids:
+        return list(profile.subnet_ids)
+    return [profile.subnet_id]
+
+
+def launch_options(profile: Ec2Profile, *, on_demand_only: bool = False) -> list[LaunchOption]:
+    """What to try, in order: per instance type spot (when enabled, and not ``on_demand_only``)
+    then on-demand, each across the profile's subnets in order -- a capacity or address error
+    moves on to the next subnet, then market, then type, as an EC2 fleet diversifies."""
+    markets: list[Literal["spot", "on-demand"]] = (
+        ["spot", "on-demand"] if profile.spot and not on_demand_only else ["on-demand"]
+    )
+    return [
+        LaunchOption(instance_type, market, subnet)
+        for instance_type in profile.instance_types
+        for market in markets
+        for subnet in subnets(profile)
+    ]
 
 
 def render_user_data(profile: Ec2Profile, values: Mapping[str, object]) -> str:
@@ -244,6 +353,8 @@ def client_token(runner_name: str, attempt: int, option: LaunchOption) -> str:
     market because a retry with other parameters and the same token is refused by EC2
     (``IdempotentParameterMismatch``)."""
     token = f"{runner_name}-{attempt}-{option.instance_type}-{option.market}"
+    if option.subnet_id is not None:
+        token += f"-{option.subnet_id.removeprefix('subnet-')}"
     return token[-64:]
 
 
@@ -259,8 +370,6 @@ def run_instances_params(
     params: dict[str, Any] = {
         "MinCount": 1,
         "MaxCount": 1,
-        "InstanceType": option.instance_type,
-        "ClientToken": token,
         "UserData": user_data,
         "InstanceInitiatedShutdownBehavior": "terminate",
         "TagSpecifications": [
@@ -277,8 +386,6 @@ def run_instances_params(
         ref = {"LaunchTemplateId": template.id} if template.id else {}
         ref |= {"LaunchTemplateName": template.name} if template.name else {}
         params["LaunchTemplate"] = {**ref, "Version": template.version}
-    if profile.subnet_id is not None:
-        params["SubnetId"] = profile.subnet_id
     if profile.security_group_ids:
         params["SecurityGroupIds"] = list(profile.security_group_ids)
     if profile.iam_instance_profile is not None:
@@ -286,12 +393,24 @@ def run_instances_params(
         params["IamInstanceProfile"] = {key: profile.iam_instance_profile}
     if profile.key_name is not None:
         params["KeyName"] = profile.key_name
+    return with_option(params, option, token)
+
+
+def with_option(params: Mapping[str, Any], option: LaunchOption, token: str) -> dict[str, Any]:
+    """RunInstances parameters for one launch option: its instance type, market and subnet,
+    and the ClientToken that goes with them."""
+    chosen = dict(params)
+    chosen["InstanceType"], chosen["ClientToken"] = option.instance_type, token
+    chosen.pop("SubnetId", None)
+    chosen.pop("InstanceMarketOptions", None)
+    if option.subnet_id is not None:
+        chosen["SubnetId"] = option.subnet_id
     if option.market == "spot":
-        params["InstanceMarketOptions"] = {
+        chosen["InstanceMarketOptions"] = {
             "MarketType": "spot",
             "SpotOptions": {
                 "SpotInstanceType": "one-time",
                 "InstanceInterruptionBehavior": "terminate",
             },
         }
-    return params
+    return chosen

@@ -40,6 +40,7 @@ from app.config import Settings
 from app.db import get_database, utcnow
 from app.runners import lifecycle
 from app.runners.gitlab import GitLabClient, GitLabError, gitlab_client
+from app.runners.interruptions import interrupted, retry, spot_terminated, unanswered
 from app.runners.models import LIVE_RUNNER_STATES, Runner, RunnerJob
 from app.runners.profiles import ContainerProfile, Ec2Profile, Profiles
 from app.runners.settings import RunnersSettings
@@ -64,6 +65,7 @@ class ReconcileReport:
     recovered: int = 0  # pending jobs whose webhook was lost, started from GitLab's API
     finished: list[int] = field(default_factory=list)  # jobs whose lost finish GitLab told us
     forgotten: list[int] = field(default_factory=list)  # GitLab runners deleted with their runner
+    interrupted: list[str] = field(default_factory=list)  # spot instances EC2 took back
     errors: list[str] = field(default_factory=list)
 
 
@@ -90,7 +92,7 @@ def view(
             ),
             None,
         )
-    job = session.get(RunnerJob, runner.job_pk)
+    job = session.get(RunnerJob, runner.job_pk) if runner.job_pk is not None else None
     state: str | None = runner.state
     if runner.provider_id is not None and runner.provider_id != provider_id:
         state = "replaced"  # a second instance for the same runner: not the recorded one
@@ -146,6 +148,7 @@ def _mark(
     runner.state, runner.stopped_at, runner.updated_at = "terminated", now, now
     runner.error = runner.error or reason
     delete_owned(session, runner.name)  # the runner's token dies with it
+    lifecycle.unbind_ended(session, runner, now)
     if runner.gitlab_runner_id is not None:
         report.forgotten.append(runner.gitlab_runner_id)
 
@@ -190,14 +193,19 @@ def reconcile_ec2(
                 Runner.kind == "ec2", Runner.state.in_((*LIVE_RUNNER_STATES, "terminating"))
             )
         ).all()
+        vanished: list[str] = []
         for runner in live:
             if runner.provider_id is not None and runner.provider_id not in seen:
                 if runner.provider_id not in doomed:
                     report.gone.append(runner.name)
+                    vanished.append(runner.provider_id)
                 _mark(session, runner, "instance gone", now, report)
             elif runner.provider_id is None and now - runner.updated_at > grace:
                 report.failed.append(runner.name)
                 lifecycle.fail_start(session, runner, "launch did not finish in time", now)
+    for instance_id in spot_terminated(ec2, vanished):  # EC2 took spot capacity back
+        report.interrupted.append(instance_id)
+        interrupted(settings, instance_id, now)
 
 
 def reconcile_containers(
@@ -370,7 +378,7 @@ def _pass(
     from app.runners.recover import recover_lost_finishes, recover_lost_jobs
 
     if client is not None:  # first, so this same pass stops what a lost finish left running
-        report.finished = recover_lost_finishes(settings, client, now, report.errors)
+        report.finished = recover_lost_finishes(settings, client, now, report.errors, profiles)
     kinds: set[str] = {p.kind for p in profiles.profiles.values()}
     with get_database(settings.sqlalchemy_url).session() as session:
         kinds |= set(session.scalars(select(Runner.kind).distinct()).all())
@@ -410,3 +418,8 @@ def _pass(
         report.recovered = recover_lost_jobs(settings, client, now)
     except GitLabError as exc:
         report.errors.append(f"gitlab: {exc}")
+    with get_database(settings.sqlalchemy_url).session() as session:
+        claims = unanswered(session, now)
+    for job_pk in claims:  # interruptions GitLab could not retry when they came
+        if retry(settings, job_pk) is None:
+            report.errors.append(f"gitlab: job row {job_pk} interrupted, still not retried")

@@ -46,6 +46,7 @@ from app.db import get_database
 from app.runners import lifecycle
 from app.runners.gitlab import GitLabClient, GitLabError, GitLabUnavailable
 from app.runners.models import LIVE_RUNNER_STATES, TERMINAL_STATUSES, Runner, RunnerJob
+from app.runners.profiles import Profiles
 from app.runners.transitions import JobFacts
 
 log = logging.getLogger("smokehouse.runners")
@@ -234,7 +235,7 @@ def _start_recovery(
 
 
 def recover_lost_finishes(
-    settings: Settings, client: GitLabClient, now: datetime, errors: list[str]
+    settings: Settings, client: GitLabClient, now: datetime, errors: list[str], profiles: Profiles
 ) -> list[int]:
     """Ask GitLab about the unfinished jobs that have a live runner (their own, or the one a
     hook said runs them); record the finished ones and plan their runners' stop. Returns the
@@ -285,7 +286,7 @@ def recover_lost_finishes(
             continue
         with database.session() as session:
             job = lifecycle.record(session, instance, facts, now, event_id=RECONCILED)
-            plan = lifecycle.plan_stop(session, job, facts, now)
+            plan = lifecycle.plan_stop(session, job, facts, now, profiles)
         log.warning(
             "job %s (project %s): GitLab says %s, no hook seen: stopping %s",
             facts.job_id,

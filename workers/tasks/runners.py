@@ -1,4 +1,4 @@
-"""Runner tasks: the reconcile loop's periodic pass (the scheduler sends it)."""
+"""Runner tasks: the reconcile loop's pass and the warm pool's (the scheduler sends both)."""
 
 from __future__ import annotations
 
@@ -20,3 +20,15 @@ def reconcile(self: Any) -> dict[str, Any]:
     settings = settings_of(self.app)
     report = reconcile_once(settings, settings.runners, current_profiles(settings))
     return asdict(report)
+
+
+@shared_task(name="runners.pool", bind=True, ignore_result=True)
+def pool(self: Any) -> dict[str, Any]:
+    """One warm-pool pass: refill each profile's idle runners, stop the surplus."""
+    from dataclasses import asdict
+
+    from app.runners.handlers import current_profiles
+    from app.runners.pool import maintain
+
+    settings = settings_of(self.app)
+    return asdict(maintain(settings, current_profiles(settings)))

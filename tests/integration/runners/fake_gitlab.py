@@ -3,6 +3,7 @@
 GitLab itself can't run here, so this serves, on a free local port:
 ``GET /api/v4/projects/:id/jobs/:job_id``, ``GET /api/v4/projects/:id/jobs?scope[]=pending``,
 ``GET /api/v4/projects/:id``, ``GET /api/v4/groups/:path/projects``,
+``POST /api/v4/projects/:id/jobs/:job_id/cancel`` and ``.../retry`` (201 with the new job),
 ``POST /api/v4/user/runners`` (201 with a ``glrt-`` token) and ``DELETE /api/v4/runners/:id``
 (204, 404 when unknown), with ``PRIVATE-TOKEN`` checking (401
 ``{"message": "401 Unauthorized"}``) and GitLab's error shapes (``{"message": ...}`` for
@@ -37,6 +38,7 @@ RUNNER = re.compile(r"^/api/v4/runners/(\d+)$")
 PROJECT = re.compile(r"^/api/v4/projects/(\d+)$")
 JOBS = re.compile(r"^/api/v4/projects/([^/]+)/jobs$")
 GROUP_PROJECTS = re.compile(r"^/api/v4/groups/([^/]+)/projects$")
+JOB_ACTION = re.compile(r"^/api/v4/projects/(\d+)/jobs/(\d+)/(cancel|retry)$")
 TERMINAL = ("success", "failed", "canceled", "skipped")
 
 
@@ -53,6 +55,7 @@ class FakeGitLab:
         self.delay = 0.0
         self.lock = threading.Lock()
         self._next_runner_id = 1000
+        self.next_job_id = 900_000  # ids of the jobs a retry makes
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -134,6 +137,23 @@ class FakeGitLab:
             "token": token,
         }
         return 201, {"id": runner_id, "token": token, "token_expires_at": None}
+
+    def _job_action(self, project: int, job_id: int, action: str) -> tuple[int, dict[str, Any]]:
+        """GitLab's cancel (201 with the job, finished or not) and retry (201 with the *new*
+        job; 403 "Job is not retryable" while the job is not finished)."""
+        job = self.jobs.get((project, job_id))
+        if job is None:
+            return 404, {"message": "404 Job Not Found"}
+        if action == "cancel":
+            if job.get("status") not in TERMINAL:
+                job["status"] = "canceled"
+            return 201, job
+        if job.get("status") not in TERMINAL:
+            return 403, {"message": "403 Forbidden - Job is not retryable"}
+        self.next_job_id += 1
+        retried = {**job, "id": self.next_job_id, "status": "pending", "runner": None}
+        self.jobs[(project, self.next_job_id)] = retried
+        return 201, retried
 
 
 def _bool(value: Any) -> bool:
@@ -228,6 +248,10 @@ def _handler(gl: FakeGitLab) -> type[BaseHTTPRequestHandler]:
                     self._answer(404, {"message": "404 Not found"})
                 else:
                     self._answer(200, found)
+            elif method == "POST" and (action := JOB_ACTION.match(path)):
+                self._answer(
+                    *gl._job_action(int(action.group(1)), int(action.group(2)), action.group(3))
+                )
             elif method == "POST" and path == "/api/v4/user/runners":
                 self._answer(*gl._create_runner(body))
             elif method == "DELETE" and runner:

@@ -21,6 +21,7 @@ from app.runners.profiles import (
     parse_profiles,
     render_user_data,
     run_instances_params,
+    with_option,
 )
 
 EC2 = {"kind": "ec2", "image_id": "ami-1", "instance_types": ["t3.small"]}
@@ -136,6 +137,7 @@ VALUES = {
     "tags": "aws",
     "max_lifetime_minutes": 60,
     "idle_timeout_seconds": 600,
+    "max_builds": 1,
 }
 
 
@@ -167,6 +169,97 @@ def test_launch_options_try_spot_then_on_demand_per_type() -> None:
     ]
     plain = Ec2Profile.model_validate({**EC2, "instance_types": ["a", "b"]})
     assert [o.market for o in launch_options(plain)] == ["on-demand", "on-demand"]
+
+
+def test_launch_options_move_across_subnets_before_market_and_type() -> None:
+    profile = Ec2Profile.model_validate(
+        {**EC2, "instance_types": ["a", "b"], "spot": True, "subnet_ids": ["s-1", "s-2"]}
+    )
+    assert [(o.instance_type, o.market, o.subnet_id) for o in launch_options(profile)] == [
+        ("a", "spot", "s-1"),
+        ("a", "spot", "s-2"),
+        ("a", "on-demand", "s-1"),
+        ("a", "on-demand", "s-2"),
+        ("b", "spot", "s-1"),
+        ("b", "spot", "s-2"),
+        ("b", "on-demand", "s-1"),
+        ("b", "on-demand", "s-2"),
+    ]
+    # a spot interruption's retry never asks for spot
+    assert {o.market for o in launch_options(profile, on_demand_only=True)} == {"on-demand"}
+    single = Ec2Profile.model_validate({**EC2, "subnet_id": "s-9"})
+    assert [o.subnet_id for o in launch_options(single)] == ["s-9"]
+    with pytest.raises(ValueError, match="subnet_id or subnet_ids"):
+        Ec2Profile.model_validate({**EC2, "subnet_id": "s-9", "subnet_ids": ["s-1"]})
+
+
+def test_each_option_sets_its_own_subnet_market_and_token() -> None:
+    profile = Ec2Profile.model_validate({**EC2, "spot": True, "subnet_ids": ["s-1", "s-2"]})
+    first, second, *_ = launch_options(profile)
+    params = run_instances_params(profile, first, token="t1", user_data="", tags={})
+    assert (params["SubnetId"], params["InstanceMarketOptions"]["MarketType"]) == ("s-1", "spot")
+    moved = with_option(params, launch_options(profile)[2], "t3")
+    assert moved["SubnetId"] == "s-1"
+    assert "InstanceMarketOptions" not in moved
+    assert moved["ClientToken"] == "t3"
+    assert client_token("r", 1, first) != client_token("r", 1, second)  # per subnet
+
+
+def test_pool_settings_follow_fleeting() -> None:
+    config = profiles(
+        warm={
+            **EC2,
+            "max_concurrent": 8,
+            "pool": {
+                "idle_count": 2,
+                "idle_time": "20m",
+                "max_use": 5,
+                "schedule": [
+                    {
+                        "periods": ["* 8-18 * * mon-fri"],
+                        "timezone": "Europe/Berlin",
+                        "idle_count": 6,
+                        "idle_time": "1h30m",
+                    }
+                ],
+            },
+        }
+    )
+    pool = config.profiles["warm"].pool
+    assert pool is not None
+    assert (pool.idle_count, pool.idle_time, pool.max_use) == (2, 1200, 5)
+    assert pool.schedule[0].idle_time == 5400
+    for bad, why in (
+        ({"idle_count": 9}, "above max_concurrent"),
+        ({"schedule": [{"periods": ["* * *"], "idle_count": 1}]}, "5 fields"),
+        ({"schedule": [{"periods": ["* 25 * * *"], "idle_count": 1}]}, "not a cron"),
+        (
+            {"schedule": [{"periods": ["* * * * *"], "timezone": "Mars/Base", "idle_count": 1}]},
+            "unknown time zone",
+        ),
+        ({"idle_time": "soon"}, "duration"),
+        ({"max_use": 0}, "greater than or equal to 1"),
+    ):
+        with pytest.raises(ConfigError, match=why):
+            profiles(warm={**EC2, "max_concurrent": 8, "pool": bad})
+    with pytest.raises(ConfigError, match="no one project"):
+        profiles(warm={**EC2, "runner_type": "project_type", "pool": {"idle_count": 1}})
+
+
+def test_prices_per_type_and_market() -> None:
+    profile = Ec2Profile.model_validate(
+        {
+            **EC2,
+            "prices": {
+                "t3.small": {"on_demand": 0.02, "spot": 0.007},
+                "c5.large": {"on_demand": 0.1},
+            },
+        }
+    )
+    assert profile.hourly_price("t3.small", "spot") == 0.007
+    assert profile.hourly_price("t3.small", "on-demand") == 0.02
+    assert profile.hourly_price("c5.large", "spot") == 0.1  # no spot price: on-demand's
+    assert profile.hourly_price("m5.large", "on-demand") is None
 
 
 @given(
