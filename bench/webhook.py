@@ -11,13 +11,18 @@ Production shape on one machine: ``smokehouse api`` (one uvicorn process) and on
 2. **Pending → RunInstances.** After the load drained, ``--jobs`` pending Job Hooks are sent one
    at a time; for each, the time from sending the webhook until its instance (tag
    ``smokehouse:job-id``) is visible in EC2's DescribeInstances, polled every 20 ms.
+3. **Pending → a warm runner assigned.** A profile with a warm pool (``--pool`` idle runners,
+   launched ahead by a pool pass, registered with the fake GitLab API that also answers the
+   job checks): ``--jobs`` pending Job Hooks one at a time; for each, the time from sending the
+   webhook until the job is bound to a pool runner (its ``assigned`` timeline mark, polled every
+   10 ms in the database); the worker refills the pool before the next job is sent.
 
 Also printed: the share of webhooks the server itself answered within 50 ms (its own latency
 histogram, without the client's queueing), the API process's CPU time per webhook during the
 load (what a request costs whatever else the machine does) and the 1-minute load average
 before and after it.
 
-    python bench/webhook.py [--rate 200] [--seconds 10] [--jobs 15] [--quiet-workers]
+    python bench/webhook.py [--rate 200] [--seconds 10] [--jobs 15] [--pool 2] [--quiet-workers]
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from common import ACCESS_KEYS, REDIS, ROOT, SECRET_KEY, emit, fresh_postgres, w
 TOKEN = "bench-hook-8Rn3Vx6Qk1Zt4Wm9"
 sys.path.insert(0, str(ROOT))
 
+from tests.integration.runners.fake_gitlab import FakeGitLab  # noqa: E402
 from tests.integration.runners.payloads import headers, job_hook  # noqa: E402
 
 PROFILES = """
@@ -49,6 +55,13 @@ profiles:
     image_id: ami-12345678
     instance_types: [t3.small]
     max_concurrent: 1000
+  warm:
+    kind: ec2
+    tags: [warm]
+    image_id: ami-12345678
+    instance_types: [t3.small]
+    max_concurrent: 1000
+    pool: {idle_count: POOL, idle_time: 10m}
 """
 
 
@@ -196,12 +209,60 @@ def pending_to_run(url: str, ec2: Any, jobs: int) -> list[float]:
     return found
 
 
+def pending_to_assigned(
+    url: str, database_url: str, gitlab: FakeGitLab, jobs: int, pool: int
+) -> list[float]:
+    """Warm jobs one at a time: webhook sent → the job bound to a pool runner."""
+    import httpx
+    from sqlalchemy import func, select
+
+    from app.db import get_database
+    from app.runners.models import Runner, RunnerJob
+
+    database = get_database(database_url)
+
+    def idle() -> int:
+        with database.session() as session:
+            return int(
+                session.scalar(
+                    select(func.count()).where(Runner.pool.is_(True), Runner.state == "idle")
+                )
+                or 0
+            )
+
+    found: list[float] = []
+    for n in range(jobs):
+        deadline = time.monotonic() + 30
+        while idle() < pool and time.monotonic() < deadline:  # the refill landed
+            time.sleep(0.05)
+        job_id = 30_000_000 + n
+        gitlab.jobs[(380, job_id)] = {
+            "id": job_id,
+            "name": "test",
+            "status": "pending",
+            "tag_list": ["warm"],
+            "pipeline": {"id": 1, "project_id": 380},
+        }
+        sent = time.perf_counter()
+        response = httpx.post(url, json=job_hook(job_id, "pending"), headers=headers(token=TOKEN))
+        assert response.status_code == 200, response.text
+        while time.perf_counter() < sent + 30:
+            with database.session() as session:
+                phase = session.scalar(select(RunnerJob.phase).where(RunnerJob.job_id == job_id))
+            if phase == "assigned":
+                found.append(time.perf_counter() - sent)
+                break
+            time.sleep(0.01)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--jobs", type=int, default=15)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--pool", type=int, default=2, help="idle runners of the warm profile")
     parser.add_argument(
         "--warmup", type=float, default=2.0, help="seconds of light load first, not measured"
     )
@@ -216,10 +277,12 @@ def main() -> None:
 
     from app.config import load_settings
     from app.migrate import upgrade
+    from app.runners.pool import maintain
+    from app.runners.profiles import load_profiles
     from workers.celery_app import create_celery
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
-    (tmp / "runners.yaml").write_text(PROFILES)
+    (tmp / "runners.yaml").write_text(PROFILES.replace("POOL", str(args.pool)))
     moto_port, api_port = free_port(), free_port()
     aws = {
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
@@ -232,6 +295,11 @@ def main() -> None:
         [str(Path(sys.executable).parent / "moto_server"), "-p", str(moto_port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+    )
+    gitlab = FakeGitLab().__enter__()
+    gitlab.projects[380] = {"id": 380, "path_with_namespace": "gitlab-org/gitlab-test"}
+    os.environ.update(
+        {"SMOKEHOUSE_GITLAB_URL": gitlab.url, "SMOKEHOUSE_GITLAB_API_TOKEN": gitlab.token}
     )
     try:
         with fresh_postgres() as database_url:
@@ -249,6 +317,8 @@ def main() -> None:
                 "SMOKEHOUSE_ACCESS_KEYS": ACCESS_KEYS,
                 "SMOKEHOUSE_SECRET_KEY": SECRET_KEY,
                 "SMOKEHOUSE_LOG_LEVEL": "WARNING",
+                "SMOKEHOUSE_GITLAB_URL": gitlab.url,
+                "SMOKEHOUSE_GITLAB_API_TOKEN": gitlab.token,
             }
             api = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "api", "--no-migrate"],
@@ -263,7 +333,7 @@ def main() -> None:
                 url = f"http://127.0.0.1:{api_port}/webhooks/gitlab"
                 if args.quiet_workers:  # measure ingest alone; workers drain afterwards
                     latencies, errors, api_cpu, loads = measured(api.pid, url, args)
-                with workers(env, 1, "--queues=bus,workflows", "--concurrency=2"):
+                with workers(env, 1, "--queues=bus,workflows,runners", "--concurrency=2"):
                     time.sleep(3)  # let the worker connect
                     if not args.quiet_workers:
                         latencies, errors, api_cpu, loads = measured(api.pid, url, args)
@@ -271,12 +341,18 @@ def main() -> None:
                     server_share = server_within(f"http://127.0.0.1:{api_port}", 0.05)
                     ec2 = boto3.client("ec2")
                     launches = pending_to_run(url, ec2, args.jobs)
+                    pool_settings = load_settings(
+                        database_url=database_url, broker_url=REDIS, secret_key=SECRET_KEY
+                    )
+                    maintain(pool_settings, load_profiles(tmp / "runners.yaml"), ec2=ec2)
+                    warm = pending_to_assigned(url, database_url, gitlab, args.jobs, args.pool)
             finally:
                 api.terminate()
                 api.wait(20)
     finally:
         moto.terminate()
         moto.wait(20)
+        gitlab.__exit__(None, None, None)
     millis = [x * 1000 for x in latencies]
     emit(
         {
@@ -295,6 +371,10 @@ def main() -> None:
             "launched": len(launches),
             "pending_to_run_p50_s": round(statistics.median(launches), 3) if launches else None,
             "pending_to_run_max_s": round(max(launches), 3) if launches else None,
+            "pool": args.pool,
+            "warm_assigned": len(warm),
+            "pending_to_assigned_warm_p50_s": round(statistics.median(warm), 3) if warm else None,
+            "pending_to_assigned_warm_max_s": round(max(warm), 3) if warm else None,
         }
     )
 

@@ -70,6 +70,8 @@ def interrupted(
         )
         if runner is None:
             return {"handled": False, "reason": "not one of our runners"}
+        if runner.market != "spot":  # a forged or misrouted warning retries nothing
+            return {"handled": False, "reason": f"runner {runner.name} is not a spot instance"}
         runner.error = runner.error or f"spot instance {instance_id} interrupted"
         if runner.state in LIVE_RUNNER_STATES:
             runner.state, runner.updated_at = "terminating", now  # EC2 ends it; reconcile marks

@@ -233,9 +233,9 @@ def test_ci_jobs_show_their_runner_and_timeline(
         )
         session.add(job)
         session.flush()
-        for status, minutes in (("pending", 3), ("running", 1)):
+        for status, seconds in (("pending", 180), ("assigned", 178), ("running", 60)):
             session.add(
-                RunnerJobEvent(job_pk=job.id, status=status, at=now - timedelta(minutes=minutes))
+                RunnerJobEvent(job_pk=job.id, status=status, at=now - timedelta(seconds=seconds))
             )
         session.add(
             Runner(
@@ -244,9 +244,11 @@ def test_ci_jobs_show_their_runner_and_timeline(
                 kind="ec2",
                 profile="ec2-small",
                 state="running",
+                pool=True,
                 provider_id="i-0123456789abcdef0",
                 instance_type="t3.small",
                 market="spot",
+                subnet_id="subnet-0abc",
                 created_at=now - timedelta(minutes=2),
                 updated_at=now,
                 started_at=now - timedelta(minutes=2),
@@ -257,9 +259,14 @@ def test_ci_jobs_show_their_runner_and_timeline(
     jobs = page.get_by_role("table", name="Jobs")
     jobs.get_by_text("#4242 build-image").wait_for()
     assert "sh-runner-4242-1" in jobs.inner_text()
-    assert page.locator(".timeline .tick").count() >= 2
+    # queued pending → running (2 min), a warm runner assigned in 2 s
+    assert "2.0 min" in jobs.inner_text()
+    assert "assigned 2.0 s" in jobs.inner_text()
+    assert "warm" in jobs.inner_text()
+    assert page.locator(".timeline .tick").count() >= 3
     runners = page.get_by_role("table", name="Runners")
     assert "t3.small spot" in runners.inner_text()
+    assert "subnet-0abc" in runners.inner_text()
     assert runners.get_by_role("button", name="Terminate").count() == 1
     screenshot(page, "jobs")
 

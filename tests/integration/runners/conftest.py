@@ -42,6 +42,8 @@ profiles:
     max_lifetime_minutes: 60
     idle_timeout_minutes: 5
     max_concurrent: 20
+    prices:
+      t3.small: {on_demand: 0.0208, spot: 0.0062}
   big:
     kind: ec2
     tags: [aws, big]
@@ -55,6 +57,13 @@ profiles:
     instance_types: [t3.small, t3a.small]
     spot: true
     subnet_id: subnet-doesnotexist
+  warm:
+    kind: ec2
+    tags: [warm]
+    image_id: ami-12345678
+    instance_types: [t3.small]
+    max_concurrent: 4
+    pool: {idle_count: 1, idle_time: 10m}
 job_tags:
   - project_id: 380
     job_name: "heavy*"

@@ -71,7 +71,7 @@ def test_pending_job_starts_a_tagged_instance_and_success_terminates_it(
         timeline = session.scalars(
             select(RunnerJobEvent.status).where(RunnerJobEvent.job_pk == job.id)
         ).all()
-    assert set(timeline) == {"pending", "running", "success"}
+    assert set(timeline) == {"pending", "assigned", "running", "success"}
 
 
 def test_duplicate_pending_webhooks_start_exactly_one_instance(

@@ -15,8 +15,11 @@ JOB = """
 query($jobId: Int!) {
   ciJob(jobId: $jobId) {
     gitlab jobId projectId project name status phase profile tags tagsSource
-    timeline { status at }
-    runner { name kind state providerId instanceType market runningMinutes costHint }
+    timeline { status at runner }
+    secondsToAssigned queueSeconds onDemand retryOf
+    runner {
+      name kind state providerId instanceType market runningMinutes costHint estimatedCost pool
+    }
   }
 }
 """
@@ -30,17 +33,33 @@ def test_a_job_shows_its_timeline_runner_and_cost_hint(runners: RunnerStack, job
     assert job["project"] == "gitlab-org/gitlab-test"
     assert (job["status"], job["phase"], job["profile"]) == ("pending", "running", "small")
     assert (job["tags"], job["tagsSource"]) == (["aws"], "gitlab")
-    assert [e["status"] for e in job["timeline"]] == ["pending"]
     runner = job["runner"]
+    # pending → a runner assigned (a cold one: when its instance is recorded) → still queued
+    assert [(e["status"], e["runner"]) for e in job["timeline"]] == [
+        ("pending", None),
+        ("assigned", runner["name"]),
+    ]
+    assert 0 < job["secondsToAssigned"] <= job["queueSeconds"]
+    assert (job["onDemand"], job["retryOf"]) == (False, None)
     assert runner["kind"] == "ec2"
     assert runner["state"] == "running"
+    assert runner["pool"] is False
     assert runner["providerId"] == instance["InstanceId"]
     assert runner["costHint"].startswith("t3.small spot, ")
+    assert runner["estimatedCost"] >= 0  # running hours times the profile's spot price
 
-    profiles = runners.graphql("{ runnerProfiles { name kind default tags live } }")
+    profiles = runners.graphql(
+        "{ runnerProfiles { name kind default tags live jobs estimatedCost pool { idleCount }"
+        " queueTime { le count } } }"
+    )
     by_name = {p["name"]: p for p in profiles["data"]["runnerProfiles"]}
     assert by_name["small"]["default"] is True
     assert by_name["small"]["live"] >= 1
+    assert by_name["small"]["jobs"] >= 1
+    assert by_name["small"]["estimatedCost"] >= 0
+    assert by_name["small"]["pool"] is None
+    assert by_name["small"]["queueTime"][-1]["le"] is None  # +Inf last
+    assert by_name["big"]["estimatedCost"] is None  # no price table
     assert by_name["big"]["tags"] == ["aws", "big"]
 
     listed = runners.graphql(

@@ -69,7 +69,7 @@ def test_a_lost_success_hook_stops_the_runner_in_the_next_pass_and_the_late_hook
     # The real hooks arrive late after all: recorded once, nothing started or stopped again.
     assert runners.post(job_hook(job_id, "success", runner=ran), headers()).status_code == 200
     runners.settle()
-    assert sorted(_timeline(runners, job_id)) == ["pending", "success"]
+    assert sorted(_timeline(runners, job_id)) == ["assigned", "pending", "success"]
     assert runners.instances(job_id) == []
     again = _pass(runners)
     assert job_id not in again.finished

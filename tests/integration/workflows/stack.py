@@ -49,7 +49,9 @@ class Worker:
         self.log = log
         self.killed = False
         self.process = subprocess.Popen(
-            smokehouse_argv("worker", "--queues=workflows,bus", "--concurrency=2"),
+            # runners: the warm pool pass a pending job asks for (the autoscaler starts such a
+            # worker in production)
+            smokehouse_argv("worker", "--queues=workflows,bus,runners", "--concurrency=2"),
             env=env,
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
