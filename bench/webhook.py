@@ -187,12 +187,24 @@ def drained(database_url: str, timeout: float) -> None:
     print(f"warning: deliveries still pending after {timeout}s", file=sys.stderr)
 
 
-def pending_to_run(url: str, ec2: Any, jobs: int) -> list[float]:
+def known_job(gitlab: FakeGitLab, job_id: int, tags: list[str]) -> None:
+    """GitLab's side of a pending job, which the start workflow checks before launching."""
+    gitlab.jobs[(380, job_id)] = {
+        "id": job_id,
+        "name": "test",
+        "status": "pending",
+        "tag_list": tags,
+        "pipeline": {"id": 1, "project_id": 380},
+    }
+
+
+def pending_to_run(url: str, ec2: Any, gitlab: FakeGitLab, jobs: int) -> list[float]:
     import httpx
 
     found: list[float] = []
     for n in range(jobs):
         job_id = 20_000_000 + n
+        known_job(gitlab, job_id, [])
         sent = time.perf_counter()
         response = httpx.post(url, json=job_hook(job_id, "pending"), headers=headers(token=TOKEN))
         assert response.status_code == 200, response.text
@@ -236,13 +248,7 @@ def pending_to_assigned(
         while idle() < pool and time.monotonic() < deadline:  # the refill landed
             time.sleep(0.05)
         job_id = 30_000_000 + n
-        gitlab.jobs[(380, job_id)] = {
-            "id": job_id,
-            "name": "test",
-            "status": "pending",
-            "tag_list": ["warm"],
-            "pipeline": {"id": 1, "project_id": 380},
-        }
+        known_job(gitlab, job_id, ["warm"])
         sent = time.perf_counter()
         response = httpx.post(url, json=job_hook(job_id, "pending"), headers=headers(token=TOKEN))
         assert response.status_code == 200, response.text
@@ -340,7 +346,7 @@ def main() -> None:
                     drained(database_url, 120)
                     server_share = server_within(f"http://127.0.0.1:{api_port}", 0.05)
                     ec2 = boto3.client("ec2")
-                    launches = pending_to_run(url, ec2, args.jobs)
+                    launches = pending_to_run(url, ec2, gitlab, args.jobs)
                     pool_settings = load_settings(
                         database_url=database_url, broker_url=REDIS, secret_key=SECRET_KEY
                     )

@@ -1,7 +1,8 @@
 """Container runners through the real webhook, bus, workflows and worker against Podman's
 Docker API: a pending job's container starts with our labels, a finished job's is stopped with
 its logs kept and removed; a profile at capacity makes jobs wait until a slot frees; reconcile
-removes leftovers. No GitLab API here: tags come from the fallback map (none → the default)."""
+removes leftovers; a warm-pool container takes a job at once and the worker refills the pool.
+No GitLab API here: tags come from the fallback map (none → the default)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,19 @@ profiles:
     memory: 256m
     timeout_minutes: 5
     max_concurrent: 1
+  warmbox:
+    kind: container
+    tags: [warmbox]
+    image: {IMAGE}
+    command: ["/bin/sh", "-c", "{COMMAND}"]
+    volumes: ["/usr:/usr:ro"]
+    memory: 256m
+    timeout_minutes: 30
+    max_concurrent: 2
+    pool: {{idle_count: 1, idle_time: 10m}}
+job_tags:
+  - job_name: "warm-*"
+    tags: [warmbox]
 """
 
 
@@ -151,4 +165,58 @@ def test_container_per_job_with_capacity_logs_and_reconcile(
     assert runner_name(INSTANCE, 7002) in report.terminated
     assert state(built, 7002) == "terminated"
     assert {c.name for c in ours.list_ours()} == set()
+    engine.close()
+
+
+def test_a_warm_pool_container_takes_a_job_at_once_and_is_replaced(
+    box: tuple[Stack, Path], podman: str
+) -> None:
+    from app.runners.pool import POOL_TAG, maintain
+
+    built, profiles = box
+    engine = docker.DockerClient(base_url=podman, timeout=60)
+    database = get_database(built.settings.sqlalchemy_url)
+
+    def idle() -> list[Runner]:
+        with database.session() as session:
+            return list(
+                session.scalars(
+                    select(Runner).where(Runner.profile == "warmbox", Runner.state == "idle")
+                )
+            )
+
+    report = maintain(built.settings, load_profiles(profiles))
+    assert len(report.launched) == 1, report
+    [warm] = idle()
+    container = engine.containers.get(warm.name)
+    assert container.labels[POOL_TAG] == "warmbox"
+    assert container.labels["smokehouse:job-id"] == "pool"
+
+    post(built, job_hook(7101, "pending", name="warm-build"))
+    wait_for(
+        lambda: (j := job(built, 7101)) is not None and j.phase == "assigned",
+        WAIT,
+        what="job 7101 to take the warm container",
+    )
+    assert runner(built, 7101) is None  # no container of its own was started
+    wait_for(lambda: idle(), WAIT, what="the worker to refill the pool")
+    [refill] = idle()
+    assert refill.name != warm.name
+
+    ran = {"id": None, "description": warm.name, "active": True, "is_shared": False}
+    post(built, job_hook(7101, "running", name="warm-build", runner=ran))
+    post(built, job_hook(7101, "success", name="warm-build", runner=ran))
+
+    def used_up() -> bool:
+        with database.session() as session:
+            row = session.get(Runner, warm.name)
+            return row is not None and row.state == "terminated"
+
+    wait_for(used_up, WAIT, what="the used warm container to stop (max_use 1)")
+    with database.session() as session:
+        row = session.get(Runner, warm.name)
+        assert row is not None
+        assert row.uses == 1
+        assert f"runner {warm.name} for job" in (row.logs or "")
+    assert warm.name not in {c.name for c in engine.containers.list(all=True)}
     engine.close()
