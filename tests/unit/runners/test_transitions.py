@@ -11,7 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.runners.lifecycle import next_launch
-from app.runners.profiles import Ec2Profile, LaunchOption, client_token, run_instances_params
+from app.runners.profiles import (
+    Ec2Profile,
+    LaunchOption,
+    client_token,
+    launch_options,
+    run_instances_params,
+)
 from app.runners.transitions import (
     RunnerView,
     is_terminal,
@@ -180,6 +186,8 @@ def test_capacity_errors_move_to_on_demand_then_the_next_type() -> None:
         "Max spot instance count exceeded",
         "Your requested instance type (a) is not supported in your requested Availability Zone "
         "(us-east-1e).",
+        "There are not enough free addresses in subnet 'subnet-1' to satisfy the requested "
+        "number of instances.",
     ],
 )
 def test_ec2_capacity_messages_are_recognised(message: str) -> None:
@@ -190,3 +198,29 @@ def test_ec2_capacity_messages_are_recognised(message: str) -> None:
 def test_other_errors_do_not_try_another_option() -> None:
     cause = "Ec2.Ec2Exception: The image id '[ami-1]' does not exist (InvalidAMIID.NotFound)"
     assert next_launch(launch(LaunchOption("a", "spot")), PROFILE, 0, cause, "r", 1) is None
+
+
+def test_the_workflow_moves_to_the_next_subnet_then_on_demand_and_never_spot_for_a_retry() -> None:
+    profile = Ec2Profile.model_validate(
+        {**PROFILE.model_dump(), "instance_types": ["a"], "subnet_ids": ["s-1", "s-2"]}
+    )
+    first = launch_options(profile)[0]
+    params = run_instances_params(
+        profile, first, token=client_token("r", 1, first), user_data="#!", tags={}
+    )
+    cause = "Ec2.Ec2Exception: There are not enough free addresses in subnet 's-1'"
+    moved = next_launch(params, profile, 0, cause, "r", 1)
+    assert moved is not None
+    assert (moved[1]["SubnetId"], moved[1]["InstanceMarketOptions"]["MarketType"]) == (
+        "s-2",
+        "spot",
+    )
+    then = next_launch(moved[1], profile, 1, "InsufficientInstanceCapacity", "r", 1)
+    assert then is not None
+    assert (then[1]["SubnetId"], "InstanceMarketOptions" in then[1]) == ("s-1", False)
+    # a spot interruption's retry starts on demand and its fallback stays on demand
+    retry = launch_options(profile, on_demand_only=True)
+    assert [o.market for o in retry] == ["on-demand", "on-demand"]
+    after = next_launch(params, profile, 0, cause, "r", 1, on_demand_only=True)
+    assert after is not None
+    assert "InstanceMarketOptions" not in after[1]
