@@ -27,15 +27,18 @@ from app.runners.profiles import (
     render_user_data,
     run_instances_params,
 )
+from app.runners.provision import (
+    TOKEN_KIND,
+    container_spec,
+    forget_gitlab_runner,
+    gitlab_url,
+    register_runner,
+    stop_container,
+)
 from app.runners.settings import profiles_path
 from app.runners.transitions import JobFacts, is_terminal, job_facts
 from app.runners.webhook import DEFAULT_INSTANCE
 from app.secrets import delete_owned, put, reference, resolve_references
-
-#: The kind of secret a runner's GitLab token is stored as (owner: the runner's name).
-TOKEN_KIND = "gitlab-runner-token"
-#: The ``smokehouse:job-id`` tag/label of a warm-pool runner (it has no job of its own).
-POOL_JOB = "pool"
 
 log = logging.getLogger("smokehouse.runners")
 
@@ -76,39 +79,6 @@ def _job_tags(settings: Settings, facts: JobFacts, profiles: Profiles) -> tuple[
     return profiles.fallback_tags(facts.project_id, facts.project_path, facts.job_name), "map"
 
 
-def register_runner(
-    settings: Settings, profile: Ec2Profile | ContainerProfile, name: str, project_id: int
-) -> str:
-    """Create the ephemeral GitLab runner; returns its token ("" without a GitLab API)."""
-    from app.runners.gitlab import gitlab_client
-
-    client = gitlab_client(settings.gitlab)
-    if client is None:
-        log.warning("SMOKEHOUSE_GITLAB_URL is unset: runner %s gets no runner token", name)
-        return ""
-    try:
-        created = client.create_runner(
-            description=name,
-            tags=list(profile.tags),
-            run_untagged=profile.run_untagged or not profile.tags,
-            runner_type=profile.runner_type,
-            project_id=project_id if profile.runner_type == "project_type" else None,
-            group_id=profile.group_id,
-        )
-    finally:
-        client.close()
-    with _database(settings).session() as session:
-        runner = session.get(Runner, name, with_for_update=True)
-        previous = runner.gitlab_runner_id if runner is not None else None
-        if runner is not None:
-            runner.gitlab_runner_id = created.id
-    if previous is not None and previous != created.id:
-        forget_gitlab_runner(
-            settings, previous
-        )  # a retried start: its token is gone with its attempt
-    return created.token
-
-
 def refill_pool(settings: Settings) -> None:
     """Ask for a pool pass now (its periodic tick would come within seconds anyway)."""
     from app.celery_client import celery_for
@@ -117,10 +87,6 @@ def refill_pool(settings: Settings) -> None:
         celery_for(settings).send_task("runners.pool")
     except Exception as exc:  # the next tick refills
         log.warning("could not ask for a pool refill: %s", exc)
-
-
-def gitlab_url(settings: Settings) -> str:
-    return settings.gitlab.url or ""
 
 
 @handler("runners.record-job")
@@ -288,22 +254,6 @@ def launch_failed(payload: Any, context: HandlerContext) -> Any:
     return {"retry": False, "reason": cause[:2000]}
 
 
-def forget_gitlab_runner(settings: Settings, runner_id: int | None) -> None:
-    if runner_id is None:
-        return
-    from app.runners.gitlab import gitlab_client
-
-    client = gitlab_client(settings.gitlab)
-    if client is None:
-        return
-    try:
-        client.delete_runner(runner_id)
-    except Exception as exc:  # best effort: GitLab drops stale ephemeral runners itself
-        log.warning("could not delete GitLab runner %s: %s", runner_id, exc)
-    finally:
-        client.close()
-
-
 @handler("runners.start-container")
 def start_container(payload: Any, context: HandlerContext) -> Any:
     """Start the job's runner container (idempotent by name) and record it."""
@@ -341,56 +291,6 @@ def start_container(payload: Any, context: HandlerContext) -> Any:
     finally:
         engine.close()
     return {"started": True, "container": started.id, "stopped": stop}
-
-
-def container_spec(
-    settings: Settings,
-    profile: ContainerProfile,
-    name: str,
-    profile_name: str,
-    job_id: int | None,
-    project_id: int | None,
-    token: str,
-) -> Any:
-    from app.runners.containers import ContainerSpec
-
-    environment = {
-        "CI_SERVER_URL": gitlab_url(settings),
-        "CI_SERVER_TOKEN": token,
-        "RUNNER_NAME": name,
-        "RUNNER_EXECUTOR": "shell",
-        "SMOKEHOUSE_JOB_ID": "" if job_id is None else str(job_id),
-        **profile.environment,
-    }
-    return ContainerSpec(
-        name=name,
-        image=profile.image,
-        command=profile.command,
-        environment=environment,
-        labels={
-            "smokehouse:runner": name,
-            "smokehouse:job-id": POOL_JOB if job_id is None else str(job_id),
-            "smokehouse:project-id": "" if project_id is None else str(project_id),
-            "smokehouse:profile": profile_name,
-        },
-        cpus=profile.cpus,
-        memory=profile.memory,
-        timeout_seconds=profile.timeout_minutes * 60,
-        network=profile.network,
-        volumes=profile.mounts(),
-        working_dir=profile.working_dir,
-    )
-
-
-def stop_container(settings: Settings, engine: Any, name: str) -> None:
-    logs = engine.stop(name)
-    with _database(settings).session() as session:
-        row = session.get(Runner, name, with_for_update=True)
-        if row is not None:
-            if logs is not None:
-                row.logs = logs
-            row.state, row.stopped_at, row.updated_at = "terminated", utcnow(), utcnow()
-            delete_owned(session, name)  # the runner's token dies with it
 
 
 @handler("runners.plan-stop")

@@ -11,6 +11,7 @@ from typing import Any
 
 from app.config import Settings
 from app.db import get_database, utcnow
+from app.runners import lifecycle
 from app.runners.models import Runner
 from app.secrets import delete_owned
 
@@ -57,6 +58,7 @@ def terminate_runner(
         assert runner is not None
         runner.state, runner.stopped_at, runner.updated_at = "terminated", utcnow(), utcnow()
         delete_owned(session, name)  # the runner's token dies with it
+        lifecycle.unbind_ended(session, runner, utcnow())  # a pool runner's job needs another
         if logs is not None:
             runner.logs = logs
         return runner.state

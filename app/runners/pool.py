@@ -44,6 +44,14 @@ from app.runners.profiles import (
     render_user_data,
     run_instances_params,
 )
+from app.runners.provision import (
+    POOL_JOB,
+    container_spec,
+    forget_gitlab_runner,
+    gitlab_url,
+    register_runner,
+    stop_container,
+)
 
 log = logging.getLogger("smokehouse.runners.pool")
 
@@ -158,8 +166,6 @@ def _launch(
     providers: _Providers,
     report: PoolReport,
 ) -> None:
-    from app.runners.handlers import container_spec, forget_gitlab_runner, register_runner
-
     name, now = pool_runner_name(), utcnow()
     database = get_database(settings.sqlalchemy_url)
     with database.session() as session:
@@ -224,8 +230,6 @@ def _run_instance(
     address error as the start workflow does; returns (instance, type, market, subnet)."""
     from botocore.exceptions import ClientError
 
-    from app.runners.handlers import POOL_JOB, gitlab_url
-
     pool = profile.pool
     values = {
         "gitlab_url": gitlab_url(settings),
@@ -272,8 +276,6 @@ def _run_instance(
 
 def _stop(settings: Settings, names: list[str], providers: _Providers, report: PoolReport) -> None:
     """Stop surplus idle runners: each only if still idle and unbound under its row lock."""
-    from app.runners.handlers import forget_gitlab_runner, stop_container
-
     database = get_database(settings.sqlalchemy_url)
     chosen: list[tuple[str, str, str | None, int | None]] = []
     with database.session() as session:
