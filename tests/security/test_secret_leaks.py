@@ -243,6 +243,53 @@ def test_ec2_runner_token_reaches_the_instance_and_nothing_else(
         assert not session.scalars(select(Secret).where(Secret.owner == name)).all()
 
 
+def test_a_warm_pool_runner_token_reaches_its_instance_and_nothing_else(
+    runners: RunnerStack,  # noqa: F811
+    job_id: int,  # noqa: F811
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    """A pool runner's token never touches the secret store or a workflow: the pool pass hands
+    it from GitLab's answer to RunInstances' user data, and nothing else may hold it."""
+    from app.runners.handlers import current_profiles
+    from app.runners.models import Runner
+    from app.runners.pool import maintain
+
+    settings = runners.stack.settings
+    maintain(settings, current_profiles(settings), ec2=runners.ec2)
+
+    def idle() -> list[Runner]:
+        with runners.db.session() as session:
+            return list(
+                session.scalars(
+                    select(Runner).where(Runner.profile == "warm", Runner.state == "idle")
+                )
+            )
+
+    wait_for(idle, WAIT, what="an idle pool runner")
+    warm = idle()[0]
+    token = runners.gitlab.runners[warm.gitlab_runner_id or 0]["token"]
+    assert token.startswith("glrt-")
+    user_data = base64.b64decode(
+        runners.ec2.describe_instance_attribute(
+            InstanceId=str(warm.provider_id), Attribute="userData"
+        )["UserData"]["Value"]
+    ).decode()
+    assert token in user_data  # it did reach the runner
+    runners.gitlab.jobs[(380, job_id)] = {"id": job_id, "name": "test", "tag_list": ["warm"]}
+    assert runners.post(job_hook(job_id, "pending"), headers()).status_code == 200
+    wait_for(
+        lambda: (j := runners.job(job_id)) is not None and j.phase == "assigned",
+        WAIT,
+        what="the job to take a warm runner",
+    )
+    ran = runner_block(warm.gitlab_runner_id or 0, warm.name, ["warm"])
+    assert runners.post(job_hook(job_id, "running", runner=ran), headers()).status_code == 200
+    assert runners.post(job_hook(job_id, "success", runner=ran), headers()).status_code == 200
+    runners.settle()
+    found = leaks(sweep(runners.stack, job_id, logs), token)
+    assert not found, "the pool runner's token leaked:\n" + "\n".join(found)
+
+
 # --- the container profile (Podman's Docker API; skipped where Podman is missing) -------------
 
 COMMAND = "trap 'exit 0' TERM; sleep 600 & wait"
