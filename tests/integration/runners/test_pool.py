@@ -34,7 +34,7 @@ from tests.integration.runners.ec2_faults import Ec2Faults
 from tests.integration.runners.fake_gitlab import FakeGitLab
 from tests.integration.runners.payloads import INSTANCE, job_hook, runner_block
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MONDAY_OFFICE = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)  # 10:00 in Berlin
 MONDAY_EVENING = datetime(2026, 12, 7, 19, 0, tzinfo=UTC)  # 20:00 in Berlin
