@@ -97,6 +97,13 @@ def tcp_open(url: str, default_port: int) -> bool:
         return False
 
 
+#: How long a test waits for ``smokehouse run`` to answer /readyz. Quiet, it is ready in ~4 s;
+#: under CI's slow set on a two-core machine three times slower than that, one start took 18 s
+#: and two took over 30 s (their first log line came 25 s after launch: Python's imports starved
+#: of CPU, not a hang). Every role is its own process importing the app.
+RUN_READY_SECONDS = 90
+
+
 def wait_for(predicate: object, timeout: float, interval: float = 0.1, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -88,7 +88,6 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
     "workflows-sweep": ("workflows.sweep", 5.0),
     "scaling-autoscale": ("scaling.autoscale", 10.0),
     "runners-reconcile": ("runners.reconcile", 60.0),
-    "runners-pool": ("runners.pool", 5.0),
     "iot-close-idle-cooks": ("iot.close_idle_cooks", 60.0),
     "iot-purge": ("iot.purge", 3600.0),
     "iot-alarms-sweep-offline": ("iot_alarms.sweep_offline", 15.0),
@@ -97,7 +96,9 @@ BEAT_SCHEDULE: dict[str, tuple[str, float]] = {
 
 #: Periodic tasks run one at a time under a lease (``app.broker.singleton``); the ping is not a
 #: singleton: each one proves a path from a scheduler through the broker to a worker.
-SINGLETON_TASKS = frozenset(task for task, _ in BEAT_SCHEDULE.values()) - {"system.ping"}
+SINGLETON_TASKS = (frozenset(task for task, _ in BEAT_SCHEDULE.values()) - {"system.ping"}) | {
+    "runners.pool"  # sent by reconcile and on demand, not by the beat: two passes never overlap
+}
 
 
 def create_celery(settings: Settings | None = None) -> Celery:

@@ -316,11 +316,13 @@ def stopped(payload: Any, context: HandlerContext) -> Any:
     names = [str(n) for n in payload.get("runners") or []]
     containers: list[str] = []
     gitlab_runners: list[int] = []
+    pooled = False
     with _database(settings).session() as session:
         for name in names:
             runner = session.get(Runner, name)
             if runner is None:
                 continue
+            pooled = pooled or runner.pool
             if runner.kind == "container" and runner.provider_id:
                 containers.append(name)
             if runner.gitlab_runner_id is not None:
@@ -339,6 +341,8 @@ def stopped(payload: Any, context: HandlerContext) -> Any:
             engine.close()
     for runner_id in gitlab_runners:
         forget_gitlab_runner(settings, runner_id)
+    if pooled:  # a used-up pool runner: its replacement now, not at the next reconcile
+        refill_pool(settings)
     from app.runners.reconcile import wake_waiting
 
     woken = wake_waiting(settings, current_profiles(settings))

@@ -1,7 +1,8 @@
 """The warm pool: keep each profile's idle runners launched and registered, stop the surplus.
 
-A pass (:func:`maintain`; Celery task ``runners.pool``, sent by the scheduler every 5 s and by
-``runners.plan-start`` right after a pending job took an idle runner) looks at every profile
+A pass (:func:`maintain`; Celery task ``runners.pool``, sent after each reconcile pass -- every
+60 s --, by ``runners.plan-start`` right after a pending job took an idle runner, and when a pool
+runner stopped) looks at every profile
 with a ``pool`` (and every profile that still has pool runners), asks
 :mod:`app.runners.pool_policy` how many idle runners it should have now, launches the missing
 ones and stops the surplus that stayed idle ``idle_time``. The task runs under its lease, so

@@ -26,7 +26,7 @@ from app.config import load_settings
 from app.db import get_database
 from app.schedules.models import Schedule
 from tests.integration.cli import cli_env, smokehouse_argv
-from tests.services import free_port, wait_for
+from tests.services import RUN_READY_SECONDS, free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -89,7 +89,7 @@ def running(tmp_path: Path) -> Iterator[str]:
             return False
 
     try:
-        wait_for(ready, timeout=30, interval=0.3, what="smokehouse run to be ready")
+        wait_for(ready, RUN_READY_SECONDS, interval=0.3, what="smokehouse run to be ready")
         yield base
     finally:
         process.send_signal(signal.SIGINT)

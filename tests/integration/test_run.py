@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.integration.cli import cli_env, smokehouse_argv
-from tests.services import free_port, wait_for
+from tests.services import RUN_READY_SECONDS, free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -66,7 +66,7 @@ def test_run_starts_everything_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) 
             except httpx.HTTPError:
                 return False
 
-        wait_for(ready, timeout=45, interval=0.2, what="/readyz to turn 200")
+        wait_for(ready, RUN_READY_SECONDS, interval=0.2, what="/readyz to turn 200")
 
         # The generated admin key works, and the scheduler's first ping reaches a worker.
         key = (tmp_path / "data" / "access-key").read_text().split(":")[1]

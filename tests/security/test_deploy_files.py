@@ -20,7 +20,7 @@ from app.common.files import make_private_dir
 from app.iot.mosquitto import AuthFiles, sync
 from tests.integration.cli import cli_env, run_cli, smokehouse_argv
 from tests.integration.test_run import processes_with_data_dir
-from tests.services import free_port, wait_for
+from tests.services import RUN_READY_SECONDS, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ def test_smokehouse_run_creates_private_files(tmp_path: Path) -> None:
             except httpx.HTTPError:
                 return False
 
-        wait_for(ready, timeout=30, interval=0.2, what="/readyz to turn 200")
+        wait_for(ready, RUN_READY_SECONDS, interval=0.2, what="/readyz to turn 200")
         # The database, the embedded broker's database, the admin key (beat keeps its schedule
         # in memory: several schedulers may run, and the one holding the lease sends).
         wanted = ("smokehouse.db", "broker.db", "access-key")

@@ -19,12 +19,18 @@ def reconcile(self: Any) -> dict[str, Any]:
 
     settings = settings_of(self.app)
     report = reconcile_once(settings, settings.runners, current_profiles(settings))
+    # The warm pool's periodic pass (schedules, idle_time, refills after failed launches) rides
+    # on reconcile's minute instead of a beat entry of its own: an instance without runner
+    # profiles runs no extra task, and no worker of the runners queue starts at boot for it.
+    self.app.send_task("runners.pool")
     return asdict(report)
 
 
 @shared_task(name="runners.pool", bind=True, ignore_result=True)
 def pool(self: Any) -> dict[str, Any]:
-    """One warm-pool pass: refill each profile's idle runners, stop the surplus."""
+    """One warm-pool pass: refill each profile's idle runners, stop the surplus. Sent after each
+    reconcile pass, right after a job took an idle runner, and when a pool runner stopped; a
+    singleton under its lease."""
     from dataclasses import asdict
 
     from app.runners.handlers import current_profiles

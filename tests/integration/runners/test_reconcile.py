@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from app.broker.celery import SINGLETON_TASKS
 from app.config import Settings
 from app.runners.profiles import Profiles
 from app.runners.reconcile import ReconcileReport, reconcile
@@ -21,6 +22,11 @@ def test_reconcile_is_a_scheduled_task(settings_factory: Callable[..., Settings]
     assert schedule["runners-reconcile"]["task"] == "runners.reconcile"
     celery_app.loader.import_default_modules()  # what a worker does at start
     assert "runners.reconcile" in celery_app.tasks
+    # the warm pool's pass rides on reconcile (and on demand): no beat entry of its own, so an
+    # instance without runner profiles starts no runners worker for it; one pass at a time
+    assert "runners.pool" in celery_app.tasks
+    assert all(entry["task"] != "runners.pool" for entry in schedule.values())
+    assert "runners.pool" in SINGLETON_TASKS
 
 
 def test_nothing_configured_means_nothing_to_do(
