@@ -81,11 +81,11 @@ def interrupted(
         if not lifecycle.timeline(session, job, "interrupted", now, runner=runner.name):
             return {"handled": True, "job": job.job_id, "retried": None}  # a duplicate
         job.error, job.updated_at = f"spot instance {instance_id} interrupted", now
-        job_pk = job.id
+        job_pk, job_id = job.id, job.job_id
     from app.runners.metrics import INTERRUPTIONS
 
     INTERRUPTIONS.inc()
-    return {"handled": True, "job": job_pk, "retried": retry(settings, job_pk)}
+    return {"handled": True, "job": job_id, "retried": retry(settings, job_pk)}
 
 
 def retry(settings: Settings, job_pk: int) -> int | None:

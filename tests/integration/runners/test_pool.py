@@ -446,6 +446,7 @@ def test_a_spot_interruption_warning_retries_the_job_on_demand(
     }
     answer = handlers.spot_interrupted(warning, fleet.context())
     again = handlers.spot_interrupted(warning, fleet.context())  # delivered twice
+    assert answer["job"] == again["job"] == job_id  # GitLab's job id, both times
     assert answer["retried"] is not None
     assert again["retried"] is None  # absorbed: GitLab was asked once
     new_id = retried_on_demand(fleet, job_id, runner)
