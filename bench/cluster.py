@@ -557,11 +557,31 @@ def run(
         )
         return lost_events, lost_readings, duplicated
 
-    deadline = time.monotonic() + 90
+    def orphaned() -> list[str]:
+        """Work still claimed or unfinished, one line each: a delivery, a queue message or an
+        execution. Right after the load some are simply in flight, and one a dead host had
+        claimed comes back only when its claim expires (``BUS_CLAIM_SECONDS`` plus the sweep's
+        grace), so the settle waits for these as it waits for lost work."""
+        return psql(
+            "select 'delivery ' || id || ' ' || rule_name || ' attempts=' || attempts || "
+            "' claimed_until=' || coalesce(claimed_until::text, '-') || ' next=' || "
+            "next_attempt_at::text || ' error=' || coalesce(left(last_error, 120), '-') "
+            "from deliveries where status='pending' "
+            "union all select 'queue message ' || id::text || ' ' || status "
+            "from queue_messages where status in ('running','waiting') "
+            "union all select 'execution ' || arn from executions where status='RUNNING'"
+        ).splitlines()
+
+    settle_from = time.monotonic()
+    deadline = settle_from + 90
     lost_events, lost_readings, duplicated = count()
-    while (lost_events or lost_readings) and time.monotonic() < deadline:
+    left = orphaned()
+    log(f"at the load's end: {len(left)} unfinished, {len(lost_events)} events not yet applied")
+    while (lost_events or lost_readings or left) and time.monotonic() < deadline:
         time.sleep(2)
         lost_events, lost_readings, duplicated = count()
+        left = orphaned()
+    log(f"settled in {time.monotonic() - settle_from:.1f} s; {len(left)} still unfinished")
     # What a duplicate was, so that one never goes unexplained: the key stored as two events
     # (the client put it twice) or one event delivered twice (smokehouse's own doing).
     twice = [k for k, n in applied_counts().items() if n > 1][:10]
@@ -576,20 +596,12 @@ def run(
         }
         for key in twice
     }
-    orphans = int(
-        psql(
-            "select (select count(*) from deliveries where status='pending') + "
-            "(select count(*) from queue_messages where status in ('running','waiting')) + "
-            "(select count(*) from executions where status='RUNNING')"
-        )
-        or 0
-    )
     return {
         "bench": "cluster",
         "hosts": len(HOSTS),
         "lost": len(lost_events) + len(lost_readings),
         "duplicated": duplicated,
-        "orphans": orphans,
+        "orphans": len(left),
         "singleton_failover_s": round(failover, 2) if failover is not None else None,
         "lease_seconds": 3,
         "events_per_s_two_nodes": round(events_per_s, 1),
@@ -599,6 +611,7 @@ def run(
         "readings_published": sum(len(s) for s in sent["published"].values()),
         "lost_detail": {"events": lost_events[:10], "readings": lost_readings[:10]},
         "duplicated_detail": duplicated_detail,
+        "orphans_detail": left[:10],
     }
 
 
