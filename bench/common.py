@@ -8,6 +8,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,6 +77,83 @@ def workers(env: dict[str, str], count: int, *args: str) -> Iterator[list[subpro
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _tree(pid: int) -> list[int]:
+    children = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return [pid, *map(int, children)]
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Memory of a process and its children (a prefork worker, uvicorn and its workers) in MB:
+    their proportional set sizes (PSS), so pages a fork shares are counted once, not per child;
+    0 once it is gone."""
+    total = 0
+    for each in _tree(pid):
+        try:
+            with open(f"/proc/{each}/smaps_rollup") as rollup:
+                total += next(
+                    (int(line.split()[1]) for line in rollup if line.startswith("Pss:")), 0
+                )
+        except OSError:
+            continue
+    return round(total / 1024, 1)
+
+
+def _cpu_s(pid: int, reaped: bool = False) -> float:
+    """CPU seconds (user + system) of one process, with ``reaped`` those of its finished
+    children too; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    used = int(fields[11]) + int(fields[12])
+    if reaped:
+        used += int(fields[13]) + int(fields[14])
+    return used / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds a process and its children have used so far."""
+    return sum(_cpu_s(each) for each in _tree(pid))
+
+
+def postgres_cpu_s() -> float:
+    """CPU seconds used so far by PostgreSQL: every live server process, plus the backends that
+    already ended (counted in the postmaster's reaped children)."""
+    pids = subprocess.run(
+        ["pgrep", "-x", "postgres"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return sum(_cpu_s(int(pid), reaped=True) for pid in pids)
+
+
+class PeakRss:
+    """Samples the named processes' resident memory (with their children) every ``interval``
+    seconds while the load runs; ``peaks`` is each one's highest figure in MB."""
+
+    def __init__(self, pids: dict[str, int], interval: float = 0.25) -> None:
+        self.pids, self.interval = pids, interval
+        self.peaks = dict.fromkeys(pids, 0.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            for name, pid in self.pids.items():
+                self.peaks[name] = max(self.peaks[name], tree_rss_mb(pid))
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def machine() -> dict[str, Any]:

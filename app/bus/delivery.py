@@ -24,13 +24,15 @@ import logging
 import random
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.bus.arns import Scope
@@ -100,6 +102,7 @@ def judge_failure(
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
+    delivery_id: str
     attempt: int
     event: dict[str, Any]
     spec: dict[str, Any]
@@ -109,22 +112,41 @@ class Claimed:
     received_at: datetime  # <aws.events.event.ingestion-time>
 
 
-def _claim(settings: Settings, delivery_id: str, now: datetime) -> Claimed | None:
+@dataclass(slots=True)
+class Attempt:
+    """One claimed delivery's attempt: what the target said, when."""
+
+    claimed: Claimed
+    started: datetime
+    finished: datetime | None = None
+    status_code: int | None = None
+    failure: TargetFailure | None = None
+
+
+def _claim(settings: Settings, delivery_ids: Sequence[str], now: datetime) -> list[Claimed]:
+    """Claim every listed delivery that is due and unclaimed, in one ``UPDATE … RETURNING``; on
+    PostgreSQL the rows another worker holds locked at this moment are skipped, not waited for
+    (``SKIP LOCKED``): that worker is claiming them."""
     database = get_database(settings.sqlalchemy_url)
     with database.session() as session:
-        row = session.execute(
+        due = and_(
+            Delivery.id.in_(delivery_ids),
+            Delivery.status == "pending",
+            Delivery.next_attempt_at <= now + timedelta(seconds=1),
+            or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now),
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            free = select(Delivery.id).where(due).with_for_update(skip_locked=True)
+            due = and_(due, Delivery.id.in_(free.scalar_subquery()))
+        rows = session.execute(
             update(Delivery)
-            .where(
-                Delivery.id == delivery_id,
-                Delivery.status == "pending",
-                Delivery.next_attempt_at <= now + timedelta(seconds=1),
-                or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now),
-            )
+            .where(due)
             .values(
                 claimed_until=now + timedelta(seconds=settings.bus_claim_seconds),
                 attempts=Delivery.attempts + 1,
             )
             .returning(
+                Delivery.id,
                 Delivery.attempts,
                 Delivery.event_id,
                 Delivery.target_spec,
@@ -132,47 +154,67 @@ def _claim(settings: Settings, delivery_id: str, now: datetime) -> Claimed | Non
                 Delivery.rule_name,
                 Delivery.created_at,
             )
-        ).one_or_none()
-        if row is None:
-            return None
-        event = session.execute(
-            select(Event.envelope, Event.received_at).where(Event.id == row.event_id)
-        ).one()
-        scope = Scope(settings.region, settings.account_id)
-        return Claimed(
-            row.attempts,
-            dict(event.envelope),
-            dict(row.target_spec),
-            scope.rule_arn(row.bus_name, row.rule_name),
-            row.rule_name,
-            row.created_at,
-            event.received_at,
-        )
+            .execution_options(synchronize_session=False)
+        ).all()
+        if not rows:
+            return []
+        events = {
+            e.id: e
+            for e in session.execute(
+                select(Event.id, Event.envelope, Event.received_at).where(
+                    Event.id.in_({row.event_id for row in rows})
+                )
+            )
+        }
+    scope = Scope(settings.region, settings.account_id)
+    order = {delivery_id: n for n, delivery_id in enumerate(delivery_ids)}
+    return sorted(
+        (
+            Claimed(
+                row.id,
+                row.attempts,
+                dict(events[row.event_id].envelope),
+                dict(row.target_spec),
+                scope.rule_arn(row.bus_name, row.rule_name),
+                row.rule_name,
+                row.created_at,
+                events[row.event_id].received_at,
+            )
+            for row in rows
+        ),
+        key=lambda c: order.get(c.delivery_id, len(order)),
+    )
 
 
 @contextmanager
-def _claim_kept(settings: Settings, delivery_id: str, attempt: int) -> Iterator[None]:
-    """Renew this attempt's claim while the body (the target call) runs."""
+def _claims_kept(settings: Settings, claimed: Sequence[Claimed]) -> Iterator[None]:
+    """Renew these attempts' claims while their target calls run (one statement per attempt
+    number, so a claim another worker took after ours lapsed is never extended)."""
     stop = threading.Event()
     claim = timedelta(seconds=settings.bus_claim_seconds)
+    by_attempt: dict[int, list[str]] = {}
+    for c in claimed:
+        by_attempt.setdefault(c.attempt, []).append(c.delivery_id)
 
     def keep() -> None:
         while not stop.wait(settings.bus_claim_seconds / 3):
             try:
                 with get_database(settings.sqlalchemy_url).session() as session:
-                    session.execute(
-                        update(Delivery)
-                        .where(
-                            Delivery.id == delivery_id,
-                            Delivery.status == "pending",
-                            Delivery.attempts == attempt,
+                    for attempt, ids in by_attempt.items():
+                        session.execute(
+                            update(Delivery)
+                            .where(
+                                Delivery.id.in_(ids),
+                                Delivery.status == "pending",
+                                Delivery.attempts == attempt,
+                            )
+                            .values(claimed_until=utcnow() + claim)
+                            .execution_options(synchronize_session=False)
                         )
-                        .values(claimed_until=utcnow() + claim)
-                    )
-            except Exception as exc:  # the claim may lapse: at worst, an attempt again
-                log.warning("could not renew the claim of delivery %s: %s", delivery_id, exc)
+            except Exception as exc:  # the claims may lapse: at worst, an attempt again
+                log.warning("could not renew %d delivery claims: %s", len(claimed), exc)
 
-    keeper = threading.Thread(target=keep, name=f"claim:{delivery_id}", daemon=True)
+    keeper = threading.Thread(target=keep, name=f"claims:{claimed[0].delivery_id}", daemon=True)
     keeper.start()
     try:
         yield
@@ -183,14 +225,46 @@ def _claim_kept(settings: Settings, delivery_id: str, attempt: int) -> Iterator[
 
 def deliver(settings: Settings, delivery_id: str, rng: random.Random | None = None) -> str:
     """Run one attempt of a delivery if it is due and unclaimed; return what happened."""
+    return deliver_batch(settings, [delivery_id], rng).get(delivery_id, "skipped")
+
+
+def deliver_batch(
+    settings: Settings, delivery_ids: Sequence[str], rng: random.Random | None = None
+) -> dict[str, str]:
+    """Run one attempt of each listed delivery that is due and unclaimed: claim them in one
+    statement, call their targets (HTTP targets concurrently, the rest in order), record every
+    outcome in one transaction. Returns ``{delivery_id: outcome}`` for the ones attempted;
+    the others were finished, not yet due or another worker's."""
     rng = rng or random.Random()
-    started = utcnow()
-    claimed = _claim(settings, delivery_id, started)
-    if claimed is None:
-        return "skipped"
-    database = get_database(settings.sqlalchemy_url)
-    status_code: int | None = None
-    failure: TargetFailure | None = None
+    claimed = _claim(settings, list(dict.fromkeys(delivery_ids)), utcnow())
+    if not claimed:
+        return {}
+    attempts = [Attempt(c, utcnow()) for c in claimed]
+    concurrent = [a for a in attempts if _is_http(a.claimed)]
+    with _claims_kept(settings, claimed):
+        if len(concurrent) > 1:
+            with ThreadPoolExecutor(min(len(concurrent), HTTP_CONCURRENCY)) as pool:
+                list(pool.map(partial(_attempt, settings), concurrent))
+        for attempt in attempts:
+            if attempt.finished is None:
+                _attempt(settings, attempt)
+    return _record(settings, attempts, rng)
+
+
+#: Deliveries to HTTP endpoints one batch calls at once (over the egress client's pool).
+HTTP_CONCURRENCY = 16
+
+
+def _is_http(claimed: Claimed) -> bool:
+    adapter = adapter_for(claimed.spec["Arn"])
+    return adapter is not None and adapter.kind == "api-destination"
+
+
+def _attempt(settings: Settings, attempt: Attempt) -> None:
+    """Call one target; a failure (or an adapter's bug) is recorded on ``attempt``, never
+    raised: one bad delivery must not lose its batch."""
+    claimed = attempt.claimed
+    attempt.started = utcnow()
     adapter = adapter_for(claimed.spec["Arn"])
     policy = RetryPolicy.of(claimed.spec)
     try:
@@ -215,35 +289,25 @@ def deliver(settings: Settings, delivery_id: str, rng: random.Random | None = No
             ingestion_time=claimed.received_at,
         )
         context = DeliveryContext(
-            delivery_id=delivery_id,
+            delivery_id=claimed.delivery_id,
             attempt=claimed.attempt,
             event=claimed.event,
             spec=claimed.spec,
             rule_arn=claimed.rule_arn,
             settings=settings,
-            database=database,
+            database=get_database(settings.sqlalchemy_url),
             enqueue_deliveries=lambda ids: enqueue_deliveries(settings, ids),
         )
-        with _claim_kept(settings, delivery_id, claimed.attempt):
-            status_code = adapter.deliver(context, payload)
+        attempt.status_code = adapter.deliver(context, payload)
     except TargetFailure as exc:
-        failure = exc
-        status_code = exc.status_code
+        attempt.failure = exc
+        attempt.status_code = exc.status_code
     except Exception as exc:  # a bug in an adapter must not lose the delivery
-        log.exception("target adapter crashed", extra={"delivery_id": delivery_id})
-        failure = TargetFailure(f"{type(exc).__name__}: {exc}", retryable=True, code="Internal")
-    finished = utcnow()
-    verdict = None
-    if failure is not None:
-        verdict = judge_failure(
-            failure,
-            attempt=claimed.attempt,
-            created_at=claimed.created_at,
-            now=finished,
-            policy=policy,
-            rng=rng,
+        log.exception("target adapter crashed", extra={"delivery_id": claimed.delivery_id})
+        attempt.failure = TargetFailure(
+            f"{type(exc).__name__}: {exc}", retryable=True, code="Internal"
         )
-    return _record(settings, delivery_id, claimed, started, finished, status_code, failure, verdict)
+    attempt.finished = utcnow()
 
 
 def _to_dead_letter_queue(
@@ -278,76 +342,121 @@ def _to_dead_letter_queue(
     deliver_after_commit(session, settings, [dead.id])
 
 
-def _record(
-    settings: Settings,
-    delivery_id: str,
-    claimed: Claimed,
-    started: datetime,
-    finished: datetime,
-    status_code: int | None,
-    failure: TargetFailure | None,
-    verdict: Verdict | None,
+def _record(settings: Settings, attempts: Sequence[Attempt], rng: random.Random) -> dict[str, str]:
+    """Every attempt's outcome in one transaction: the successes in one UPDATE, every attempt
+    row in one multi-row INSERT; a retry or a dead letter (the exceptions) row by row."""
+    outcomes: dict[str, str] = {}
+    succeeded: list[str] = []
+    attempt_rows: list[dict[str, Any]] = []
+    finished_at = max(a.finished or a.started for a in attempts)
+    with get_database(settings.sqlalchemy_url).session() as session:
+        for attempt in attempts:
+            claimed, failure = attempt.claimed, attempt.failure
+            finished = attempt.finished or attempt.started
+            error = None if failure is None else f"{failure.code}: {failure.message}"
+            if failure is None:
+                outcome = "succeeded"
+                succeeded.append(claimed.delivery_id)
+            else:
+                verdict = judge_failure(
+                    failure,
+                    attempt=claimed.attempt,
+                    created_at=claimed.created_at,
+                    now=finished,
+                    policy=RetryPolicy.of(claimed.spec),
+                    rng=rng,
+                )
+                outcome = _record_failure(session, settings, attempt, verdict, error)
+            outcomes[claimed.delivery_id] = outcome
+            attempt_rows.append(
+                {
+                    "delivery_id": claimed.delivery_id,
+                    "number": claimed.attempt,
+                    "started_at": attempt.started,
+                    "finished_at": finished,
+                    "outcome": outcome,
+                    "status_code": attempt.status_code,
+                    "error": error,
+                }
+            )
+        if succeeded:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(succeeded))
+                .values(
+                    status="succeeded",
+                    completed_at=finished_at,
+                    last_error=None,
+                    claimed_until=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        session.execute(insert(DeliveryAttempt), attempt_rows)
+    log.info(
+        "%d deliveries attempted: %d succeeded",
+        len(attempts),
+        len(succeeded),
+        extra={"delivery_ids": [a.claimed.delivery_id for a in attempts][:10]},
+    )
+    return outcomes
+
+
+def _record_failure(
+    session: Session, settings: Settings, attempt: Attempt, verdict: Verdict, error: str | None
 ) -> str:
-    database = get_database(settings.sqlalchemy_url)
-    changes: dict[str, Any] = {"claimed_until": None}
-    countdown: float | None = None  # a retry soon enough to ride a countdown
-    error = None if failure is None else f"{failure.code}: {failure.message}"
-    if failure is None:
-        outcome = "succeeded"
-        changes.update(status="succeeded", completed_at=finished, last_error=None)
-    elif verdict is not None and verdict.retry_at is not None:
-        outcome = "retry"
+    """A failed attempt: a retry (by countdown when it is soon, else by the sweeper) or, when
+    the policy says so, a dead letter (and the target's DeadLetterConfig queue)."""
+    claimed, failure = attempt.claimed, attempt.failure
+    assert failure is not None
+    finished = attempt.finished or attempt.started
+    delivery_id = claimed.delivery_id
+    if verdict.retry_at is not None:
         long_wait = verdict.retry_at - finished > timedelta(seconds=COUNTDOWN_LIMIT_SECONDS)
+        # A long wait is the sweeper's job: no task is holding it in the broker.
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id)
+            .values(
+                claimed_until=None,
+                last_error=error,
+                next_attempt_at=verdict.retry_at,
+                enqueued_at=None if long_wait else finished,
+            )
+            .execution_options(synchronize_session=False)
+        )
         if not long_wait:
             countdown = max((verdict.retry_at - finished).total_seconds(), 0.0)
-        # A long wait is the sweeper's job: no task is holding it in the broker.
-        changes.update(
-            last_error=error,
-            next_attempt_at=verdict.retry_at,
-            enqueued_at=None if long_wait else finished,
-        )
-    else:
-        outcome = "failed"
-        changes.update(status="dead", completed_at=finished, last_error=error)
-    with database.session() as session:
-        session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**changes))
-        if countdown is not None:
             deliver_after_commit(session, settings, [delivery_id], countdown=countdown)
+        outcome = "retry"
+    else:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id)
+            .values(claimed_until=None, status="dead", completed_at=finished, last_error=error)
+            .execution_options(synchronize_session=False)
+        )
+        delivery = session.get(Delivery, delivery_id)
+        assert delivery is not None
         session.add(
-            DeliveryAttempt(
+            DeadLetter(
                 delivery_id=delivery_id,
-                number=claimed.attempt,
-                started_at=started,
-                finished_at=finished,
-                outcome=outcome,
-                status_code=status_code,
-                error=error,
+                event_id=delivery.event_id,
+                bus_name=delivery.bus_name,
+                rule_name=delivery.rule_name,
+                target_id=delivery.target_id,
+                error_code=failure.code,
+                error_message=f"{failure.message} ({verdict.reason})",
+                attempts=claimed.attempt,
+                created_at=finished,
             )
         )
-        if outcome == "failed":
-            assert failure is not None
-            assert verdict is not None
-            delivery = session.get(Delivery, delivery_id)
-            assert delivery is not None
-            session.add(
-                DeadLetter(
-                    delivery_id=delivery_id,
-                    event_id=delivery.event_id,
-                    bus_name=delivery.bus_name,
-                    rule_name=delivery.rule_name,
-                    target_id=delivery.target_id,
-                    error_code=failure.code,
-                    error_message=f"{failure.message} ({verdict.reason})",
-                    attempts=claimed.attempt,
-                    created_at=finished,
-                )
-            )
-            _to_dead_letter_queue(session, settings, delivery, finished)
+        _to_dead_letter_queue(session, settings, delivery, finished)
+        outcome = "failed"
     log.info(
         "delivery %s attempt %d: %s",
         delivery_id,
         claimed.attempt,
         outcome,
-        extra={"target": claimed.spec.get("Arn"), "status_code": status_code},
+        extra={"target": claimed.spec.get("Arn"), "status_code": attempt.status_code},
     )
     return outcome

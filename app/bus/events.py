@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from app.bus.arns import Scope, bus_name_from
@@ -200,19 +200,74 @@ def route(
 
 @dataclass
 class Routed:
-    event: Event
-    children: list[Any]
+    """One event's rows, built before any is written: the event, its archive copies, its
+    deliveries (plain column values: :func:`store` inserts them in multi-row statements)."""
+
+    event: dict[str, Any]
+    deliveries: list[dict[str, Any]]
+    archived: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def delivery_ids(self) -> list[str]:
-        return [c.id for c in self.children if isinstance(c, Delivery)]
+        return [d["id"] for d in self.deliveries]
+
+
+def event_row(
+    bus_name: str, envelope: dict[str, Any], time: datetime, now: datetime, matched_rules: int
+) -> dict[str, Any]:
+    return {
+        "id": envelope["id"],
+        "bus_name": bus_name,
+        "source": envelope["source"],
+        "detail_type": envelope["detail-type"],
+        "time": time,
+        "received_at": now,
+        "envelope": envelope,
+        "replay_name": envelope.get("replay-name"),
+        "matched_rules": matched_rules,
+    }
+
+
+def delivery_row(
+    delivery_id: str,
+    event_id: str,
+    bus_name: str,
+    rule: tuple[str, str],
+    target: tuple[str, str, dict[str, Any]],
+    now: datetime,
+) -> dict[str, Any]:
+    """A pending delivery of ``event_id`` to ``target`` (id, ARN, spec) of ``rule`` (id, name),
+    marked enqueued: it goes to the broker right after the commit."""
+    (rule_id, rule_name), (target_id, arn, spec) = rule, target
+    return {
+        "id": delivery_id,
+        "event_id": event_id,
+        "bus_name": bus_name,
+        "rule_id": rule_id,
+        "rule_name": rule_name,
+        "target_id": target_id,
+        "target_arn": arn,
+        "target_spec": spec,
+        "status": "pending",
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+        "enqueued_at": now,
+    }
 
 
 def store(session: Session, routed: Sequence[Routed]) -> None:
-    """Insert events, then what references them: two batched INSERT rounds, not one per event."""
-    session.add_all([r.event for r in routed])
-    session.flush()
-    session.add_all([child for r in routed for child in r.children])
+    """Insert the events, then what references them: one multi-row INSERT per table, not one
+    statement (or ORM object) per row."""
+    if not routed:
+        return
+    session.execute(insert(Event), [r.event for r in routed])
+    archived = [row for r in routed for row in r.archived]
+    if archived:
+        session.execute(insert(ArchivedEvent), archived)
+    deliveries = [row for r in routed for row in r.deliveries]
+    if deliveries:
+        session.execute(insert(Delivery), deliveries)
 
 
 def plan(
@@ -229,49 +284,25 @@ def plan(
     matched = [compiled.rules[rule_id] for rule_id in compiled.matcher.match(envelope)]
     if only_rules is not None:
         matched = [rule for rule in matched if rule.name in only_rules]
-    replayed = "replay-name" in envelope
     event_time = datetime.fromisoformat(envelope["time"].replace("Z", "+00:00"))
-    event = Event(
-        id=envelope["id"],
-        bus_name=bus.name,
-        source=envelope["source"],
-        detail_type=envelope["detail-type"],
-        time=event_time,
-        received_at=now,
-        envelope=envelope,
-        replay_name=envelope.get("replay-name"),
-        matched_rules=len(matched),
-    )
-    children: list[Any] = []
-    if not replayed:  # replays are never archived again
+    routed = Routed(event_row(bus.name, envelope, event_time, now, len(matched)), [])
+    if "replay-name" not in envelope:  # replays are never archived again
         size = len(json.dumps(envelope))
-        for archive in compiled.archives:
-            if archive.pattern is None or matches(archive.pattern, envelope):
-                children.append(
-                    ArchivedEvent(
-                        archive_name=archive.name,
-                        event_id=envelope["id"],
-                        time=event_time,
-                        size=size,
-                    )
-                )
-    for rule in matched:
-        for target in rule.targets:
-            children.append(
-                Delivery(
-                    id=new_id(),
-                    event_id=envelope["id"],
-                    bus_name=bus.name,
-                    rule_id=rule.id,
-                    rule_name=rule.name,
-                    target_id=target.target_id,
-                    target_arn=target.arn,
-                    target_spec=target.spec,
-                    status="pending",
-                    attempts=0,
-                    created_at=now,
-                    next_attempt_at=now,
-                    enqueued_at=now,  # enqueued right after the commit
-                )
-            )
-    return Routed(event, children)
+        routed.archived = [
+            {"archive_name": a.name, "event_id": envelope["id"], "time": event_time, "size": size}
+            for a in compiled.archives
+            if a.pattern is None or matches(a.pattern, envelope)
+        ]
+    routed.deliveries = [
+        delivery_row(
+            new_id(),
+            envelope["id"],
+            bus.name,
+            (rule.id, rule.name),
+            (target.target_id, target.arn, target.spec),
+            now,
+        )
+        for rule in matched
+        for target in rule.targets
+    ]
+    return routed

@@ -34,8 +34,8 @@ from sqlalchemy.orm import Session
 
 from app.bus.arns import Scope
 from app.bus.errors import Validation
-from app.bus.events import Routed, store
-from app.bus.models import Delivery, Event, Rule
+from app.bus.events import Routed, delivery_row, event_row, store
+from app.bus.models import Rule
 from app.bus.outbox import deliver_after_commit
 from app.common.due import DueFirer, misfired
 from app.common.schedule_expressions import InvalidExpression, next_fire, parse
@@ -139,37 +139,20 @@ def put_direct(
     """Store ``envelope`` and one pending delivery per ``(rule id, rule name, target id, arn,
     spec)`` -- no matching: the caller names the targets (a scheduled rule, a Scheduler
     schedule) -- enqueued after the caller's transaction commits. The event id."""
-    event = Event(
-        id=envelope["id"],
-        bus_name=bus_name,
-        source=envelope["source"],
-        detail_type=envelope["detail-type"],
-        time=time,
-        received_at=now,
-        envelope=envelope,
-        replay_name=None,
-        matched_rules=1,
-    )
     deliveries = [
-        Delivery(
-            id=str(uuid.uuid4()),
-            event_id=envelope["id"],
-            bus_name=bus_name,
-            rule_id=rule_id,
-            rule_name=rule_name,
-            target_id=target_id,
-            target_arn=arn,
-            target_spec=spec,
-            status="pending",
-            attempts=0,
-            created_at=now,
-            next_attempt_at=now,
-            enqueued_at=now,
+        delivery_row(
+            str(uuid.uuid4()),
+            envelope["id"],
+            bus_name,
+            (rule_id, name),
+            (target_id, arn, spec),
+            now,
         )
-        for rule_id, rule_name, target_id, arn, spec in targets
+        for rule_id, name, target_id, arn, spec in targets
     ]
-    store(session, [Routed(event, list(deliveries))])
-    deliver_after_commit(session, settings, [d.id for d in deliveries])
+    routed = Routed(event_row(bus_name, envelope, time, now, 1), deliveries)
+    store(session, [routed])
+    deliver_after_commit(session, settings, routed.delivery_ids)
     return str(envelope["id"])
 
 

@@ -1,16 +1,18 @@
-"""Bus tasks: deliver one delivery, sweep the outbox, run a replay. Thin: the domain does it."""
+"""Bus tasks: deliver a batch of deliveries, sweep the outbox, run a replay. Thin: the domain does it."""
 
 from __future__ import annotations
 
-from app.bus.delivery import deliver as deliver_once
+from app.bus.delivery import deliver_batch
 from app.bus.outbox import sweep as sweep_outbox
 from app.bus.replay import run_replay
 from workers.celery_app import celery_app, settings_of
 
 
 @celery_app.task(name="bus.deliver")
-def deliver(delivery_id: str) -> str:
-    return deliver_once(settings_of(celery_app), delivery_id)
+def deliver(delivery_ids: list[str] | str) -> dict[str, str]:
+    """A batch of deliveries (a single id is a message sent before batches, still honoured)."""
+    ids = [delivery_ids] if isinstance(delivery_ids, str) else delivery_ids
+    return deliver_batch(settings_of(celery_app), ids)
 
 
 @celery_app.task(name="bus.sweep")
