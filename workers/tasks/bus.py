@@ -1,4 +1,4 @@
-"""Bus tasks: deliver a batch of deliveries, sweep the outbox, run a replay. Thin: the domain does it."""
+"""Bus tasks: deliver a batch, sweep the outbox, run a replay. Thin: the domain does it."""
 
 from __future__ import annotations
 
