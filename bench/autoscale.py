@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from common import REDIS, ROOT, emit, fresh_postgres
+from common import REDIS, ROOT, emit, fresh_postgres, tree_rss_mb
 
 from app.config import Settings, load_settings
 from app.db import get_database
@@ -148,6 +148,7 @@ def autoscaled(settings: Settings, args: argparse.Namespace, work: Path) -> dict
         env=worker_env(settings, args.pycache),
         log_dir=work / "logs-autoscaled",
         head_start_seconds=args.head_start,
+        zygote=not args.no_zygote,
     )
     autoscaler = Autoscaler(settings, scaling, backend, publish=False)
     stop = threading.Event()
@@ -158,13 +159,21 @@ def autoscaled(settings: Settings, args: argparse.Namespace, work: Path) -> dict
     marks = work / "autoscaled.marks"
     try:
         time.sleep(1.5)  # a few idle passes: the pool is at zero, the loop is waiting
-        assert not backend.children, "the pool should start at zero"
+        assert not backend.running, "the pool should start at zero"
         sent_at = time.time()
         ids = send(settings, queue, args.tasks, args.seconds, marks)
         sent_s = time.time() - sent_at
         wait_finished(marks, ids, timeout=args.tasks * args.seconds + 120)
         result = summarize(marks, ids, sent_at, args.max_workers)
         result["send_s"] = round(sent_s, 3)
+        # memory (PSS) of each process measured: the zygote, and each worker with its pool
+        workers = [p.pid for p in backend.children.values()] + list(backend.forked.values())
+        sizes = [tree_rss_mb(pid) for pid in workers]
+        result["rss_mb"] = {
+            "zygote": tree_rss_mb(backend.zygote.pid, children=False) if backend.zygote else None,
+            "worker_max": max(sizes, default=None),
+            "workers": len(sizes),
+        }
         return result
     finally:
         stop.set()
@@ -229,6 +238,9 @@ def main() -> None:
     )
     parser.add_argument("--no-fixed", action="store_true", help="skip the one-worker run")
     parser.add_argument(
+        "--no-zygote", action="store_true", help="start each worker as a new process (no fork)"
+    )
+    parser.add_argument(
         "--no-bytecode-cache",
         action="store_true",
         help="keep PYTHONDONTWRITEBYTECODE as set: every worker compiles its modules again",
@@ -263,6 +275,7 @@ def main() -> None:
             "wake_check_s": args.wake_check,
             "interval_s": args.interval,
             "head_start_s": args.head_start,
+            "zygote": not args.no_zygote,
             "bytecode_cache": args.pycache is not None,
             **scaled,
             "ideal_drain_s": round(ideal, 2),

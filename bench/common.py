@@ -86,12 +86,12 @@ def _tree(pid: int) -> list[int]:
     return [pid, *map(int, children)]
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Memory of a process and its children (a prefork worker, uvicorn and its workers) in MB:
-    their proportional set sizes (PSS), so pages a fork shares are counted once, not per child;
-    0 once it is gone."""
+def tree_rss_mb(pid: int, children: bool = True) -> float:
+    """Memory of a process and (unless ``children`` is false) its children -- a prefork worker,
+    uvicorn and its workers -- in MB: their proportional set sizes (PSS), so pages a fork
+    shares are counted once, not per child; 0 once it is gone."""
     total = 0
-    for each in _tree(pid):
+    for each in _tree(pid) if children else [pid]:
         try:
             with open(f"/proc/{each}/smaps_rollup") as rollup:
                 total += next(

@@ -10,10 +10,13 @@ A pool named in ``commands`` (``SMOKEHOUSE_SCALING_COMMANDS``) runs a program of
 the seed's SQS poller -- under ``smokehouse scaling exec`` (:mod:`app.scaling.registered`),
 which keeps it in the registry like any worker.
 
-A cold start (no live worker yet, several to start) gives the first worker a head start of
-``head_start_seconds`` before the others: a Python worker needs about a second of CPU to boot,
-and on two cores four starting together are all ready only after about three. The first message
-then waits for one worker's boot, not for four (see ``bench/autoscale.py``).
+Workers are forked from a *zygote* (:mod:`app.scaling.backends.zygote`): a parent that
+imported everything a worker runs when the backend was made, so a burst of workers is ready in a
+fraction of a second instead of paying a Python boot each. When the zygote is unavailable (a
+custom ``argv``, a pool's own program, a zygote that died) a worker is started the slow way, as
+a new process; then a cold start (no live worker yet, several to start) gives the first worker a
+head start of ``head_start_seconds`` before the others: a Python worker needs about a second of
+CPU to boot, and on two cores four starting together are all ready only after about three.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from app.scaling.backends.base import Recorder, ScaleResult, Started, WorkerView, no_record, plan
+from app.scaling.backends.zygote import Zygote, ZygoteError
 
 log = logging.getLogger("smokehouse.scaling.process")
 
@@ -51,7 +55,10 @@ class ProcessBackend:
         log_dir: Path | None = None,
         head_start_seconds: float = HEAD_START_SECONDS,
         commands: Mapping[str, str] | None = None,
+        zygote: bool | None = None,
     ) -> None:
+        """``zygote``: fork workers from a pre-imported parent (default: yes, unless ``argv``
+        names a command of its own, which the zygote cannot run)."""
         self.concurrency = concurrency
         self.head_start_seconds = head_start_seconds
         self.env = dict(env if env is not None else os.environ)
@@ -59,13 +66,31 @@ class ProcessBackend:
         self.log_dir = log_dir
         self.commands = {pool: shlex.split(line) for pool, line in (commands or {}).items()}
         self.children: dict[str, subprocess.Popen[bytes]] = {}
+        #: Workers the zygote forked: worker id -> pid (the zygote reaps them).
+        self.forked: dict[str, int] = {}
+        self.zygote: Zygote | None = None
+        forkable = self.argv[:2] == [sys.executable, "-m"] and len(self.argv) > 2
+        if forkable and (zygote if zygote is not None else argv is None):
+            self.zygote = Zygote(self.env, log_dir / "zygote.log" if log_dir else None)
 
     def reap_children(self) -> list[str]:
         """Collect exited children (no zombies); return their worker ids."""
         gone = [wid for wid, proc in self.children.items() if proc.poll() is not None]
         for worker_id in gone:
             self.children.pop(worker_id)
-        return gone
+        exited = [wid for wid, pid in self.forked.items() if not self._forked_alive(pid)]
+        for worker_id in exited:
+            self.forked.pop(worker_id)
+        return gone + exited
+
+    def _forked_alive(self, pid: int) -> bool:
+        return self.zygote is not None and self.zygote.runs(pid)
+
+    @property
+    def running(self) -> int:
+        """Workers of ours that have not exited yet (started either way)."""
+        self.reap_children()
+        return len(self.children) + len(self.forked)
 
     def start_one(self, queue: str, record: Recorder = no_record) -> Started:
         worker_id = f"proc-{queue}-{uuid.uuid4().hex[:10]}"
@@ -75,10 +100,25 @@ class ProcessBackend:
             "SMOKEHOUSE_WORKER_ID": worker_id,
             "SMOKEHOUSE_WORKER_BACKEND": self.name,
         }
-        out: int | object = subprocess.DEVNULL
+        log_path = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            out = (self.log_dir / f"{worker_id}.log").open("ab")
+            log_path = self.log_dir / f"{worker_id}.log"
+        if self.zygote is not None and queue not in self.commands:
+            module, args = self.argv[2], self.command(queue)[3:]  # python -m <module> <args>
+            try:
+                pid = self.zygote.spawn(module, args, env, log_path)
+            except ZygoteError as exc:
+                log.warning("zygote unavailable (%s): starting %s as a new process", exc, worker_id)
+                self.zygote.close()
+                self.zygote = None
+            else:
+                self.forked[worker_id] = pid
+                log.info("forked worker %s (pid %s) for %s", worker_id, pid, queue)
+                return Started(worker_id, str(pid))
+        out: int | object = subprocess.DEVNULL
+        if log_path is not None:
+            out = log_path.open("ab")
         process = subprocess.Popen(
             self.command(queue),
             env=env,
@@ -108,7 +148,10 @@ class ProcessBackend:
         """Warm shutdown by SIGTERM to the worker's main process only (it stops its pool)."""
         process = self.children.get(worker.id)
         pid = process.pid if process is not None else _pid(worker.backend_ref)
-        if pid is None or (process is None and not _runs_worker(pid, worker.id)):
+        ours = process is not None or (
+            worker.id in self.forked and self._forked_alive(self.forked[worker.id])
+        )
+        if pid is None or (not ours and not _runs_worker(pid, worker.id)):
             return False
         try:
             os.kill(pid, signal.SIGTERM)
@@ -127,7 +170,7 @@ class ProcessBackend:
         self.reap_children()
         todo = plan(desired, workers, self.name)
         result = ScaleResult()
-        cold = not any(w.state != "draining" for w in workers)
+        cold = not any(w.state != "draining" for w in workers) and self.zygote is None
         for index in range(todo.start):
             if index == 1 and cold and self.head_start_seconds > 0:
                 time.sleep(self.head_start_seconds)  # the first worker boots alone for a moment
@@ -141,10 +184,14 @@ class ProcessBackend:
         self.reap_children()
 
     def terminate_all(self, timeout: float = 30.0) -> None:
-        """Stop every child we started (warm, then hard): for tests and the loop's exit."""
+        """Stop every worker we started (warm, then hard) and the zygote: for tests and the
+        loop's exit."""
         for process in self.children.values():
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
+        for pid in self.forked.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout  # one grace period for all, not one each
         for process in self.children.values():
             try:
@@ -153,7 +200,17 @@ class ProcessBackend:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(5)
+        while self.forked and time.monotonic() < deadline:
+            self.reap_children()
+            time.sleep(0.05)
+        for pid in self.forked.values():  # each worker leads its own session: its pool too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
         self.children.clear()
+        self.forked.clear()
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
 
 
 def _warm_stop_with_parent() -> None:

@@ -30,10 +30,13 @@ from workers.celery_app import create_celery
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("broker", ["embedded", "redis"])
+@pytest.mark.parametrize(
+    ("broker", "start"), [("embedded", "exec"), ("redis", "exec"), ("redis", "zygote")]
+)
 def test_scale_from_zero_to_work_and_back(
-    settings_factory: Callable[..., Settings], tmp_path: Path, broker: str
+    settings_factory: Callable[..., Settings], tmp_path: Path, broker: str, start: str
 ) -> None:
+    """``exec``: each worker a new process; ``zygote``: forked from the pre-imported parent."""
     extra = {"broker_url": require_redis()} if broker == "redis" else {}
     settings = settings_factory(worker_concurrency=1, **extra)
     upgrade(settings.sqlalchemy_url)
@@ -47,8 +50,12 @@ def test_scale_from_zero_to_work_and_back(
         interval_seconds=1,
     )
     backend = ProcessBackend(
-        concurrency=1, env=worker_env(settings), argv=worker_argv(), log_dir=tmp_path / "logs"
+        concurrency=1,
+        env=worker_env(settings),
+        argv=worker_argv() if start == "exec" else None,
+        log_dir=tmp_path / "logs",
     )
+    assert (backend.zygote is not None) == (start == "zygote")
     autoscaler = Autoscaler(settings, scaling, backend, publish=False)
     stop = threading.Event()
     loop = threading.Thread(target=autoscaler.serve, args=(stop, 0.2), daemon=True)
@@ -80,7 +87,7 @@ def test_scale_from_zero_to_work_and_back(
             return bool(rows) and all(w.state == "stopped" for w in rows)
 
         wait_for(all_stopped, 40, what="the pool to scale back to zero")
-        wait_for(lambda: not backend.reap_children() and not backend.children, 10)
+        wait_for(lambda: not backend.running, 10)
         with database.session() as session:
             desired = [d.desired for d in session.scalars(select(ScalingDecision))]
             started = list(session.scalars(select(ScalingWorker)))
@@ -93,6 +100,8 @@ def test_scale_from_zero_to_work_and_back(
         assert sum(1 for w in started if w.pid) >= 2
         assert desired[0] == 3
         assert desired[-1] == 0
+        # every worker was forked: a failed zygote is dropped for new processes
+        assert (backend.zygote is not None) == (start == "zygote")
     finally:
         stop.set()
         if loop.ident is not None:

@@ -172,7 +172,7 @@ def test_the_autoscaler_runs_the_poller_from_the_queue_depth(
 
         def exited() -> bool:
             backend.reap_children()
-            return not backend.children
+            return not backend.running
 
         wait_for(exited, 20, what="the pollers' processes to exit")
     finally:
