@@ -254,11 +254,32 @@ def mosquitto(tmp_path: Path) -> Iterator[str]:
         process.wait(10)
 
 
+#: The ClientToken moto records when a RunInstances call gives none.
+MOTO_NO_TOKEN = "ABCDE"
+
+
 @contextmanager
 def moto_server() -> Iterator[dict[str, str]]:
     """moto's server on a free port (a real HTTP AWS endpoint), with AWS's standard variables
-    pointing boto3 at it for as long as it runs; yields those variables."""
+    pointing boto3 at it for as long as it runs; yields those variables.
+
+    One correction makes it EC2: RunInstances honours ``ClientToken`` (moto ignores it). EC2
+    answers a repeated token with the instances the first call launched -- which is what makes
+    botocore's own retry of a RunInstances whose answer was lost (a reset keep-alive
+    connection) safe, and smokehouse relies on it. Without it, such a retry launched a second
+    instance for one runner (seen once per run in the spot-interruption end-to-end test)."""
+    from moto.ec2.models.instances import InstanceBackend
     from moto.server import ThreadedMotoServer
+
+    launch = InstanceBackend.run_instances
+
+    def idempotent(self: Any, *args: Any, **kwargs: Any) -> Any:
+        token = kwargs.get("client_token")
+        if token and token != MOTO_NO_TOKEN:
+            for reservation in self.reservations.values():
+                if any(i.client_token == token for i in reservation.instances):
+                    return reservation
+        return launch(self, *args, **kwargs)
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -271,6 +292,7 @@ def moto_server() -> Iterator[dict[str, str]]:
     }
     try:
         with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(InstanceBackend, "run_instances", idempotent)
             for name, value in env.items():
                 patch.setenv(name, value)
             yield env

@@ -301,10 +301,10 @@ def plan_stop(payload: Any, context: HandlerContext) -> Any:
     refused = verify.check_finished(settings, facts, detail)
     if refused is not None:  # GitLab does not confirm the finish: stop and record nothing
         return refused
+    profiles = current_profiles(settings)  # a file read: not inside the transaction
     with _database(settings).session() as session:
         now = utcnow()
         job = lifecycle.record(session, gitlab, facts, now, event_id=event_id)
-        profiles = current_profiles(settings)
         return lifecycle.plan_stop(session, job, facts, now, profiles).as_dict()
 
 

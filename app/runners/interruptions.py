@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from app.config import Settings
@@ -32,6 +31,7 @@ from app.db import get_database, utcnow
 from app.runners import lifecycle
 from app.runners.gitlab import GitLabClient, GitLabError, gitlab_client
 from app.runners.models import LIVE_RUNNER_STATES, Runner, RunnerJob, RunnerJobEvent
+from app.runners.transitions import job_facts
 
 log = logging.getLogger("smokehouse.runners")
 
@@ -140,33 +140,8 @@ def _record_retry(session: Session, job: RunnerJob, new_id: int, now: datetime) 
         "runner": None,
     }
     payload.setdefault("project", {"id": job.project_id, "path_with_namespace": job.project_name})
-    try:
-        with session.begin_nested():
-            replacement = RunnerJob(
-                gitlab=job.gitlab,
-                job_id=new_id,
-                project_id=job.project_id,
-                project_name=job.project_name,
-                pipeline_id=job.pipeline_id,
-                job_name=job.job_name,
-                stage=job.stage,
-                ref=job.ref,
-                status="pending",
-                phase="received",
-                start_attempts=0,
-                payload=payload,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(replacement)
-            session.flush()
-    except IntegrityError:
-        found = lifecycle.lock_job(session, job.gitlab, new_id)
-        assert found is not None
-        replacement = found
-        replacement.payload = replacement.payload or payload
+    replacement = lifecycle.record(session, job.gitlab, job_facts(payload), now, payload=payload)
     replacement.on_demand, replacement.retry_of = True, job.job_id
-    lifecycle.timeline(session, replacement, "pending", now)
     session.flush()
     return replacement
 

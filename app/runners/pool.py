@@ -70,6 +70,22 @@ def pool_runner_name() -> str:
     return f"smokehouse-pool-{secrets.token_hex(4)}"
 
 
+def needed(settings: Settings, profiles: Profiles) -> bool:
+    """Whether a pool pass has anything to do: a profile has a pool, or runners of a pool are
+    still up (a profile that lost its pool has them stopped by the next pass)."""
+    if any(profile.pool is not None for profile in profiles.profiles.values()):
+        return True
+    with get_database(settings.sqlalchemy_url).session() as session:
+        return (
+            session.scalar(
+                select(Runner.name)
+                .where(Runner.pool.is_(True), Runner.state.in_(LIVE_RUNNER_STATES))
+                .limit(1)
+            )
+            is not None
+        )
+
+
 def maintain(
     settings: Settings,
     profiles: Profiles,

@@ -15,14 +15,17 @@ def reconcile(self: Any) -> dict[str, Any]:
     from dataclasses import asdict
 
     from app.runners.handlers import current_profiles
+    from app.runners.pool import needed
     from app.runners.reconcile import reconcile as reconcile_once
 
     settings = settings_of(self.app)
-    report = reconcile_once(settings, settings.runners, current_profiles(settings))
+    profiles = current_profiles(settings)
+    report = reconcile_once(settings, settings.runners, profiles)
     # The warm pool's periodic pass (schedules, idle_time, refills after failed launches) rides
-    # on reconcile's minute instead of a beat entry of its own: an instance without runner
-    # profiles runs no extra task, and no worker of the runners queue starts at boot for it.
-    self.app.send_task("runners.pool")
+    # on reconcile's minute instead of a beat entry of its own, and only when there is a pool:
+    # an instance without one runs no extra task.
+    if needed(settings, profiles):
+        self.app.send_task("runners.pool")
     return asdict(report)
 
 

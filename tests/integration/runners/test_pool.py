@@ -26,7 +26,7 @@ from app.handlers import HandlerContext
 from app.runners import handlers
 from app.runners.interruptions import interrupted
 from app.runners.models import LIVE_RUNNER_STATES, Runner, RunnerJob, RunnerJobEvent
-from app.runners.pool import POOL_TAG, maintain
+from app.runners.pool import POOL_TAG, maintain, needed
 from app.runners.profiles import Profiles, parse_profiles
 from app.runners.reconcile import reconcile
 from app.runners.settings import load_runners_settings
@@ -345,9 +345,13 @@ def test_surplus_is_stopped_after_idle_time_and_a_schedule_sizes_the_pool(
 
 
 def test_a_profile_that_loses_its_pool_stops_its_idle_runners(fleet: Fleet, tmp_path: Any) -> None:
+    without = use(fleet, tmp_path, {"profiles": {}})
+    assert not needed(fleet.settings, without)  # no pool, no pool runner: reconcile sends no pass
     profiles = use(fleet, tmp_path, {"profiles": {"warm": profile(idle_count=2)}})
+    assert needed(fleet.settings, profiles)
     fleet.pool(profiles)
     without = use(fleet, tmp_path, {"profiles": {}})
+    assert needed(fleet.settings, without)  # its runners are still up: a pass must stop them
     assert len(fleet.pool(without).stopped) == 2
     fleet.no_orphans()
 

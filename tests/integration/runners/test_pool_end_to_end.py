@@ -138,4 +138,5 @@ def test_a_spot_interruption_on_the_bus_retries_the_job_on_demand(
     assert timeline(runners, job_id)[-2:] == ["interrupted", "retried"]
     assert runners.gitlab.count("POST", f"/api/v4/projects/380/jobs/{job_id}/retry") == 1
     runners.settle()
-    assert len(runners.instances(retry.job_id)) == 1
+    launched = runners.instances(retry.job_id)
+    assert len(launched) == 1, [(i["ClientToken"], i.get("InstanceLifecycle")) for i in launched]
