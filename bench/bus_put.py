@@ -64,6 +64,11 @@ class Sink(BaseHTTPRequestHandler):
         return None
 
 
+class SinkServer(ThreadingHTTPServer):
+    request_queue_size = 256  # listen()'s backlog: the default 5 reset a batch's burst
+    daemon_threads = True
+
+
 def entries(source: str, first: int) -> list[dict[str, Any]]:
     return [
         {
@@ -86,7 +91,7 @@ def http_phases(database_url: str, args: argparse.Namespace) -> dict[str, Any]:
     from tests.services import free_port, wait_for
 
     port = free_port()
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    sink = SinkServer(("127.0.0.1", 0), Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     env = {
         **os.environ,

@@ -272,13 +272,14 @@ def deliver_batch(
         return {}
     attempts = [Attempt(c, utcnow()) for c in claimed]
     concurrent = [a for a in attempts if _is_http(a.claimed)]
+    memo: dict[Any, Any] = {}  # the batch's: see DeliveryContext.memo
     with _claims_kept(settings, claimed):
         if len(concurrent) > 1:
             with ThreadPoolExecutor(min(len(concurrent), HTTP_CONCURRENCY)) as pool:
-                list(pool.map(partial(_attempt, settings), concurrent))
+                list(pool.map(partial(_attempt, settings, memo=memo), concurrent))
         for attempt in attempts:
             if attempt.finished is None:
-                _attempt(settings, attempt)
+                _attempt(settings, attempt, memo)
     return _record(settings, attempts, rng)
 
 
@@ -291,7 +292,7 @@ def _is_http(claimed: Claimed) -> bool:
     return adapter is not None and adapter.kind == "api-destination"
 
 
-def _attempt(settings: Settings, attempt: Attempt) -> None:
+def _attempt(settings: Settings, attempt: Attempt, memo: dict[Any, Any]) -> None:
     """Call one target; a failure (or an adapter's bug) is recorded on ``attempt``, never
     raised: one bad delivery must not lose its batch."""
     claimed = attempt.claimed
@@ -328,6 +329,7 @@ def _attempt(settings: Settings, attempt: Attempt) -> None:
             settings=settings,
             database=get_database(settings.sqlalchemy_url),
             enqueue_deliveries=lambda ids: enqueue_deliveries(settings, ids),
+            memo=memo,
         )
         attempt.status_code = adapter.deliver(context, payload)
     except TargetFailure as exc:

@@ -85,7 +85,13 @@ def track(
     result: list[int | None] = []
     for ts in stamps:
         if cook is not None and ts < cook.started_at:
-            result.append(_covering(session, device_id, ts))
+            covering = _covering(session, device_id, ts)
+            if covering is None and cook.started_by == "auto" and cook.started_at - ts <= idle:
+                # An earlier reading arrived after later ones (deliveries run in any order, in
+                # batches on several workers): the cook the data opened began with it.
+                cook.started_at = ts
+                covering = cook.id
+            result.append(covering)
             continue
         if cook is not None and ts - cook.last_reading_at > idle:
             _close(cook, cook.last_reading_at, "auto")

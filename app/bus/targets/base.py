@@ -7,7 +7,7 @@ another attempt (with backoff, honouring ``retry_after``) and the dead-letter qu
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
@@ -42,6 +42,7 @@ class DeliveryContext:
     bus, a Celery task id) derive their keys from it, so a retried attempt changes nothing twice.
     ``enqueue_deliveries`` is for adapters that create deliveries (the bus target): register it
     on your own session's unit of work (:func:`app.db.after_commit`), so it runs after the commit.
+    ``memo`` is the batch's: a value cached there is as old as the batch (milliseconds).
     """
 
     delivery_id: str
@@ -52,6 +53,9 @@ class DeliveryContext:
     settings: Settings
     database: Database
     enqueue_deliveries: Callable[[list[str]], object]
+    #: Shared by the deliveries of one batch: what one delivery looked up (an API destination
+    #: with its connection) serves the others, read once per batch instead of once each.
+    memo: dict[Any, Any] = field(default_factory=dict)
 
 
 class TargetAdapter(Protocol):

@@ -358,8 +358,13 @@ class ApiDestinationTarget:
                 retryable=False,
                 code="BadArn",
             )
-        with context.database.session() as session:
-            destination = load_destination(session, parsed[0], context.settings)
+        key = (self.kind, parsed[0])
+        if key in context.memo:  # another delivery of this batch loaded it
+            destination = context.memo[key]
+        else:
+            with context.database.session() as session:
+                destination = load_destination(session, parsed[0], context.settings)
+            context.memo[key] = destination
         if destination is None:
             raise TargetFailure(
                 f"API destination {parsed[0]} does not exist", retryable=False, code="NotFound"

@@ -161,6 +161,21 @@ def test_cooks_open_on_data_and_close_after_silence(database_url: str) -> None:
     assert next(r.cook_id for r in rows(database_url) if r.seq == 50) == found[0].id
 
 
+def test_a_cook_is_the_same_whatever_order_its_batches_are_stored_in(database_url: str) -> None:
+    """Deliveries run in any order (batches, several workers): a batch of earlier readings
+    stored after a later one still belongs to the cook the data opened, which began with it;
+    a reading from before the idle gap does not."""
+    add_device(database_url, "bbq1")
+    store(database_url, [message(n, T0 + timedelta(minutes=n)) for n in range(10, 20)])
+    store(database_url, [message(n, T0 + timedelta(minutes=n)) for n in range(10)])
+    [cook] = all_cooks(database_url)
+    assert cook.started_at == T0
+    assert {r.cook_id for r in rows(database_url)} == {cook.id}
+    store(database_url, [message(99, T0 - timedelta(minutes=45))])  # 45 min before: not this cook
+    assert next(r.cook_id for r in rows(database_url) if r.seq == 99) is None
+    assert all_cooks(database_url)[0].started_at == T0
+
+
 def test_cooks_started_and_ended_by_hand(database_url: str) -> None:
     add_device(database_url, "bbq1")
     store(database_url, [message(1, T0)])
