@@ -85,6 +85,14 @@ def test_run_starts_everything_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) 
         assert len(processes_with_data_dir(tmp_path / "data")) > len(
             processes_in_session(process.pid)
         )
+        # Ctrl-C once the banner is out, as a person would: run prints it when its own poll of
+        # /readyz answers, which can come after ours (and, with workers forked in a blink,
+        # after the ping too).
+        wait_for(
+            lambda: "Ctrl-C stops everything." in (tmp_path / "run.log").read_text(),
+            30,
+            what="run's banner",
+        )
     finally:
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
         code = process.wait(timeout=40)
