@@ -1,12 +1,16 @@
-"""Deliver one event to one target: claim, attempt, record, then retry, finish or dead-letter.
+"""Deliver events to targets in batches: claim, attempt, record, then retry, finish or
+dead-letter.
 
-The claim is one conditional UPDATE (atomic on SQLite and PostgreSQL alike), so two workers that
-got the same delivery task — a redelivered message, a sweeper duplicate — never attempt it at the
-same time, and a finished delivery is never attempted again. The target call happens between two
-short transactions: no database lock is held while an HTTP endpoint thinks. While the call runs
-its claim is renewed (every third of ``SMOKEHOUSE_BUS_CLAIM_SECONDS``), so a slow target (an
-Express workflow of up to 5 minutes) is never attempted twice at once; a worker killed during the
-call stops renewing, its claim expires, and the sweeper sends the delivery again (at-least-once).
+A batch (the deliveries of one task message) is claimed in one conditional UPDATE (atomic on
+SQLite and PostgreSQL alike; on PostgreSQL rows another worker holds are skipped), so two
+workers that got the same deliveries -- a redelivered message, a sweeper duplicate -- never
+attempt one at the same time, and a finished delivery is never attempted again. The target calls
+happen between two short transactions: no database lock is held while an HTTP endpoint thinks;
+every outcome is recorded in the second. While the calls run the batch's claims are renewed
+(every third of ``SMOKEHOUSE_BUS_CLAIM_SECONDS``), so a slow target (an Express workflow of up
+to 5 minutes) is never attempted twice at once; a worker killed during the calls stops
+renewing, the claims expire, and the sweeper sends the deliveries again (at-least-once: a
+delivery whose call had succeeded runs again, and its consumer dedupes on the delivery id).
 
 **Receive cap.** Every claim counts as an attempt, including one whose worker died before it
 could record anything. A delivery claimed more than ``MaximumRetryAttempts + 1`` times — a

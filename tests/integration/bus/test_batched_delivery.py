@@ -6,15 +6,12 @@ a delivery another worker holds never attempted twice at once."""
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 
-from app.bus import connections
 from app.bus import service as bus
 from app.bus.arns import Scope
 from app.bus.delivery import deliver_batch
@@ -58,7 +55,7 @@ def put(settings: Settings, details: list[dict[str, Any]]) -> list[str]:
 
 @pytest.fixture
 def settings(settings_factory: Callable[..., Settings], database_url: str) -> Settings:
-    settings = settings_factory(database_url=database_url, egress={"allow": "127.0.0.1"})
+    settings = settings_factory(database_url=database_url)
     with get_database(settings.sqlalchemy_url).session() as session:
         bus.put_rule(session, name="batch", event_pattern={"source": ["test.batch"]})
         target = {"Id": "h", "Arn": "arn:smokehouse:handler:batch-probe"}
@@ -145,84 +142,3 @@ def test_a_message_from_before_batches_still_delivers(
     monkeypatch.setattr(bus_tasks, "settings_of", lambda _app: settings)
     assert bus_tasks.deliver.run(delivery_id) == {delivery_id: "succeeded"}
     assert CALLS == [7]
-
-
-class Endpoint(BaseHTTPRequestHandler):
-    """A keep-alive HTTP endpoint that records each request's API key and body."""
-
-    protocol_version = "HTTP/1.1"
-    seen: list[tuple[str | None, bytes]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        Endpoint.seen.append((self.headers.get("x-api-key"), body))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_: Any) -> None:
-        return None
-
-
-class EndpointServer(ThreadingHTTPServer):
-    request_queue_size = 64  # listen()'s backlog: a batch opens up to 16 connections at once
-    daemon_threads = True
-
-
-@pytest.fixture
-def endpoint() -> Iterator[ThreadingHTTPServer]:
-    server = EndpointServer(("127.0.0.1", 0), Endpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    Endpoint.seen = []
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def test_a_batch_to_an_api_destination_calls_it_concurrently_with_its_connection(
-    settings: Settings, endpoint: ThreadingHTTPServer
-) -> None:
-    """The batch's deliveries share one lookup of the destination and its connection (the
-    batch memo) and are called concurrently; each call still carries the connection's key."""
-    database = get_database(settings.sqlalchemy_url)
-    scope = Scope(settings.region, settings.account_id)
-    with database.session() as session:
-        made = connections.create_connection(
-            session,
-            name="batch-sink",
-            authorization_type="API_KEY",
-            auth_parameters={
-                "ApiKeyAuthParameters": {
-                    "ApiKeyName": "x-api-key",
-                    "ApiKeyValue": "k3y-of-the-sink",
-                }
-            },
-            settings=settings,
-        )
-        connection_arn = scope.connection_arn(made.name, made.uuid)
-    with database.session() as session:
-        destination = connections.create_api_destination(
-            session,
-            name="batch-sink",
-            connection_arn=connection_arn,
-            endpoint=f"http://127.0.0.1:{endpoint.server_port}/hook",
-            http_method="POST",
-            rate_limit=1000,
-        )
-        arn = scope.api_destination_arn(destination.name, destination.uuid)
-    with database.session() as session:
-        bus.put_rule(session, name="to-sink", event_pattern={"source": ["test.sink"]})
-        assert bus.put_targets(session, None, "to-sink", [{"Id": "s", "Arn": arn}]) == []
-        result = put_events(
-            session,
-            [
-                {"Source": "test.sink", "DetailType": "Item", "Detail": json.dumps({"n": n})}
-                for n in range(10)
-            ],
-            scope,
-        )
-    outcomes = deliver_batch(settings, result.delivery_ids)
-    assert outcomes == dict.fromkeys(result.delivery_ids, "succeeded")
-    assert len(Endpoint.seen) == 10
-    assert {key for key, _ in Endpoint.seen} == {"k3y-of-the-sink"}
-    assert sorted(json.loads(body)["detail"]["n"] for _, body in Endpoint.seen) == list(range(10))

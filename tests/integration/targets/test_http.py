@@ -17,11 +17,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from app.bus import service as bus
+from app.bus.arns import Scope
+from app.bus.delivery import deliver_batch
+from app.bus.events import put_events
 from app.bus.models import ApiDestination, Connection
 from app.bus.targets import TargetFailure, adapter_for, validate_target
 from app.bus.targets.http import ApiDestinationTarget
 from app.config import Settings
-from app.db import Database
+from app.db import Database, get_database
 from tests.integration.targets.conftest import EVENT, make_context
 
 pytestmark = pytest.mark.integration
@@ -36,6 +40,11 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+
+
+class Httpd(ThreadingHTTPServer):
+    request_queue_size = 64  # listen()'s backlog: a delivery batch opens up to 16 connections
+    daemon_threads = True
 
 
 class Server:
@@ -80,8 +89,7 @@ class Server:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any  # noqa: N815
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = Httpd(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -382,3 +390,27 @@ def test_end_to_end_through_put_events_and_the_delivery_module(
         failed = [d for d in deliveries if d is not None and d.target_id == "failing"]
         assert failed[0].last_error is not None
         assert "HTTP 500" in failed[0].last_error
+
+
+def test_a_delivery_batch_calls_its_destination_concurrently_with_its_connection(
+    settings: Settings, server: Server, destination: Destination
+) -> None:
+    """A batch's deliveries to one API destination are called concurrently from one lookup of
+    the destination and its connection (the batch memo); each call still carries the
+    connection's key and its own event."""
+    arn = destination(f"{server.url}/hook")
+    with get_database(settings.sqlalchemy_url).session() as session:
+        bus.put_rule(session, name="to-sink", event_pattern={"source": ["test.sink"]})
+        assert bus.put_targets(session, None, "to-sink", [{"Id": "s", "Arn": arn}]) == []
+        put = put_events(
+            session,
+            [
+                {"Source": "test.sink", "DetailType": "Item", "Detail": json.dumps({"n": n})}
+                for n in range(10)
+            ],
+            Scope(settings.region, settings.account_id),
+        )
+    assert deliver_batch(settings, put.delivery_ids) == dict.fromkeys(put.delivery_ids, "succeeded")
+    assert len(server.requests) == 10
+    assert {r.headers["x-api-key"] for r in server.requests} == {"k3y"}
+    assert sorted(json.loads(r.body)["detail"]["n"] for r in server.requests) == list(range(10))
