@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import tree_rss_mb
 
 from app.bus.patterns import Pattern, RuleMatcher, matches, parse_pattern
 from app.bus.patterns.reference import reference_matches
@@ -444,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     result["speedup_10000"] = round(result["rules_10000_eps"] / loop_eps, 1)
     result["ratio_10000_vs_10"] = round(result["rules_10000_eps"] / result["rules_10_eps"], 3)
     result["loop_agrees"] = agree
+    result["rss_mb"] = tree_rss_mb(os.getpid(), children=False)  # every matcher above still held
     print(json.dumps(result))
     return 0 if agree else 1
 

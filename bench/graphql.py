@@ -30,7 +30,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from common import REDIS, ROOT, SECRET_KEY, emit, fresh_postgres
+from common import REDIS, ROOT, SECRET_KEY, PeakRss, emit, fresh_postgres, steady_client
 
 # This file is named like the graphql-core package: with bench/ first on sys.path (as when run
 # as `python bench/graphql.py`), strawberry's `import graphql` would find it instead.
@@ -196,6 +196,7 @@ async def fanout(port: int, subscribers: int, messages: int, settings: Any) -> l
 
     from app import realtime
 
+    steady_client()
     sent: dict[int, float] = {}
     latencies: list[float] = []
     done = asyncio.Event()
@@ -307,9 +308,10 @@ def main() -> None:
         try:
             sql = downsample_sql(settings.sqlalchemy_url, start, 10)
             sql_raw = downsample_sql(settings.sqlalchemy_url, start, 10, raw=True)
-            timings, points = downsample(port, start, args.queries, "columns")
-            point_timings, _ = downsample(port, start, args.queries, "points")
-            latencies = asyncio.run(fanout(port, args.subscribers, args.messages, settings))
+            with PeakRss({"api": api.pid}) as rss:
+                timings, points = downsample(port, start, args.queries, "columns")
+                point_timings, _ = downsample(port, start, args.queries, "points")
+                latencies = asyncio.run(fanout(port, args.subscribers, args.messages, settings))
         finally:
             api.terminate()
             api.wait(15)
@@ -332,6 +334,7 @@ def main() -> None:
             "fanout_deliveries": len(latencies),
             "fanout_p50_ms": round(statistics.median(latencies), 1),
             "fanout_p99_ms": round(percentile(latencies, 0.99), 1),
+            "rss_mb": rss.peaks,
         }
     )
 

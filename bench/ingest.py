@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, SECRET_KEY, emit, fresh_postgres, workers
+from common import ROOT, SECRET_KEY, PeakRss, emit, fresh_postgres, steady_client, workers
 
 #: The GraphQL subscriber logs in as a viewer: a session token, never the key's secret.
 VIEWER_SECRET = "bench-viewer-3Wq8Zk5Tn2Xc7Lm4Rp9V"
@@ -644,6 +644,8 @@ def main() -> None:
 
         # Phase 1: throughput.
         roots = {"workers": [p.pid for p in worker_procs], "ingest": [ingest.pid]}
+        watched = {f"worker_{n}": p.pid for n, p in enumerate(worker_procs)}
+        rss = stack.enter_context(PeakRss({**watched, "ingest": ingest.pid}))
         cpu_before = cpu_by_process(roots, database_url)
         before = set(devices.published)
         started = time.time()
@@ -668,6 +670,7 @@ def main() -> None:
             lambda: sum(int(queues.llen(q)) for q in ("bus", "workflows")) == 0, 120
         )
         time.sleep(1.0)
+        steady_client()
         keys = devices.paced(args.rate / args.probes, args.seconds)
 
         def arrived() -> bool:
@@ -735,6 +738,7 @@ def main() -> None:
             "sub_expected": len(keys),
             "lost": lost,
             "duplicated": duplicated,
+            "rss_mb": rss.peaks,
             "rules": rules,
             "batch_wait_s": args.batch_wait,
             "workers": args.workers,

@@ -39,7 +39,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import ACCESS_KEYS, REDIS, ROOT, SECRET_KEY, emit, fresh_postgres, workers
+from common import (
+    ACCESS_KEYS,
+    REDIS,
+    ROOT,
+    SECRET_KEY,
+    PeakRss,
+    emit,
+    fresh_postgres,
+    steady_client,
+    workers,
+)
 
 TOKEN = "bench-hook-8Rn3Vx6Qk1Zt4Wm9"
 sys.path.insert(0, str(ROOT))
@@ -101,6 +111,7 @@ def load(
     """Open-loop load: request i is due at start + i/rate; latency counts from when it was due."""
     import httpx
 
+    steady_client()
     total = int(rate * seconds)
     latencies: list[float] = []
     errors = 0
@@ -133,16 +144,18 @@ def load(
 
 def measured(
     api_pid: int, url: str, args: argparse.Namespace
-) -> tuple[list[float], int, float, list[float]]:
-    """The load phase: latencies, errors, the API's CPU seconds and the load average around it."""
+) -> tuple[list[float], int, float, float, list[float]]:
+    """The load phase: latencies, errors, the API's and this client's CPU seconds and the load
+    average around it."""
     if args.warmup > 0:  # a deployed API is warm: first connections, caches, lazy imports
         load(url, min(args.rate, 50.0), args.warmup, args.threads, first_job=30_000_000)
-    before, cpu = os.getloadavg()[0], cpu_of(api_pid)
+    before, cpu, client = os.getloadavg()[0], cpu_of(api_pid), cpu_of(os.getpid())
     latencies, errors = load(url, args.rate, args.seconds, args.threads)
     return (
         latencies,
         errors,
         cpu_of(api_pid) - cpu,
+        cpu_of(os.getpid()) - client,
         [round(before, 2), round(os.getloadavg()[0], 2)],
     )
 
@@ -338,11 +351,16 @@ def main() -> None:
                 wait_port(api_port, 60, (tmp / "api.log"))
                 url = f"http://127.0.0.1:{api_port}/webhooks/gitlab"
                 if args.quiet_workers:  # measure ingest alone; workers drain afterwards
-                    latencies, errors, api_cpu, loads = measured(api.pid, url, args)
-                with workers(env, 1, "--queues=bus,workflows,runners", "--concurrency=2"):
+                    with PeakRss({"api": api.pid, "client": os.getpid()}) as rss:
+                        latencies, errors, api_cpu, client_cpu, loads = measured(api.pid, url, args)
+                with workers(env, 1, "--queues=bus,workflows,runners", "--concurrency=2") as procs:
                     time.sleep(3)  # let the worker connect
                     if not args.quiet_workers:
-                        latencies, errors, api_cpu, loads = measured(api.pid, url, args)
+                        watched = {"api": api.pid, "worker": procs[0].pid, "client": os.getpid()}
+                        with PeakRss(watched) as rss:
+                            latencies, errors, api_cpu, client_cpu, loads = measured(
+                                api.pid, url, args
+                            )
                     drained(database_url, 120)
                     server_share = server_within(f"http://127.0.0.1:{api_port}", 0.05)
                     ec2 = boto3.client("ec2")
@@ -371,7 +389,9 @@ def main() -> None:
             "max_ms": round(max(millis), 2),
             "server_within_50ms": server_share,
             "api_cpu_ms_per_request": round(api_cpu * 1000 / max(1, len(millis)), 2),
+            "client_cpu_ms_per_request": round(client_cpu * 1000 / max(1, len(millis)), 2),
             "loadavg_1m": loads,
+            "rss_mb": rss.peaks,
             "workers_during_load": not args.quiet_workers,
             "jobs": args.jobs,
             "launched": len(launches),

@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from common import REDIS, emit, fresh_postgres, workers
+from common import REDIS, PeakRss, emit, fresh_postgres, tree_rss_mb, workers
 
 ECHO = "arn:aws:states:::smokehouse:task:echo"
 
@@ -178,11 +178,13 @@ def bench_standard(args: argparse.Namespace) -> dict[str, Any]:
             mine = [p.pid for p in procs]
             cpu_before = cpu_seconds(mine, backends())
             began = time.perf_counter()
-            with ThreadPoolExecutor(args.producers) as pool:  # concurrent StartExecution calls
-                list(pool.map(start, range(args.executions)))
-            started_in = time.perf_counter() - began
-            while succeeded() < args.executions + 1:
-                time.sleep(0.05)
+            watched = {f"worker_{n}": pid for n, pid in enumerate(mine)}
+            with PeakRss({**watched, "starter": os.getpid()}) as rss:
+                with ThreadPoolExecutor(args.producers) as pool:  # concurrent StartExecution
+                    list(pool.map(start, range(args.executions)))
+                started_in = time.perf_counter() - began
+                while succeeded() < args.executions + 1:
+                    time.sleep(0.05)
             elapsed = time.perf_counter() - began
             cpu_after = cpu_seconds(mine, backends())
         with database.session() as session:
@@ -202,6 +204,7 @@ def bench_standard(args: argparse.Namespace) -> dict[str, Any]:
         "elapsed": elapsed,
         "started_in": started_in,
         "tps": (transitions or 0) / elapsed,
+        "rss_mb": rss.peaks,
     }
 
 
@@ -221,7 +224,8 @@ def bench_express(runs: int) -> dict[str, Any]:
         result = express.run(settings, machine, Start({"order": i, "total": i % 200}))
         assert result.status == "SUCCEEDED", result
     elapsed = time.perf_counter() - began
-    return {"executions": runs, "elapsed": elapsed, "tps": runs * 10 / elapsed}
+    rss = tree_rss_mb(os.getpid(), children=False)
+    return {"executions": runs, "elapsed": elapsed, "tps": runs * 10 / elapsed, "rss_mb": rss}
 
 
 def main() -> None:
@@ -264,6 +268,8 @@ def main() -> None:
             "standard_seconds": round(standard["elapsed"], 2),
             "standard_cpu_ms_per_execution": {k: round(v, 2) for k, v in cpu.items()},
             "standard_cpu_bound_tps": round(ceiling, 1),
+            "standard_rss_mb": standard["rss_mb"],
+            "express_rss_mb": fast["rss_mb"],
             "express_executions": fast["executions"],
             "workers": args.workers,
             "concurrency": args.concurrency,

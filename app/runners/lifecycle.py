@@ -101,6 +101,7 @@ def record(
     if job is None:
         recovered = isinstance(payload, dict) and payload.get(RECOVERED_MARK) is True
         job = _adopt_recovered(session, gitlab, facts, recovered=recovered)
+    created = False  # inserted here: no timeline mark can exist yet, nothing to look up
     if job is None:
         try:
             with session.begin_nested():
@@ -121,6 +122,7 @@ def record(
                 )
                 session.add(job)
                 session.flush()
+            created = True
         except IntegrityError:  # a concurrent event for the same job inserted it first
             job = lock_job(session, gitlab, facts.job_id)
             assert job is not None
@@ -136,9 +138,15 @@ def record(
         if job.phase != "unmatched":
             job.phase = "finished"
     first = timeline(
-        session, job, facts.status, now, event_id=event_id, runner=facts.runner_description
+        session,
+        job,
+        facts.status,
+        now,
+        event_id=event_id,
+        runner=facts.runner_description,
+        fresh=created,
     )
-    if first and facts.status == "running":
+    if first and not created and facts.status == "running":  # a new job was never pending
         _observe_queue_time(session, job, now)
     if facts.status == "running" and (facts.runner_description or facts.runner_id is not None):
         named = ours(session, facts.runner_description, facts.runner_id)
@@ -170,17 +178,20 @@ def timeline(
     *,
     event_id: str | None = None,
     runner: str | None = None,
+    fresh: bool = False,
 ) -> bool:
     """Add ``status`` to the job's timeline once (False when it is there already). Besides
     GitLab's statuses it holds our own marks: ``assigned`` (a runner is bound to the job),
-    ``interrupted`` (its spot instance was taken back) and ``retried`` (GitLab retried it)."""
-    seen = session.scalar(
-        select(RunnerJobEvent.id).where(
-            RunnerJobEvent.job_pk == job.id, RunnerJobEvent.status == status
+    ``interrupted`` (its spot instance was taken back) and ``retried`` (GitLab retried it).
+    ``fresh``: the job was inserted in this transaction, so it has no marks to look up."""
+    if not fresh:
+        seen = session.scalar(
+            select(RunnerJobEvent.id).where(
+                RunnerJobEvent.job_pk == job.id, RunnerJobEvent.status == status
+            )
         )
-    )
-    if seen is not None:
-        return False
+        if seen is not None:
+            return False
     session.add(
         RunnerJobEvent(job_pk=job.id, status=status, at=now, event_id=event_id, runner=runner)
     )
