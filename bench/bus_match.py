@@ -31,10 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import tree_rss_mb
-
 from app.bus.patterns import Pattern, RuleMatcher, matches, parse_pattern
 from app.bus.patterns.reference import reference_matches
+from bench.common import tree_rss_mb
 
 N_PROJECTS = 5000
 GITLAB_HOST = "gitlab.example.com"
