@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.bus.arns import Scope
@@ -152,16 +152,32 @@ def _claim(settings: Settings, delivery_ids: Sequence[str], now: datetime) -> li
     )
     free = or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now)
     with database.session() as session:
-        due = and_(
-            Delivery.id.in_(delivery_ids),
-            Delivery.status == "pending",
-            Delivery.next_attempt_at <= now + timedelta(seconds=1),
-            free,
-        )
         postgresql = session.get_bind().dialect.name == "postgresql"
         if postgresql:
-            unlocked = select(Delivery.id).where(due).with_for_update(skip_locked=True)
-            due = and_(due, Delivery.id.in_(unlocked.scalar_subquery()))
+            # Found by primary key, whatever the statistics say: a queue table's statistics lag
+            # behind a backlog, and a plan that looked for due rows first (the due index, "3
+            # rows") read every pending row to find these fifty, 20 ms a claim with a few
+            # thousand queued. ``status || ''`` and ``coalesce`` keep the due index out of the
+            # plan; rows that are not due are filtered out before they are locked.
+            locked = (
+                select(Delivery.id)
+                .where(
+                    Delivery.id.in_(delivery_ids),
+                    Delivery.status.concat("") == "pending",
+                    func.coalesce(Delivery.next_attempt_at, now) <= now + timedelta(seconds=1),
+                    free,
+                )
+                .with_for_update(skip_locked=True)
+                .cte("locked")
+            )
+            due = Delivery.id == locked.c.id
+        else:
+            due = and_(
+                Delivery.id.in_(delivery_ids),
+                Delivery.status == "pending",
+                Delivery.next_attempt_at <= now + timedelta(seconds=1),
+                free,
+            )
         rows = list(
             session.execute(
                 update(Delivery)
