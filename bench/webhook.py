@@ -18,9 +18,11 @@ Production shape on one machine: ``smokehouse api`` (one uvicorn process) and on
    10 ms in the database); the worker refills the pool before the next job is sent.
 
 Also printed: the share of webhooks the server itself answered within 50 ms (its own latency
-histogram, without the client's queueing), the API process's CPU time per webhook during the
-load (what a request costs whatever else the machine does) and the 1-minute load average
-before and after it.
+histogram, without the client's queueing), the API process's and the client's CPU time per
+webhook during the load (what a request costs whatever else the machine does), the peak memory
+(PSS) of the API, the worker and the client, and the 1-minute load average before and after it.
+The client freezes its own heap before the load (``steady_client``): its collector's full
+passes, 150-170 ms over everything this process imported, were the tail this bench reported.
 
     python bench/webhook.py [--rate 200] [--seconds 10] [--jobs 15] [--pool 2] [--quiet-workers]
 """

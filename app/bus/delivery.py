@@ -25,6 +25,7 @@ honoured; a non-retryable failure or an exhausted policy dead-letters the delive
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import uuid
@@ -295,8 +296,7 @@ def deliver_batch(
     memo: dict[Any, Any] = {}  # the batch's: see DeliveryContext.memo
     with _claims_kept(settings, claimed):
         if len(concurrent) > 1:
-            with ThreadPoolExecutor(min(len(concurrent), HTTP_CONCURRENCY)) as pool:
-                list(pool.map(partial(_attempt, settings, memo=memo), concurrent))
+            list(_http_pool().map(partial(_attempt, settings, memo=memo), concurrent))
         for attempt in attempts:
             if attempt.finished is None:
                 _attempt(settings, attempt, memo)
@@ -305,6 +305,22 @@ def deliver_batch(
 
 #: Deliveries to HTTP endpoints one batch calls at once (over the egress client's pool).
 HTTP_CONCURRENCY = 16
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+
+
+def _http_pool() -> ThreadPoolExecutor:
+    """The process's threads for HTTP calls, started once and kept: a pool per batch started
+    sixteen threads for every fifty deliveries, 1.4 ms each. Made in the process that uses it
+    (a fork's copy holds no threads, so it is never inherited)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (
+                os.getpid(),
+                ThreadPoolExecutor(HTTP_CONCURRENCY, thread_name_prefix="bus-http"),
+            )
+        return _pool[1]
 
 
 def _is_http(claimed: Claimed) -> bool:
