@@ -26,6 +26,8 @@ from typing import Any
 
 from common import ACCESS_KEYS, REDIS, ROOT, SECRET_KEY, emit, fresh_postgres
 
+from tests.services import free_port
+
 KEY_ID, KEY_SECRET = ACCESS_KEYS.split(":")[:2]
 
 
@@ -122,14 +124,6 @@ def measure(url: str, messages: int, threads: int, polls: int) -> dict[str, floa
         "long_poll_wake_p50_ms": round(statistics.median(wakes), 2),
         "long_poll_wake_p95_ms": round(wakes[int(len(wakes) * 0.95) - 1], 2),
     }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def api_rss_mb(pid: int) -> float:

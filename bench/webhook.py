@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.integration.runners.fake_gitlab import FakeGitLab  # noqa: E402
 from tests.integration.runners.payloads import headers, job_hook  # noqa: E402
+from tests.services import free_port  # noqa: E402
 
 PROFILES = """
 default: small
@@ -75,12 +76,6 @@ profiles:
     max_concurrent: 1000
     pool: {idle_count: POOL, idle_time: 10m}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float, log: Path | None = None) -> None:
