@@ -60,6 +60,9 @@ class GraphNode:
     label: str
     end: bool = strawberry.field(description="Ends its workflow or branch (End, Succeed, Fail).")
     parent: str | None = strawberry.field(description="The Parallel/Map node containing it.")
+    query_language: str = strawberry.field(
+        description="JSONPath or JSONata: the state's own QueryLanguage, else the machine's."
+    )
 
 
 @strawberry.type
@@ -96,7 +99,14 @@ class StateMachine:
         drawn = workflow_graph.graph(cast(dict[str, Any], self.definition))
         return StateMachineGraph(
             nodes=[
-                GraphNode(id=n.id, type=n.type, label=n.label, end=n.end, parent=n.parent)
+                GraphNode(
+                    id=n.id,
+                    type=n.type,
+                    label=n.label,
+                    end=n.end,
+                    parent=n.parent,
+                    query_language=n.query_language,
+                )
                 for n in drawn.nodes
             ],
             edges=[

@@ -29,6 +29,7 @@ class Node:
     label: str
     end: bool = False  # the state ends its workflow or branch (End: true, Succeed, Fail)
     parent: str | None = None
+    query_language: str = "JSONPath"  # its own QueryLanguage, else the state machine's
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +55,13 @@ def _errors(entry: dict[str, Any]) -> str:
 
 
 def choice_label(rule: dict[str, Any]) -> str:
-    """A short caption for a Choice rule: ``$.x NumericGreaterThan 3``, ``And (2)``."""
+    """A short caption for a Choice rule: ``$.x NumericGreaterThan 3``, ``And (2)``, or a
+    JSONata ``Condition`` without its ``{% %}``."""
     if "Condition" in rule:  # JSONata
-        return str(rule["Condition"])
+        condition = rule["Condition"]
+        if isinstance(condition, str) and condition.startswith("{%") and condition.endswith("%}"):
+            return condition[2:-2].strip()
+        return str(condition)
     for combinator in _COMBINATORS:
         if combinator in rule:
             inner = rule[combinator]
@@ -77,9 +82,15 @@ def _branches(state: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _scope(
-    workflow: dict[str, Any], prefix: str, parent: str | None, nodes: list[Node], edges: list[Edge]
+    workflow: dict[str, Any],
+    prefix: str,
+    parent: str | None,
+    language: str,
+    nodes: list[Node],
+    edges: list[Edge],
 ) -> str | None:
-    """Add one workflow's states; return the id of its StartAt state (if it names one)."""
+    """Add one workflow's states; return the id of its StartAt state (if it names one).
+    ``language`` is the state machine's QueryLanguage, which every nested state inherits."""
     states = workflow.get("States")
     states = states if isinstance(states, dict) else {}
     start, end = f"{prefix}~start", f"{prefix}~end"
@@ -98,7 +109,9 @@ def _scope(
         kind = str(state.get("Type", ""))
         node = ref(name)
         ends = state.get("End") is True or kind in TERMINAL_TYPES
-        nodes.append(Node(node, kind, name, ends, parent))
+        own = state.get("QueryLanguage")
+        own = own if isinstance(own, str) else language
+        nodes.append(Node(node, kind, name, ends, parent, own))
         for retrier in state.get("Retry") or []:
             edges.append(Edge(node, node, "retry", _errors(retrier)))
         if "Next" in state:
@@ -114,7 +127,7 @@ def _scope(
         if ends:
             edges.append(Edge(node, end, "end"))
         for index, branch in enumerate(_branches(state)):
-            inner = _scope(branch, f"{node}/{index}/", node, nodes, edges)
+            inner = _scope(branch, f"{node}/{index}/", node, language, nodes, edges)
             if inner is not None:
                 edges.append(Edge(node, inner, "branch"))
     return ref(first) if first in states else None
@@ -124,5 +137,7 @@ def graph(definition: dict[str, Any]) -> Graph:
     """Nodes and edges of a parsed ASL definition (states in definition order)."""
     nodes: list[Node] = []
     edges: list[Edge] = []
-    _scope(definition, "", None, nodes, edges)
+    language = definition.get("QueryLanguage")
+    language = language if isinstance(language, str) else "JSONPath"
+    _scope(definition, "", None, language, nodes, edges)
     return Graph(nodes, edges)

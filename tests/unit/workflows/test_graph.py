@@ -117,5 +117,44 @@ def test_legacy_map_iterator_and_labels() -> None:
         },
     }
     assert ("M", "M/0/X", "branch") in edges(definition)
-    assert choice_label({"Condition": "{% $n > 1 %}", "Next": "x"}) == "{% $n > 1 %}"
+    assert choice_label({"Condition": "{% $n > 1 %}", "Next": "x"}) == "$n > 1"
     assert choice_label({"Not": {"Variable": "$.a", "IsNull": True}, "Next": "x"}) == "Not"
+
+
+def test_jsonata_states_are_marked_and_their_conditions_shown_without_braces() -> None:
+    """The machine's QueryLanguage is every state's, nested ones included, unless a state sets
+    its own (a JSONata state inside a JSONPath machine, as AWS allows)."""
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Pick",
+        "States": {
+            "Pick": {
+                "Type": "Choice",
+                "Choices": [{"Condition": "{% $states.input.n > 3 %}", "Next": "Fan"}],
+                "Default": "Fan",
+            },
+            "Fan": {
+                "Type": "Map",
+                "ItemProcessor": {"StartAt": "One", "States": {"One": {"Type": "Succeed"}}},
+                "End": True,
+            },
+        },
+    }
+    result = graph(definition)
+    assert {n.id: n.query_language for n in result.nodes if n.type not in ("Start", "End")} == {
+        "Pick": "JSONata",
+        "Fan": "JSONata",
+        "Fan/0/One": "JSONata",
+    }
+    assert [e.label for e in result.edges if e.kind == "choice"] == ["$states.input.n > 3"]
+    mixed = {
+        "StartAt": "A",
+        "States": {
+            "A": {"Type": "Pass", "QueryLanguage": "JSONata", "Next": "B"},
+            "B": {"Type": "Pass", "End": True},
+        },
+    }
+    assert [n.query_language for n in graph(mixed).nodes if n.type == "Pass"] == [
+        "JSONata",
+        "JSONPath",
+    ]

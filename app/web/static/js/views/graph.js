@@ -14,13 +14,18 @@ function s(tag, attrs = {}, ...children) {
 }
 
 const isMarker = (node) => node.type === "Start" || node.type === "End";
+// A JSONata state says so under its type, as the Step Functions console does.
+const kindText = (node, retried) =>
+  node.type + (node.queryLanguage === "JSONata" ? " · JSONata" : "") + (retried ? " ↻" : "");
 
 export function drawGraph(graph, title) {
   const g = new dagre.graphlib.Graph({ multigraph: true });
   g.setGraph({ rankdir: "TB", nodesep: 24, ranksep: 36, marginx: 12, marginy: 12 });
   g.setDefaultEdgeLabel(() => ({}));
+  const retries = new Set(graph.edges.filter((e) => e.from === e.to).map((e) => e.from));
   for (const node of graph.nodes) {
-    const size = isMarker(node) ? { width: 18, height: 18 } : { width: Math.max(90, node.label.length * 7.5 + 28), height: 40 };
+    const text = Math.max(node.label.length * 7.5, kindText(node, retries.has(node.id)).length * 6);
+    const size = isMarker(node) ? { width: 18, height: 18 } : { width: Math.max(90, text + 28), height: 40 };
     g.setNode(node.id, { ...size, node });
   }
   graph.edges.forEach((edge, i) => {
@@ -35,7 +40,6 @@ export function drawGraph(graph, title) {
   svg.append(
     s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", class: "arrowhead" }))),
   );
-  const retries = new Set(graph.edges.filter((e) => e.from === e.to).map((e) => e.from));
   for (const e of g.edges()) {
     const { points, edge } = g.edge(e);
     const d = points.map((p, i) => `${i ? "L" : "M"}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(" ");
@@ -47,15 +51,16 @@ export function drawGraph(graph, title) {
   for (const id of g.nodes()) {
     const box = g.node(id);
     const node = box.node;
-    const group = s("g", { class: `node type-${node.type}`, "data-id": node.id, "data-state": node.label, transform: `translate(${box.x},${box.y})` });
+    const lang = node.queryLanguage === "JSONata" ? " lang-jsonata" : "";
+    const group = s("g", { class: `node type-${node.type}${lang}`, "data-id": node.id, "data-state": node.label, transform: `translate(${box.x},${box.y})` });
     if (isMarker(node)) {
       group.append(s("circle", { r: 9 }), s("title", {}, node.type));
     } else {
       group.append(
         s("rect", { x: -box.width / 2, y: -box.height / 2, width: box.width, height: box.height, rx: 6 }),
         s("text", { "text-anchor": "middle", y: -2 }, node.label),
-        s("text", { "text-anchor": "middle", y: 13, class: "kind" }, node.type + (retries.has(node.id) ? " ↻" : "")),
-        s("title", {}, `${node.label} (${node.type})`),
+        s("text", { "text-anchor": "middle", y: 13, class: "kind" }, kindText(node, retries.has(node.id))),
+        s("title", {}, `${node.label} (${kindText(node, false)})`),
       );
     }
     svg.append(group);
@@ -64,6 +69,31 @@ export function drawGraph(graph, title) {
     nodes.set(node.label, list);
   }
   return { svg, nodes };
+}
+
+/**
+ * The variables an execution has assigned so far, from its history: each *StateExited event's
+ * `assignedVariables` (name → JSON text, as Step Functions records them), the latest assignment
+ * of a name winning. A Map iteration's or Parallel branch's own variables are listed too, by
+ * the state that assigned them.
+ */
+export function assignedVariables(events) {
+  const variables = new Map(); // name → { value, state, truncated }
+  for (const event of events) {
+    const exited = event.details?.stateExitedEventDetails;
+    if (!exited?.assignedVariables) continue;
+    const truncated = Boolean(exited.assignedVariablesDetails?.truncated);
+    for (const [name, text] of Object.entries(exited.assignedVariables)) {
+      let value = text;
+      try {
+        value = JSON.parse(text);
+      } catch {
+        // a truncated value is not JSON any more: show its text
+      }
+      variables.set(name, { value, state: exited.name, truncated });
+    }
+  }
+  return variables;
 }
 
 /** Mark each state entered/exited/failed, from the history events seen so far. */

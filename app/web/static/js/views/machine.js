@@ -4,12 +4,12 @@
 import { gql, subscribe } from "../gql.js";
 import { h, replace, table, time, json, errorBox } from "../dom.js";
 import { canWrite } from "../session.js";
-import { drawGraph, stateProgress } from "./graph.js";
+import { assignedVariables, drawGraph, stateProgress } from "./graph.js";
 import { execLink } from "./machines.js";
 
 const MACHINE = `query($name: String!) {
   stateMachine(name: $name) { name arn type status description definition executionCount
-    graph { nodes { id type label end parent } edges { from to kind label } } }
+    graph { nodes { id type label end parent queryLanguage } edges { from to kind label } } }
   executions(stateMachine: $name, limit: 20) { arn name stateMachine status startDate stopDate }
 }`;
 const EXECUTION = `query($arn: String!) { execution(arn: $arn) {
@@ -115,6 +115,7 @@ function follow(arn, detail, nodes) {
         h("dt", {}, "Stopped"), h("dd", {}, time(e.stopDate)),
         e.error ? [h("dt", {}, "Error"), h("dd", {}, `${e.error}: ${e.cause || ""}`)] : null),
       e.output ? h("details", {}, h("summary", {}, "Output"), json(e.output)) : null,
+      variablesTable(events),
       table("History", ["#", "Type", "When", "State"],
         events.map((ev) => h("tr", {}, h("td", { class: "num" }, ev.id), h("td", {}, ev.type), h("td", {}, time(ev.timestamp)),
           h("td", {}, stateName(ev))))),
@@ -146,6 +147,16 @@ function follow(arn, detail, nodes) {
   begin(); // subscribe first, then read: nothing falls between the two (ids are deduped)
   load().catch((err) => replace(detail, errorBox(err)));
   return () => stop();
+}
+
+function variablesTable(events) {
+  const variables = assignedVariables(events);
+  if (!variables.size) return null;
+  return table("Variables", ["Name", "Value", "Assigned by"],
+    [...variables].map(([name, v]) => h("tr", { "data-variable": name },
+      h("th", { scope: "row" }, `$${name}`),
+      h("td", {}, h("code", {}, JSON.stringify(v.value)), v.truncated ? " (truncated)" : ""),
+      h("td", {}, v.state))));
 }
 
 function stateName(event) {
