@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, TypeAlias
 
-from app.common.jsonpath import MISSING, JsonPath, parse
+from app.common.jsonpath import MISSING, JsonPath
 from app.workflows.asl import errors
+from app.workflows.asl.varpath import parse_path, read
 
 #: operator -> the kind of operand it takes
 OPERATORS: Final[dict[str, str]] = {
@@ -178,8 +179,8 @@ def compile_rule(raw: dict[str, Any]) -> Rule:
     op = operators[0]
     operand = raw[op]
     if OPERATORS[op] == "path":
-        operand = parse(operand)
-    return Comparison(parse(raw["Variable"]), op, operand)
+        operand = parse_path(operand)
+    return Comparison(parse_path(raw["Variable"]), op, operand)
 
 
 def compile_choices(raw_choices: list[dict[str, Any]]) -> tuple[ChoiceBranch, ...]:
@@ -194,7 +195,7 @@ def _invalid_path(path: JsonPath) -> errors.StatesError:
 
 
 def _read(path: JsonPath, data: Any, context: Any) -> Any:
-    return path.get(context if path.context else data)
+    return read(path, data, context)
 
 
 def evaluate(rule: Rule, data: Any, context: Any = None) -> bool:

@@ -29,15 +29,23 @@ import dataclasses
 import json
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from app.common.jsonpath import MISSING, JsonPath, parse
-from app.workflows.asl import errors, paths
-from app.workflows.asl.choice import ChoiceBranch, choose, compile_choices, parse_timestamp
+from app.workflows.asl import errors, paths, query
+from app.workflows.asl import varpath as variables_
+from app.workflows.asl.choice import (
+    NO_MATCH_CAUSE,
+    ChoiceBranch,
+    compile_choices,
+    parse_timestamp,
+)
+from app.workflows.asl.choice import evaluate as evaluate_rule
 from app.workflows.asl.errors import InvalidDefinition, StatesError
+from app.workflows.asl.jsonata import bind_value
 from app.workflows.asl.model import (
     Advance,
     CancelTask,
@@ -58,6 +66,7 @@ from app.workflows.asl.model import (
     TaskFailed,
     TaskHeartbeat,
     TaskStarted,
+    TaskSubmitted,
     TaskSucceeded,
     TaskWait,
     TimerFired,
@@ -67,8 +76,10 @@ from app.workflows.asl.model import (
     iso,
 )
 from app.workflows.asl.paths import Scope, TNode, compact, compile_template, render, select
+from app.workflows.asl.query import QConst, QNode, QueryError, compile_query
 from app.workflows.asl.retry import Catcher, Retrier, backoff_delay, find_catcher, find_retrier
 from app.workflows.asl.validate import load_definition, validate_definition
+from app.workflows.asl.varpath import EMPTY, Context, parse_path
 
 EXECUTION_TIMEOUT_REF: Final = "$execution:timeout"
 _RESULT_PATH_TYPES: Final = frozenset({"Pass", "Task", "Parallel", "Map"})
@@ -115,6 +126,19 @@ class StateDef:
     processor: str | None = None
     max_concurrency: int = 0
     max_concurrency_path: JsonPath | None = None
+    # variables and JSONata
+    jsonata: bool = False
+    assign: TNode | QNode | None = None  # a JSONPath template or a JSONata template
+    output: QNode | None = None
+    arguments: QNode | None = None
+    item_selector_q: QNode | None = None
+    exprs: dict[str, QNode] = field(default_factory=dict)  # Seconds, Error, Items, ...
+    conditions: tuple[QNode, ...] = ()  # JSONata Choice rules, in order
+    choice_next: tuple[str, ...] = ()
+    choice_assign: tuple[TNode | QNode | None, ...] = ()
+    choice_output: tuple[QNode | None, ...] = ()
+    catch_assign: tuple[TNode | QNode | None, ...] = ()
+    catch_output: tuple[QNode | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +162,62 @@ def _path_field(raw: dict[str, Any], name: str, default: str | None = "$") -> Js
     if name not in raw:
         return parse(default) if default is not None else None
     value = raw[name]
-    return None if value is None else parse(value)
+    return None if value is None else parse_path(value)
 
 
-def _compile_state(name: str, raw: dict[str, Any], key: str, out: dict[str, Workflow]) -> StateDef:
+def _assign(raw: dict[str, Any], jsonata: bool) -> TNode | QNode | None:
+    if "Assign" not in raw:
+        return None
+    return compile_query(raw["Assign"], "Assign") if jsonata else compile_template(raw["Assign"])
+
+
+def _compile_jsonata(raw: dict[str, Any], fields: dict[str, Any]) -> None:
+    kind = raw["Type"]
+    fields["jsonata"] = True
+    if "Output" in raw:
+        fields["output"] = compile_query(raw["Output"], "Output")
+    if "Arguments" in raw:
+        fields["arguments"] = compile_query(raw["Arguments"], "Arguments")
+    if kind == "Map" and "ItemSelector" in raw:
+        fields["item_selector_q"] = compile_query(raw["ItemSelector"], "ItemSelector")
+    exprs = {}
+    for key in (
+        "Seconds",
+        "Timestamp",
+        "Error",
+        "Cause",
+        "TimeoutSeconds",
+        "HeartbeatSeconds",
+        "Items",
+        "MaxConcurrency",
+    ):
+        if key in raw:
+            exprs[key] = compile_query(raw[key], key)
+    fields["exprs"] = exprs
+    if kind == "Choice":
+        rules = raw["Choices"]
+        fields["conditions"] = tuple(
+            compile_query(r["Condition"], f"Choices[{i}]/Condition") for i, r in enumerate(rules)
+        )
+        fields["choice_next"] = tuple(r["Next"] for r in rules)
+        fields["choice_assign"] = tuple(_assign(r, True) for r in rules)
+        fields["choice_output"] = tuple(
+            compile_query(r["Output"], "Output") if "Output" in r else None for r in rules
+        )
+        fields["default"] = raw.get("Default")
+    catchers = raw.get("Catch", ())
+    fields["catch_assign"] = tuple(_assign(c, True) for c in catchers)
+    fields["catch_output"] = tuple(
+        compile_query(c["Output"], "Output") if "Output" in c else None for c in catchers
+    )
+
+
+def _compile_state(
+    name: str, raw: dict[str, Any], key: str, out: dict[str, Workflow], language: str
+) -> StateDef:
     kind = raw["Type"]
     here = f"{key}/States/{name}"
+    jsonata = raw.get("QueryLanguage", language) == "JSONata"
     fields: dict[str, Any] = {
         "name": name,
         "type": kind,
@@ -153,8 +227,16 @@ def _compile_state(name: str, raw: dict[str, Any], key: str, out: dict[str, Work
         "output_path": _path_field(raw, "OutputPath"),
         "result_path": _path_field(raw, "ResultPath"),
         "retriers": tuple(Retrier.from_json(r) for r in raw.get("Retry", ())),
-        "catchers": tuple(Catcher.from_json(c) for c in raw.get("Catch", ())),
+        "catchers": tuple(
+            Catcher.from_json({k: v for k, v in c.items() if k != "ResultPath"} if jsonata else c)
+            for c in raw.get("Catch", ())
+        ),
+        "assign": _assign(raw, jsonata),
     }
+    if jsonata:
+        _compile_jsonata(raw, fields)
+    else:
+        fields["catch_assign"] = tuple(_assign(c, False) for c in raw.get("Catch", ()))
     if "ResultSelector" in raw:
         fields["result_selector"] = compile_template(raw["ResultSelector"])
     if kind == "Map":
@@ -166,7 +248,7 @@ def _compile_state(name: str, raw: dict[str, Any], key: str, out: dict[str, Work
         fields["max_concurrency_path"] = _path_field(raw, "MaxConcurrencyPath", None)
         proc_field = "ItemProcessor" if "ItemProcessor" in raw else "Iterator"
         proc_key = f"{here}/{proc_field}"
-        _compile_workflow(raw[proc_field], proc_key, out)
+        _compile_workflow(raw[proc_field], proc_key, out, language)
         fields["processor"] = proc_key
     elif "Parameters" in raw:
         fields["parameters"] = compile_template(raw["Parameters"])
@@ -179,8 +261,10 @@ def _compile_state(name: str, raw: dict[str, Any], key: str, out: dict[str, Work
         fields["timeout_seconds_path"] = _path_field(raw, "TimeoutSecondsPath", None)
         fields["heartbeat_seconds"] = raw.get("HeartbeatSeconds")
         fields["heartbeat_seconds_path"] = _path_field(raw, "HeartbeatSecondsPath", None)
-    if kind == "Choice":
+    if kind == "Choice" and not jsonata:
         fields["choices"] = compile_choices(raw["Choices"])
+        fields["choice_next"] = tuple(r["Next"] for r in raw["Choices"])
+        fields["choice_assign"] = tuple(_assign(r, False) for r in raw["Choices"])
         fields["default"] = raw.get("Default")
     if kind == "Wait":
         fields["seconds"] = raw.get("Seconds")
@@ -194,14 +278,18 @@ def _compile_state(name: str, raw: dict[str, Any], key: str, out: dict[str, Work
         keys = []
         for i, branch in enumerate(raw["Branches"]):
             branch_key = f"{here}/Branches/{i}"
-            _compile_workflow(branch, branch_key, out)
+            _compile_workflow(branch, branch_key, out, language)
             keys.append(branch_key)
         fields["branches"] = tuple(keys)
     return StateDef(**fields)
 
 
-def _compile_workflow(raw: dict[str, Any], key: str, out: dict[str, Workflow]) -> None:
-    states = {name: _compile_state(name, sd, key, out) for name, sd in raw["States"].items()}
+def _compile_workflow(
+    raw: dict[str, Any], key: str, out: dict[str, Workflow], language: str
+) -> None:
+    states = {
+        name: _compile_state(name, sd, key, out, language) for name, sd in raw["States"].items()
+    }
     out[key] = Workflow(key, raw["StartAt"], states)
 
 
@@ -213,7 +301,7 @@ def compile_machine(definition: dict[str, Any] | str) -> CompiledMachine:
         raise InvalidDefinition(problems)
     assert isinstance(raw, dict)
     workflows: dict[str, Workflow] = {}
-    _compile_workflow(raw, "", workflows)
+    _compile_workflow(raw, "", workflows, raw.get("QueryLanguage", "JSONPath"))
     return CompiledMachine(raw, workflows, raw.get("TimeoutSeconds"))
 
 
@@ -229,6 +317,14 @@ def resource_parts(resource: str) -> tuple[str, str]:
         return "lambda", resource
     head, sep, tail = resource.partition(":")
     return (head, tail) if sep and tail else ("task", resource)
+
+
+_ACTIVITY_ARN: Final = re.compile(r"arn:[^:]+:states:[^:]*:[^:]*:activity:.+")
+
+
+def is_activity(resource: str) -> bool:
+    """An activity ARN: an outside worker polls ``GetActivityTask`` and answers with the token."""
+    return _ACTIVITY_ARN.fullmatch(resource) is not None
 
 
 def _io(key: str, value: Any) -> dict[str, Any]:
@@ -291,7 +387,7 @@ class _Run:
         *,
         token: str | None = None,
         item: tuple[int, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Context:
         ex = self.st.execution
         ctx: dict[str, Any] = {
             "Execution": {
@@ -313,7 +409,97 @@ class _Run:
             ctx["Task"] = {"Token": token}
         if item is not None:
             ctx["Map"] = {"Item": {"Index": item[0], "Value": item[1]}}
-        return ctx
+        return Context(ctx, self.variables(frame))
+
+    # variables & JSONata ------------------------------------------------------------------------
+
+    def variables(self, frame: Frame) -> Mapping[str, Any]:
+        """The variables a state of ``frame`` sees: its own and every enclosing scope's."""
+        scopes: list[dict[str, Any]] = []
+        current: Frame | None = frame
+        while current is not None:
+            if current.variables:
+                scopes.append(current.variables)
+            current = None if current.parent is None else self.st.frames.get(current.parent)
+        if not scopes:
+            return EMPTY
+        if len(scopes) == 1:
+            return scopes[0]
+        merged: dict[str, Any] = {}
+        for scope in reversed(scopes):
+            merged.update(scope)
+        return merged
+
+    @staticmethod
+    def bindings(ctx: Context, state_input: Any, **extra: Any) -> dict[str, Any]:
+        """``$states`` (input, context, result / errorOutput) and the variables."""
+        states = {"input": state_input, "context": ctx, **extra}
+        out = {name: bind_value(value) for name, value in ctx.variables.items()}
+        out["states"] = states
+        return out
+
+    def q(self, node: QNode, bindings: dict[str, Any]) -> Any:
+        return query.evaluate(node, bindings, self.env)
+
+    def evaluate_assign(
+        self,
+        node: TNode | QNode | None,
+        jsonata: bool,
+        data: Any,
+        ctx: Context,
+        bindings: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """An ``Assign`` block's values (all read the variables as they were before the
+        state: the assignment is parallel)."""
+        if node is None:
+            return None
+        if jsonata:
+            assert bindings is not None
+            values = self.q(node, bindings)  # type: ignore[arg-type]
+        else:
+            values = render(node, self.scope(data, ctx))  # type: ignore[arg-type]
+        assert isinstance(values, dict)
+        return values
+
+    def commit_assign(self, frame: Frame, values: dict[str, Any]) -> None:
+        """Store the variables in ``frame``'s scope, checking the scope rule and the quotas."""
+        outer: Mapping[str, Any] = EMPTY
+        if frame.parent is not None:
+            outer = self.variables(self.st.frames[frame.parent])
+        total = 0
+        for name, value in values.items():
+            if name in outer:
+                raise errors.runtime_error(
+                    f"Cannot bind value '{compact(value)}' to variable '{name}' as it belongs "
+                    "to an outer scope."
+                )
+            size = paths.payload_size(value)
+            total += size
+            if size > variables_.MAX_VARIABLE_BYTES:
+                raise StatesError(
+                    errors.DATA_LIMIT_EXCEEDED,
+                    f"The variable '{name}' has a size exceeding the maximum number of bytes "
+                    "service limit.",
+                )
+        if total > variables_.MAX_ASSIGN_BYTES:
+            raise StatesError(
+                errors.DATA_LIMIT_EXCEEDED,
+                "The variables assigned in the state have a combined size exceeding the maximum "
+                "number of bytes service limit.",
+            )
+        stored = total + sum(
+            paths.payload_size(value)
+            for f in self.st.frames.values()
+            for name, value in f.variables.items()
+            if not (f is frame and name in values)
+        )
+        if stored > variables_.MAX_TOTAL_BYTES:
+            raise StatesError(
+                errors.DATA_LIMIT_EXCEEDED,
+                "The variables of the execution have a combined size exceeding the maximum "
+                "number of bytes service limit.",
+            )
+        frame.variables.update(values)
 
     def scope(self, data: Any, ctx: dict[str, Any]) -> Scope:
         return Scope(data, ctx, self.env.random, self.env.uuid)
@@ -401,8 +587,33 @@ class _Run:
         except StatesError as err:
             self.state_failed(frame, sd, err)
 
+    def jsonata_exit(
+        self,
+        frame: Frame,
+        sd: StateDef,
+        target: str | None,
+        ctx: Context,
+        bindings: dict[str, Any],
+        default: Any,
+        *,
+        output: QNode | None = None,
+        assign: TNode | QNode | None = None,
+        use_state_fields: bool = True,
+    ) -> None:
+        """Leave a JSONata state: ``Output`` (else ``default``) and ``Assign``, both evaluated
+        with the variables as they were before the state."""
+        if use_state_fields:
+            output, assign = sd.output, sd.assign
+        assigned = self.evaluate_assign(assign, True, None, ctx, bindings)
+        value = default if output is None else self.q(output, bindings)
+        self.exit_state(frame, sd, value, target, ctx, assigned)
+
     def run_pass(self, frame: Frame, sd: StateDef) -> None:
         ctx = self.context(frame)
+        if sd.jsonata:
+            bindings = self.bindings(ctx, frame.input)
+            self.jsonata_exit(frame, sd, sd.next, ctx, bindings, frame.input)
+            return
         effective = select(sd.input_path, frame.input, ctx)
         if sd.parameters is not None:
             effective = render(sd.parameters, self.scope(effective, ctx))
@@ -410,16 +621,70 @@ class _Run:
 
     def run_succeed(self, frame: Frame, sd: StateDef) -> None:
         ctx = self.context(frame)
+        if sd.jsonata:
+            bindings = self.bindings(ctx, frame.input)
+            self.jsonata_exit(frame, sd, None, ctx, bindings, frame.input)
+            return
         self.exit_state(frame, sd, select(sd.input_path, frame.input, ctx), None, ctx)
 
     def run_choice(self, frame: Frame, sd: StateDef) -> None:
         ctx = self.context(frame)
+        if sd.jsonata:
+            bindings = self.bindings(ctx, frame.input)
+            for i, condition in enumerate(sd.conditions):
+                matched = self.q(condition, bindings)
+                if not isinstance(matched, bool):
+                    raise query.unexpected_type(condition, "boolean", matched, compact(matched))
+                if matched:
+                    self.jsonata_exit(
+                        frame,
+                        sd,
+                        sd.choice_next[i],
+                        ctx,
+                        bindings,
+                        frame.input,
+                        output=sd.choice_output[i],
+                        assign=sd.choice_assign[i],
+                        use_state_fields=False,
+                    )
+                    return
+            if sd.default is None:
+                raise StatesError(errors.NO_CHOICE_MATCHED, NO_MATCH_CAUSE)
+            self.jsonata_exit(frame, sd, sd.default, ctx, bindings, frame.input)
+            return
         effective = select(sd.input_path, frame.input, ctx)
-        target = choose(sd.choices, sd.default, effective, ctx)
-        self.exit_state(frame, sd, effective, target, ctx)
+        target, assign = sd.default, sd.assign
+        for i, branch in enumerate(sd.choices):
+            if evaluate_rule(branch.rule, effective, ctx):
+                target, assign = branch.next, sd.choice_assign[i]
+                break
+        else:
+            if target is None:
+                raise StatesError(errors.NO_CHOICE_MATCHED, NO_MATCH_CAUSE)
+        assigned = self.evaluate_assign(assign, False, effective, ctx)
+        self.exit_state(frame, sd, effective, target, ctx, assigned)
 
     def run_wait(self, frame: Frame, sd: StateDef) -> None:
         ctx = self.context(frame)
+        if sd.jsonata:
+            frame.effective = frame.input
+            bindings = self.bindings(ctx, frame.input)
+            if "Seconds" in sd.exprs:
+                node = sd.exprs["Seconds"]
+                value = self.q(node, bindings)
+                seconds_value = _positive_int(value)
+                if seconds_value is None or seconds_value < 0:
+                    raise query.unexpected_type(node, "integer", value, compact(value))
+                fire_at = self.env.now + timedelta(seconds=seconds_value)
+            else:
+                node = sd.exprs["Timestamp"]
+                value = self.q(node, bindings)
+                parsed_at = parse_timestamp(value)
+                if parsed_at is None:
+                    raise query.unexpected_type(node, "timestamp", value, compact(value))
+                fire_at = parsed_at
+            self.wait_until(frame, sd, fire_at)
+            return
         effective = select(sd.input_path, frame.input, ctx)
         frame.effective = effective
         if sd.seconds is not None or sd.seconds_path is not None:
@@ -444,6 +709,9 @@ class _Run:
                     "valid ISO-8601 extended offset date-time format string."
                 )
             fire_at = parsed
+        self.wait_until(frame, sd, fire_at)
+
+    def wait_until(self, frame: Frame, sd: StateDef, fire_at: datetime) -> None:
         seconds_left = (fire_at - self.env.now).total_seconds()
         if seconds_left <= 0:
             self.complete_wait(frame, sd)
@@ -456,10 +724,28 @@ class _Run:
     def complete_wait(self, frame: Frame, sd: StateDef) -> None:
         frame.wait_ref = None
         frame.phase = "enter"
-        self.exit_state(frame, sd, frame.effective, sd.next, self.context(frame))
+        ctx = self.context(frame)
+        if sd.jsonata:
+            bindings = self.bindings(ctx, frame.input)
+            self.jsonata_exit(frame, sd, sd.next, ctx, bindings, frame.input)
+            return
+        assigned = self.evaluate_assign(sd.assign, False, frame.effective, ctx)
+        self.exit_state(frame, sd, frame.effective, sd.next, ctx, assigned)
 
     def run_fail(self, frame: Frame, sd: StateDef) -> None:
         ctx = self.context(frame)
+        if sd.jsonata:
+            bindings = self.bindings(ctx, frame.input)
+            texts: list[str | None] = []
+            for key in ("Error", "Cause"):
+                node = sd.exprs.get(key)
+                value = None if node is None else self.q(node, bindings)
+                if value is not None and not isinstance(value, str):
+                    assert node is not None
+                    raise query.unexpected_type(node, "string", value, compact(value))
+                texts.append(value)
+            self.frame_failed(frame, texts[0], texts[1])
+            return
         scope = self.scope(frame.input, ctx)
         error, cause = sd.error, sd.cause
         if sd.error_path is not None:
@@ -481,17 +767,29 @@ class _Run:
         self.frame_failed(frame, error, cause)
 
     def run_task(self, frame: Frame, sd: StateDef) -> None:
-        token = self.env.uuid() if sd.resource.endswith(".waitForTaskToken") else None
-        ctx = self.context(frame, token=token)
-        effective = select(sd.input_path, frame.input, ctx)
-        parameters = effective
-        if sd.parameters is not None:
-            parameters = render(sd.parameters, self.scope(effective, ctx))
+        callback = sd.resource.endswith(".waitForTaskToken")
+        activity = is_activity(sd.resource)
+        token = self.env.uuid() if callback or activity else None
+        ctx = self.context(frame, token=token if callback else None)
+        if sd.jsonata:
+            bindings = self.bindings(ctx, frame.input)
+            parameters = frame.input
+            if sd.arguments is not None:
+                parameters = self.q(sd.arguments, bindings)
+            timeout = self.jsonata_seconds(sd, "TimeoutSeconds", bindings)
+            heartbeat = self.jsonata_seconds(sd, "HeartbeatSeconds", bindings)
+        else:
+            effective = select(sd.input_path, frame.input, ctx)
+            parameters = effective
+            if sd.parameters is not None:
+                parameters = render(sd.parameters, self.scope(effective, ctx))
+            timeout = self.seconds_field(
+                sd.timeout_seconds, sd.timeout_seconds_path, effective, ctx
+            )
+            heartbeat = self.seconds_field(
+                sd.heartbeat_seconds, sd.heartbeat_seconds_path, effective, ctx
+            )
         paths.check_payload_size(parameters, sd.name)
-        timeout = self.seconds_field(sd.timeout_seconds, sd.timeout_seconds_path, effective, ctx)
-        heartbeat = self.seconds_field(
-            sd.heartbeat_seconds, sd.heartbeat_seconds_path, effective, ctx
-        )
         ref = f"{self.prefix(frame)}{sd.name}@{frame.visit}.{frame.attempt}"
         task = TaskWait(ref, sd.resource, token, heartbeat_seconds=heartbeat)
         frame.task = task
@@ -500,23 +798,40 @@ class _Run:
         self.commands.append(
             ScheduleTask(ref, sd.name, sd.resource, parameters, timeout, heartbeat, token)
         )
-        resource_type, resource = resource_parts(sd.resource)
-        details: dict[str, Any] = {
-            "resourceType": resource_type,
-            "resource": resource,
-            "parameters": compact(parameters),
-        }
+        details: dict[str, Any]
+        if activity:
+            details = {"resource": sd.resource, **_io("input", parameters)}
+        else:
+            resource_type, resource = resource_parts(sd.resource)
+            details = {
+                "resourceType": resource_type,
+                "resource": resource,
+                "parameters": compact(parameters),
+            }
         if timeout is not None:
             details["timeoutInSeconds"] = timeout
         if heartbeat is not None:
             details["heartbeatInSeconds"] = heartbeat
-        self.emit(frame, "TaskScheduled", "taskScheduledEventDetails", details)
+        if activity:
+            self.emit(frame, "ActivityScheduled", "activityScheduledEventDetails", details)
+        else:
+            self.emit(frame, "TaskScheduled", "taskScheduledEventDetails", details)
         if timeout is not None:
             task.timeout_ref = f"{ref}:timeout"
             self.timer(task.timeout_ref, timeout, "timeout", frame.id)
         if heartbeat is not None:
             task.heartbeat_ref = f"{ref}:heartbeat.0"
             self.timer(task.heartbeat_ref, heartbeat, "heartbeat", frame.id)
+
+    def jsonata_seconds(self, sd: StateDef, key: str, bindings: dict[str, Any]) -> int | None:
+        node = sd.exprs.get(key)
+        if node is None:
+            return None
+        value = self.q(node, bindings)
+        seconds = _positive_int(value)
+        if seconds is None or seconds <= 0:
+            raise query.unexpected_type(node, "integer", value, compact(value))
+        return seconds
 
     @staticmethod
     def seconds_field(
@@ -533,9 +848,14 @@ class _Run:
 
     def run_parallel(self, frame: Frame, sd: StateDef) -> None:
         ctx = self.context(frame)
-        effective = select(sd.input_path, frame.input, ctx)
-        if sd.parameters is not None:
-            effective = render(sd.parameters, self.scope(effective, ctx))
+        if sd.jsonata:
+            effective = frame.input
+            if sd.arguments is not None:
+                effective = self.q(sd.arguments, self.bindings(ctx, frame.input))
+        else:
+            effective = select(sd.input_path, frame.input, ctx)
+            if sd.parameters is not None:
+                effective = render(sd.parameters, self.scope(effective, ctx))
         started = self.emit(frame, "ParallelStateStarted")
         count = len(sd.branches)
         frame.children = ChildRun(
@@ -545,8 +865,38 @@ class _Run:
         for i, key in enumerate(sd.branches):
             self.spawn(frame, sd, i, key, effective, started)
 
+    def map_jsonata(self, frame: Frame, sd: StateDef, ctx: Context) -> tuple[list[Any], int]:
+        bindings = self.bindings(ctx, frame.input)
+        items: Any = frame.input
+        node = sd.exprs.get("Items")
+        if node is not None:
+            items = self.q(node, bindings)
+        if not isinstance(items, list):
+            raise query.unexpected_type(
+                node if node is not None else QConst(items), "array", items, compact(items)
+            )
+        limit = 0
+        if "MaxConcurrency" in sd.exprs:
+            limit_node = sd.exprs["MaxConcurrency"]
+            value = self.q(limit_node, bindings)
+            limit_value = _positive_int(value)
+            if limit_value is None or limit_value < 0:
+                raise query.unexpected_type(limit_node, "integer", value, compact(value))
+            limit = limit_value
+        if sd.item_selector_q is not None:
+            selector = sd.item_selector_q
+            items = [
+                self.q(selector, self.bindings(self.context(frame, item=(i, v)), frame.input))
+                for i, v in enumerate(items)
+            ]
+        return items, limit
+
     def run_map(self, frame: Frame, sd: StateDef) -> None:
         ctx = self.context(frame)
+        if sd.jsonata:
+            items, limit = self.map_jsonata(frame, sd, ctx)
+            self.start_map(frame, sd, items, items, limit)
+            return
         effective = select(sd.input_path, frame.input, ctx)
         items = select(sd.items_path, effective, ctx)
         if not isinstance(items, list):
@@ -570,6 +920,11 @@ class _Run:
                 render(sd.item_selector, self.scope(effective, self.context(frame, item=(i, v))))
                 for i, v in enumerate(items)
             ]
+        self.start_map(frame, sd, items, inputs, limit)
+
+    def start_map(
+        self, frame: Frame, sd: StateDef, items: list[Any], inputs: list[Any], limit: int
+    ) -> None:
         started = self.emit(
             frame, "MapStateStarted", "mapStateStartedEventDetails", {"length": len(items)}
         )
@@ -622,23 +977,41 @@ class _Run:
 
     # leaving states --------------------------------------------------------------------------
 
-    def finish_state(self, frame: Frame, sd: StateDef, result: Any) -> None:
-        """ResultPath, OutputPath, the size check, the Exited event and the transition."""
+    def finish_state(
+        self, frame: Frame, sd: StateDef, result: Any, raw_result: Any = MISSING
+    ) -> None:
+        """Assign, ResultPath, OutputPath (JSONata: Assign and Output), the size check, the
+        Exited event and the transition. JSONPath ``Assign`` reads the result before
+        ``ResultSelector`` (``raw_result``), as Step Functions does."""
         ctx = self.context(frame)
+        if sd.jsonata:
+            bindings = self.bindings(ctx, frame.input, result=result)
+            self.jsonata_exit(frame, sd, sd.next, ctx, bindings, result)
+            return
+        assign_data = result if raw_result is MISSING else raw_result
+        assigned = self.evaluate_assign(sd.assign, False, assign_data, ctx)
         merged = paths.apply_result_path(sd.result_path, frame.input, result)
-        self.exit_state(frame, sd, merged, sd.next, ctx)
+        self.exit_state(frame, sd, merged, sd.next, ctx, assigned)
 
     def exit_state(
-        self, frame: Frame, sd: StateDef, value: Any, target: str | None, ctx: dict[str, Any]
+        self,
+        frame: Frame,
+        sd: StateDef,
+        value: Any,
+        target: str | None,
+        ctx: dict[str, Any],
+        assigned: dict[str, Any] | None = None,
     ) -> None:
-        output = select(sd.output_path, value, ctx)
+        """OutputPath (the variables as they were before the state), the size check, then
+        the assignment, the Exited event and the transition."""
+        output = value if sd.jsonata else select(sd.output_path, value, ctx)
         paths.check_payload_size(output, sd.name)
-        self.emit(
-            frame,
-            f"{sd.type}StateExited",
-            "stateExitedEventDetails",
-            {"name": sd.name, **_io("output", output)},
-        )
+        details: dict[str, Any] = {"name": sd.name, **_io("output", output)}
+        if assigned is not None:
+            self.commit_assign(frame, assigned)
+            details["assignedVariables"] = {k: compact(v) for k, v in assigned.items()}
+            details["assignedVariablesDetails"] = {"truncated": False}
+        self.emit(frame, f"{sd.type}StateExited", "stateExitedEventDetails", details)
         self.transition(frame, target, output)
 
     def transition(self, frame: Frame, target: str | None, output: Any) -> None:
@@ -665,6 +1038,19 @@ class _Run:
     ) -> None:
         """Retry, catch, or fail the frame."""
         cause = self.prefixed(frame, sd, err)
+        if isinstance(err, QueryError):
+            self.emit(
+                None,
+                "EvaluationFailed",
+                "evaluationFailedEventDetails",
+                {
+                    "error": err.error,
+                    "cause": cause,
+                    "location": err.location,
+                    "state": sd.name,
+                },
+                previous=frame.last_event_id,
+            )
         if err.error == errors.RUNTIME:
             self.end_execution("FAILED", error=err.error, cause=cause, previous=frame.last_event_id)
             return
@@ -676,7 +1062,7 @@ class _Run:
             self.emit(frame, f"{sd.type}StateFailed")
         catcher = find_catcher(sd.catchers, err.error, from_task=from_task)
         if catcher is not None:
-            self.catch(frame, sd, catcher, err.error, cause)
+            self.catch(frame, sd, sd.catchers.index(catcher), err.error, cause)
             return
         if sd.type == "Task" and frame.parent is not None:
             self.emit(None, "TaskStateAborted", previous=frame.last_event_id)
@@ -697,23 +1083,34 @@ class _Run:
         frame.phase = "retry"
         self.timer(ref, delay, "retry", frame.id)
 
-    def catch(
-        self, frame: Frame, sd: StateDef, catcher: Catcher, error: str, cause: str | None
-    ) -> None:
+    def catch(self, frame: Frame, sd: StateDef, index: int, error: str, cause: str | None) -> None:
+        """Leave through catcher ``index``: its ``ResultPath`` (JSONata: ``Output``, default
+        the error output) and its ``Assign`` (``$`` / ``$states.errorOutput``: the error
+        output)."""
+        catcher = sd.catchers[index]
         error_output: dict[str, Any] = {"Error": error}
         if cause is not None:
             error_output["Cause"] = cause
+        ctx = self.context(frame)
+        assign = sd.catch_assign[index] if sd.catch_assign else None
         try:
-            output = paths.apply_result_path(catcher.result_path, frame.input, error_output)
+            if sd.jsonata:
+                bindings = self.bindings(ctx, frame.input, errorOutput=error_output)
+                assigned = self.evaluate_assign(assign, True, None, ctx, bindings)
+                node = sd.catch_output[index] if sd.catch_output else None
+                output = error_output if node is None else self.q(node, bindings)
+            else:
+                assigned = self.evaluate_assign(assign, False, error_output, ctx)
+                output = paths.apply_result_path(catcher.result_path, frame.input, error_output)
+            details: dict[str, Any] = {"name": sd.name, **_io("output", output)}
+            if assigned is not None:
+                self.commit_assign(frame, assigned)
+                details["assignedVariables"] = {k: compact(v) for k, v in assigned.items()}
+                details["assignedVariablesDetails"] = {"truncated": False}
         except StatesError as err:
             self.frame_failed(frame, err.error, self.prefixed(frame, sd, err))
             return
-        self.emit(
-            frame,
-            f"{sd.type}StateExited",
-            "stateExitedEventDetails",
-            {"name": sd.name, **_io("output", output)},
-        )
+        self.emit(frame, f"{sd.type}StateExited", "stateExitedEventDetails", details)
         self.transition(frame, catcher.next, output)
 
     # frames ----------------------------------------------------------------------------------
@@ -759,7 +1156,7 @@ class _Run:
             result = results
             if sd.result_selector is not None:
                 result = render(sd.result_selector, self.scope(results, self.context(parent)))
-            self.finish_state(parent, sd, result)
+            self.finish_state(parent, sd, result, results)
         except StatesError as err:
             self.state_failed(parent, sd, err)
         self.queue.append(parent.id)
@@ -906,6 +1303,10 @@ class _Run:
             return False
         frame, task = found
         task.started = True
+        if is_activity(task.resource):
+            worker = {} if event.worker_name is None else {"workerName": event.worker_name}
+            self.emit(frame, "ActivityStarted", "activityStartedEventDetails", worker)
+            return True
         resource_type, resource = resource_parts(task.resource)
         self.emit(
             frame,
@@ -915,6 +1316,35 @@ class _Run:
         )
         return True
 
+    def on_task_submitted(self, event: TaskSubmitted) -> bool:
+        """``.sync``: the job (child execution) was started; the task keeps waiting."""
+        found = self.task_frame(event.ref)
+        if found is None or found[1].submitted:
+            return False
+        frame, task = found
+        task.submitted = True
+        resource_type, resource = resource_parts(task.resource)
+        self.emit(
+            frame,
+            "TaskSubmitted",
+            "taskSubmittedEventDetails",
+            {"resourceType": resource_type, "resource": resource, **_io("output", event.output)},
+        )
+        return True
+
+    def task_event(self, frame: Frame, task: TaskWait, kind: str, details: dict[str, Any]) -> None:
+        """``Task<kind>`` (with resourceType/resource) or, for an activity, ``Activity<kind>``."""
+        if is_activity(task.resource):
+            self.emit(frame, f"Activity{kind}", f"activity{kind}EventDetails", details)
+            return
+        resource_type, resource = resource_parts(task.resource)
+        self.emit(
+            frame,
+            f"Task{kind}",
+            f"task{kind}EventDetails",
+            {"resourceType": resource_type, "resource": resource, **details},
+        )
+
     def on_task_succeeded(self, event: TaskSucceeded) -> bool:
         found = self.task_frame(event.ref)
         if found is None:
@@ -922,7 +1352,7 @@ class _Run:
         frame, task = found
         sd = self.sdef(frame)
         self.close_task(frame, task)
-        resource_type, resource = resource_parts(task.resource)
+        resource = task.resource if is_activity(task.resource) else resource_parts(task.resource)[1]
         if paths.payload_size(event.output) > paths.MAX_PAYLOAD_BYTES:
             err = StatesError(
                 errors.DATA_LIMIT_EXCEEDED,
@@ -930,34 +1360,15 @@ class _Run:
                 "maximum number of bytes service limit.",
                 state_scoped=False,
             )
-            self.emit(
-                frame,
-                "TaskFailed",
-                "taskFailedEventDetails",
-                {
-                    "resourceType": resource_type,
-                    "resource": resource,
-                    "error": err.error,
-                    "cause": err.cause,
-                },
-            )
+            self.task_event(frame, task, "Failed", {"error": err.error, "cause": err.cause})
             self.state_failed(frame, sd, err, from_task=True)
         else:
-            self.emit(
-                frame,
-                "TaskSucceeded",
-                "taskSucceededEventDetails",
-                {
-                    "resourceType": resource_type,
-                    "resource": resource,
-                    **_io("output", event.output),
-                },
-            )
+            self.task_event(frame, task, "Succeeded", _io("output", event.output))
             try:
                 result = event.output
                 if sd.result_selector is not None:
                     result = render(sd.result_selector, self.scope(result, self.context(frame)))
-                self.finish_state(frame, sd, result)
+                self.finish_state(frame, sd, result, event.output)
             except StatesError as err:
                 self.state_failed(frame, sd, err)
         self.queue.append(frame.id)
@@ -970,18 +1381,8 @@ class _Run:
         frame, task = found
         sd = self.sdef(frame)
         self.close_task(frame, task)
-        resource_type, resource = resource_parts(task.resource)
         error = event.error or errors.TASK_FAILED
-        self.emit(
-            frame,
-            "TaskFailed",
-            "taskFailedEventDetails",
-            {
-                "resourceType": resource_type,
-                "resource": resource,
-                **_error_details(error, event.cause),
-            },
-        )
+        self.task_event(frame, task, "Failed", _error_details(error, event.cause))
         self.state_failed(
             frame, sd, StatesError(error, event.cause, state_scoped=False), from_task=True
         )
@@ -1038,13 +1439,7 @@ class _Run:
             self.commands.append(CancelTask(task.ref))
             self.close_task(frame, task)
             error = errors.TIMEOUT if pending.kind == "timeout" else errors.HEARTBEAT_TIMEOUT
-            resource_type, resource = resource_parts(task.resource)
-            self.emit(
-                frame,
-                "TaskTimedOut",
-                "taskTimedOutEventDetails",
-                {"resourceType": resource_type, "resource": resource, "error": error},
-            )
+            self.task_event(frame, task, "TimedOut", {"error": error})
             self.state_failed(
                 frame, sd, StatesError(error, None, state_scoped=False), from_task=True
             )
@@ -1092,6 +1487,7 @@ def advance(
     run = _Run(machine, state.fork(), env)
     handlers: dict[type[Any], Callable[[Any], bool]] = {
         TaskStarted: run.on_task_started,
+        TaskSubmitted: run.on_task_submitted,
         TaskSucceeded: run.on_task_succeeded,
         TaskFailed: run.on_task_failed,
         TaskHeartbeat: run.on_heartbeat,

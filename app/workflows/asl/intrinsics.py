@@ -26,8 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-from app.common.jsonpath import MISSING, JsonPath, JsonPathError, json_equal, parse
-from app.workflows.asl import errors
+from app.common.jsonpath import MISSING, JsonPath, JsonPathError, json_equal
+from app.workflows.asl import errors, varpath
+from app.workflows.asl.varpath import parse_path, read
 
 
 class IntrinsicSyntaxError(ValueError):
@@ -224,7 +225,7 @@ class _Parser:
             self.pos += 1
         text = self.text[start : self.pos].strip()
         try:
-            return PathArg(parse(text))
+            return PathArg(parse_path(text))
         except JsonPathError as exc:
             raise self.error(str(exc)) from exc
 
@@ -297,9 +298,10 @@ def _eval_arg(arg: Arg, ctx: IntrinsicContext) -> Any:
     if isinstance(arg, LitArg):
         return arg.value
     if isinstance(arg, PathArg):
-        source = ctx.context if arg.path.context else ctx.data
-        value = arg.path.get(source)
+        value = read(arg.path, ctx.data, ctx.context)
         if value is MISSING:
+            source = varpath.source(arg.path, ctx.data, ctx.context)
+            source = None if source is MISSING else source
             raise _IntrinsicError(
                 errors.RUNTIME,
                 f"The JsonPath argument for the field '{arg.path.text}' could not be found in "

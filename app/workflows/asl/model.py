@@ -1,8 +1,8 @@
 """Typed, JSON-serialisable data the interpreter takes and returns.
 
 * **Events** (host -> interpreter): :class:`Start`, :class:`TaskStarted`,
-  :class:`TaskSucceeded`, :class:`TaskFailed`, :class:`TaskHeartbeat`, :class:`TimerFired`,
-  :class:`Stop`.
+  :class:`TaskSubmitted`, :class:`TaskSucceeded`, :class:`TaskFailed`, :class:`TaskHeartbeat`,
+  :class:`TimerFired`, :class:`Stop`.
 * **Commands** (interpreter -> host): :class:`ScheduleTask`, :class:`CancelTask`,
   :class:`StartTimer`, :class:`CancelTimer`.
 * **History**: :class:`HistoryEvent`, in ``GetExecutionHistory``'s shape.
@@ -82,8 +82,23 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class TaskStarted:
+    """The task began; ``worker_name`` is an activity worker's ``GetActivityTask`` identity
+    (``ActivityStarted``'s ``workerName``)."""
+
     ref: str
+    worker_name: str | None = None
     type: Literal["TaskStarted"] = "TaskStarted"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSubmitted:
+    """A ``.sync`` integration's job was started (e.g. the child execution of
+    ``states:startExecution.sync``): records ``TaskSubmitted``; the task keeps waiting for its
+    ``TaskSucceeded``/``TaskFailed``."""
+
+    ref: str
+    output: Any = None
+    type: Literal["TaskSubmitted"] = "TaskSubmitted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +138,27 @@ class Stop:
 
 
 Event: TypeAlias = (
-    Start | TaskStarted | TaskSucceeded | TaskFailed | TaskHeartbeat | TimerFired | Stop
+    Start
+    | TaskStarted
+    | TaskSubmitted
+    | TaskSucceeded
+    | TaskFailed
+    | TaskHeartbeat
+    | TimerFired
+    | Stop
 )
 _EVENT_TYPES: Final[dict[str, type[Any]]] = {
     c.__name__: c
-    for c in (Start, TaskStarted, TaskSucceeded, TaskFailed, TaskHeartbeat, TimerFired, Stop)
+    for c in (
+        Start,
+        TaskStarted,
+        TaskSubmitted,
+        TaskSucceeded,
+        TaskFailed,
+        TaskHeartbeat,
+        TimerFired,
+        Stop,
+    )
 }
 
 
@@ -251,6 +282,7 @@ class TaskWait:
     heartbeat_seconds: int | None = None
     heartbeat_seq: int = 0
     started: bool = False
+    submitted: bool = False
 
 
 @dataclass(slots=True)
@@ -298,6 +330,10 @@ class Frame:
     output: Any = None
     error: str | None = None
     cause: str | None = None
+    # the workflow variables assigned in this scope (the root workflow, a branch, an
+    # iteration); states read the enclosing scopes' too. Absent in states saved before
+    # variables existed: loads as empty.
+    variables: dict[str, Any] = field(default_factory=dict)
 
     def fork(self) -> Frame:
         """See :meth:`ExecutionState.fork`."""
@@ -313,6 +349,7 @@ class Frame:
             self,
             visits=dict(self.visits),
             retry_counts=list(self.retry_counts),
+            variables=dict(self.variables),
             task=None if self.task is None else replace(self.task),
             children=children,
         )

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-from app.common.jsonpath import MISSING, Child, Index, JsonPath, JsonPathError, parse
+from app.common.jsonpath import MISSING, Child, Index, JsonPath, JsonPathError
 from app.workflows.asl import errors, intrinsics
+from app.workflows.asl.varpath import VarPath, parse_path, read, source
 
 #: 256 KiB, the Step Functions quota for a state's input/output and an execution's input.
 MAX_PAYLOAD_BYTES: Final = 256 * 1024
@@ -53,15 +54,16 @@ def _jayway_path(path: JsonPath) -> str:
 
 
 def read_path(path: JsonPath, data: Any, context: Any) -> Any:
-    """The value (or match list) at ``path``; ``$$`` paths read the context object."""
-    return path.get(context if path.context else data)
+    """The value (or match list) at ``path``; ``$$`` paths read the context object, ``$name``
+    paths a variable."""
+    return read(path, data, context)
 
 
 def select(path: JsonPath | None, data: Any, context: Any) -> Any:
     """InputPath / OutputPath / ItemsPath: ``null`` gives ``{}``; a miss is ``States.Runtime``."""
     if path is None:
         return {}
-    if not path.segments and not path.context:
+    if not path.segments and not path.context and not isinstance(path, VarPath):
         return data
     value = read_path(path, data, context)
     if value is MISSING:
@@ -189,7 +191,7 @@ def compile_dynamic(field: str, value: Any, pointer: str = "") -> TPath | TCall:
     text = value.strip()
     if text.startswith("$"):
         try:
-            return TPath(field, parse(text))
+            return TPath(field, parse_path(text))
         except JsonPathError:
             pass
     elif intrinsics.looks_like_intrinsic(text):
@@ -249,12 +251,12 @@ def render(node: TNode, scope: Scope) -> Any:
     if isinstance(node, TArray):
         return [render(sub, scope) for sub in node.items]
     if isinstance(node, TPath):
-        source = scope.context if node.path.context else scope.data
-        value = node.path.get(source, index_past_end_is_null=True)
+        value = read(node.path, scope.data, scope.context, index_past_end_is_null=True)
         if value is MISSING:
+            doc = source(node.path, scope.data, scope.context)
             raise errors.runtime_error(
                 f"The JSONPath '{node.path.text}' specified for the field '{node.field}.$' could "
-                f"not be found in the input '{compact(source)}'"
+                f"not be found in the input '{compact(None if doc is MISSING else doc)}'"
             )
         return value
     return intrinsics.evaluate(node.call, scope.intrinsic_context())
@@ -266,5 +268,5 @@ def evaluate_dynamic(text: str, scope: Scope) -> Any:
     stripped = text.strip()
     if intrinsics.looks_like_intrinsic(stripped):
         return intrinsics.evaluate_text(stripped, scope.intrinsic_context())
-    path = parse(stripped)
+    path = parse_path(stripped)
     return select(path, scope.data, scope.context)

@@ -15,8 +15,11 @@ no terminal state`` (top level only, and it suppresses the reachability walk the
 ``DUPLICATE_STATE_NAME: Duplicate State name: X``; ``INVALID_JSON_DESCRIPTION``; and the
 warnings ``NO_DOLLAR``, ``NO_PATH``, ``PASS_RESULT_IS_STATIC``.
 
-Only the JSONPath query language and inline Map are supported: a definition asking for JSONata
-or a distributed Map gets a ``SCHEMA_VALIDATION_FAILED`` saying so.
+Both query languages are checked: a JSONata state may not use JSONPath-only fields
+(``InputPath``, ``Parameters``, ``ResultPath``, ``*Path``, ...) nor a JSONPath state JSONata-only
+ones (``Arguments``, ``Output``, ``Items``); JSONata expressions must parse; ``Assign`` names
+must match ``^[A-Za-z_][A-Za-z0-9_]*$`` (``states`` is reserved). Only inline Map runs here: a
+distributed Map gets a ``SCHEMA_VALIDATION_FAILED`` saying so.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Final
 
-from app.common.jsonpath import JsonPathError, parse
+from app.common.jsonpath import JsonPathError
 from app.workflows.asl import errors
 from app.workflows.asl.choice import OPERATORS, parse_timestamp
 from app.workflows.asl.errors import Diagnostic, InvalidDefinition
@@ -35,22 +38,26 @@ from app.workflows.asl.intrinsics import (
     looks_like_intrinsic,
     parse_intrinsic,
 )
+from app.workflows.asl.jsonata import JsonataSyntaxError
 from app.workflows.asl.paths import TemplateError, compile_template
+from app.workflows.asl.query import compile_query, expression_text
 from app.workflows.asl.retry import (
     MAX_ATTEMPTS_LIMIT,
     MAX_DELAY_SECONDS_LIMIT,
     MAX_INTERVAL_SECONDS,
 )
+from app.workflows.asl.varpath import NAME, RESERVED, parse_path
 
 MAX_SECONDS: Final = 99999999
 MAX_STATE_NAME_LENGTH: Final = 80
 STATE_TYPES: Final = ("Task", "Pass", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map")
 
 _IO: Final = ("InputPath", "OutputPath")
-_COMMON: Final = ("Type", "Comment", "QueryLanguage")
+_COMMON: Final = ("Type", "Comment", "QueryLanguage", "Output", "Assign")
 _FLOW: Final = ("Next", "End")
 FIELDS: Final[dict[str, frozenset[str]]] = {
     "Pass": frozenset((*_COMMON, *_FLOW, *_IO, "ResultPath", "Parameters", "Result")),
+    # (Arguments: Task and Parallel; Items: Map; Assign/Output are refused where AWS has none)
     "Task": frozenset(
         (
             *_COMMON,
@@ -60,6 +67,7 @@ FIELDS: Final[dict[str, frozenset[str]]] = {
             "Parameters",
             "ResultSelector",
             "Resource",
+            "Arguments",
             "Retry",
             "Catch",
             "TimeoutSeconds",
@@ -84,6 +92,7 @@ FIELDS: Final[dict[str, frozenset[str]]] = {
             "Parameters",
             "ResultSelector",
             "Branches",
+            "Arguments",
             "Retry",
             "Catch",
         )
@@ -98,6 +107,7 @@ FIELDS: Final[dict[str, frozenset[str]]] = {
             "ItemSelector",
             "ResultSelector",
             "ItemsPath",
+            "Items",
             "MaxConcurrency",
             "MaxConcurrencyPath",
             "Iterator",
@@ -141,8 +151,35 @@ _RETRIER_FIELDS: Final = frozenset(
         "Comment",
     )
 )
-_CATCHER_FIELDS: Final = frozenset(("ErrorEquals", "Next", "ResultPath", "Comment"))
-_RULE_FIELDS: Final = frozenset(("Variable", "Next", "Comment", "And", "Or", "Not", *OPERATORS))
+_CATCHER_FIELDS: Final = frozenset(
+    ("ErrorEquals", "Next", "ResultPath", "Comment", "Assign", "Output")
+)
+_RULE_FIELDS: Final = frozenset(
+    ("Variable", "Next", "Comment", "And", "Or", "Not", "Assign", *OPERATORS)
+)
+_JSONATA_RULE_FIELDS: Final = frozenset(("Condition", "Next", "Comment", "Assign", "Output"))
+#: Fields only JSONPath states have (refused in a JSONata state) and the reverse.
+JSONPATH_ONLY: Final = (
+    "InputPath",
+    "OutputPath",
+    "ResultPath",
+    "Parameters",
+    "ResultSelector",
+    "ItemsPath",
+    "Iterator",
+    "TimeoutSecondsPath",
+    "HeartbeatSecondsPath",
+    "SecondsPath",
+    "TimestampPath",
+    "ErrorPath",
+    "CausePath",
+    "MaxConcurrencyPath",
+    "ToleratedFailurePercentagePath",
+    "ToleratedFailureCountPath",
+    "Result",
+)
+JSONATA_ONLY: Final = ("Arguments", "Output", "Items")
+_NO_ASSIGN: Final = ("Succeed", "Fail")
 
 #: The HTTP Task's per-status errors, e.g. ``States.Http.StatusCode.404`` (AWS accepts any).
 HTTP_STATUS_ERROR = re.compile(r"States\.Http\.StatusCode\.\d{3}")
@@ -190,6 +227,8 @@ class _Validator:
     def __init__(self) -> None:
         self.diags: list[Diagnostic] = []
         self.late: list[Diagnostic] = []
+        self.top_jsonata = False  # the machine's QueryLanguage
+        self.jsonata = False  # the state being validated
         self.names: dict[str, str] = {}
 
     # reporting
@@ -247,7 +286,7 @@ class _Validator:
             self.schema("Expected value of type [STRING]", where)
             return
         try:
-            path = parse(value)
+            path = parse_path(value)
         except JsonPathError:
             kind = "Reference Path" if reference else "JSONPath"
             self.schema(f"The value for the field '{key}' must be a valid {kind}", where)
@@ -269,6 +308,7 @@ class _Validator:
         if "Version" in d:
             self.expect_type(d["Version"], str, "/Version")
         self.query_language(d, "/QueryLanguage")
+        self.top_jsonata = d.get("QueryLanguage") == "JSONata"
         self.integer(d, "TimeoutSeconds", 1, MAX_SECONDS, "")
         self.workflow(d, "", top=True)
         self.diags.extend(self.late)
@@ -279,12 +319,7 @@ class _Validator:
         value = d["QueryLanguage"]
         if not isinstance(value, str):
             self.schema("Expected value of type [STRING]", location)
-        elif value == "JSONata":
-            self.schema(
-                "The 'JSONata' QueryLanguage is not supported by this interpreter; use 'JSONPath'",
-                location,
-            )
-        elif value != "JSONPath":
+        elif value not in ("JSONPath", "JSONata"):
             self.schema("Value should be one of the following: [JSONPath, JSONata]", location)
 
     def workflow(self, d: dict[str, Any], base: str, *, top: bool) -> None:
@@ -364,6 +399,15 @@ class _Validator:
         if "Comment" in sd:
             self.expect_type(sd["Comment"], str, f"{loc}/Comment")
         self.query_language(sd, f"{loc}/QueryLanguage")
+        language = sd.get("QueryLanguage")
+        if self.top_jsonata and language == "JSONPath":
+            self.schema(
+                "The QueryLanguage of a state cannot be 'JSONPath' in a state machine whose "
+                "QueryLanguage is 'JSONata'",
+                f"{loc}/QueryLanguage",
+            )
+        self.jsonata = language == "JSONata" or (self.top_jsonata and language is None)
+        self.language_fields(sd, kind, loc)
         if kind not in ("Choice", "Succeed", "Fail"):
             has_next = "Next" in sd
             if "End" in sd and not isinstance(sd["End"], bool):
@@ -375,17 +419,74 @@ class _Validator:
                 self.schema("The fields 'Next' and 'End' cannot both be specified", loc)
         if "Next" in sd and kind in FIELDS and "Next" in FIELDS[kind]:
             self.target(sd["Next"], names, f"{loc}/Next")
-        for key in _IO:
-            self.path_field(sd, key, loc, nullable=True, reference=False)
-        self.path_field(sd, "ResultPath", loc, nullable=True, reference=True)
-        for key in ("Parameters", "ResultSelector", "ItemSelector"):
-            if key in sd:
-                self.template(sd[key], f"{loc}/{key}", key, require_object=True)
+        if not self.jsonata:
+            for key in _IO:
+                self.path_field(sd, key, loc, nullable=True, reference=False)
+            self.path_field(sd, "ResultPath", loc, nullable=True, reference=True)
+            for key in ("Parameters", "ResultSelector", "ItemSelector"):
+                if key in sd:
+                    self.template(sd[key], f"{loc}/{key}", key, require_object=True)
+        jsonata = self.jsonata
         getattr(self, f"state_{kind.lower()}")(sd, loc, names)
+        self.jsonata = jsonata  # a Map/Parallel's inner states may have changed it
         if "Retry" in sd:
             self.retriers(sd["Retry"], f"{loc}/Retry")
         if "Catch" in sd:
             self.catchers(sd["Catch"], f"{loc}/Catch", names)
+
+    def language_fields(self, sd: dict[str, Any], kind: str, loc: str) -> None:
+        """Fields of the other query language, ``Assign`` names, and JSONata templates."""
+        if self.jsonata:
+            for key in JSONPATH_ONLY:
+                if key in sd:
+                    self.schema(
+                        f"The field '{key}' is not supported when the QueryLanguage is JSONata",
+                        f"{loc}/{key}",
+                    )
+            for key in (*JSONATA_ONLY, "ItemSelector", "Seconds", "Timestamp", "Error"):
+                if key in sd:
+                    self.jsonata_template(sd[key], key, f"{loc}/{key}")
+            for key in ("Cause", "TimeoutSeconds", "HeartbeatSeconds", "MaxConcurrency"):
+                if key in sd:
+                    self.jsonata_template(sd[key], key, f"{loc}/{key}")
+        else:
+            for key in JSONATA_ONLY:
+                if key in sd:
+                    self.schema(
+                        f"The field '{key}' is not supported when the QueryLanguage is JSONPath",
+                        f"{loc}/{key}",
+                    )
+        if kind in _NO_ASSIGN and "Assign" in sd:
+            self.schema("Field 'Assign' is not supported", loc)
+        if kind == "Fail" and "Output" in sd:
+            self.schema("Field 'Output' is not supported", loc)
+        if "Assign" in sd:
+            self.assign(sd["Assign"], f"{loc}/Assign")
+
+    def assign(self, value: Any, loc: str) -> None:
+        if not isinstance(value, dict):
+            self.schema("Expected value of type [OBJECT]", loc)
+            return
+        for key in value:
+            name = key[:-2] if not self.jsonata and key.endswith(".$") else key
+            if not NAME.fullmatch(name):
+                self.schema(
+                    f"The variable name '{name}' is not valid: it must match "
+                    "^[A-Za-z_][A-Za-z0-9_]*$",
+                    f"{loc}/{key}",
+                )
+            elif name in RESERVED:
+                self.schema(f"The variable name '{name}' is reserved", f"{loc}/{key}")
+        if self.jsonata:
+            self.jsonata_template(value, "Assign", loc)
+        else:
+            self.template(value, loc, "Assign", require_object=True)
+
+    def jsonata_template(self, value: Any, field: str, loc: str) -> None:
+        try:
+            compile_query(value, field)
+        except JsonataSyntaxError as exc:
+            self.schema(f"The JSONata expression in the field '{field}' is not valid: {exc}", loc)
 
     def template(self, value: Any, loc: str, key: str, *, require_object: bool) -> None:
         if require_object and not isinstance(value, dict):
@@ -449,7 +550,8 @@ class _Validator:
                     "INVALID_RESOURCE", "The resource must be a non-empty string", f"{loc}/Resource"
                 )
         for key in ("TimeoutSeconds", "HeartbeatSeconds"):
-            self.integer(sd, key, 1, MAX_SECONDS, loc)
+            if expression_text(sd.get(key)) is None:
+                self.integer(sd, key, 1, MAX_SECONDS, loc)
             self.path_field(sd, f"{key}Path", loc, nullable=False, reference=False)
             if key in sd and f"{key}Path" in sd:
                 self.schema(
@@ -478,7 +580,12 @@ class _Validator:
             self.schema("The field 'Choices' must not be empty", f"{loc}/Choices")
         for i, rule in enumerate(choices):
             rule_loc = f"{loc}/Choices[{i}]"
-            self.rule(rule, rule_loc, top=True)
+            if self.jsonata:
+                self.jsonata_rule(rule, rule_loc)
+            else:
+                self.rule(rule, rule_loc, top=True)
+                if isinstance(rule, dict) and "Assign" in rule:
+                    self.assign(rule["Assign"], f"{rule_loc}/Assign")
             if isinstance(rule, dict):
                 if "Next" not in rule:
                     self.schema('The field "Next" is required but was missing', rule_loc)
@@ -486,6 +593,28 @@ class _Validator:
                     self.target(rule["Next"], names, f"{rule_loc}/Next")
         if "Default" in sd:
             self.target(sd["Default"], names, f"{loc}/Default")
+
+    def jsonata_rule(self, rule: Any, loc: str) -> None:
+        if not isinstance(rule, dict):
+            self.schema("Expected value of type [OBJECT]", loc)
+            return
+        self.unknown_fields(rule, _JSONATA_RULE_FIELDS, loc)
+        if "Condition" not in rule:
+            self.schema("These fields are required: [Condition]", loc)
+        else:
+            condition = rule["Condition"]
+            if not isinstance(condition, bool) and expression_text(condition) is None:
+                self.schema(
+                    "The value for the field 'Condition' must be a JSONata expression or a boolean",
+                    f"{loc}/Condition",
+                )
+            self.jsonata_template(condition, "Condition", f"{loc}/Condition")
+        for key in ("Output", "Assign"):
+            if key in rule:
+                if key == "Assign":
+                    self.assign(rule[key], f"{loc}/Assign")
+                else:
+                    self.jsonata_template(rule[key], key, f"{loc}/{key}")
 
     def rule(self, rule: Any, loc: str, *, top: bool) -> None:
         if not isinstance(rule, dict):
@@ -548,8 +677,13 @@ class _Validator:
                 "'Timestamp' or 'TimestampPath'",
                 loc,
             )
-        self.integer(sd, "Seconds", 0, MAX_SECONDS, loc)
-        if "Timestamp" in sd and parse_timestamp(sd["Timestamp"]) is None:
+        if expression_text(sd.get("Seconds")) is None:
+            self.integer(sd, "Seconds", 0, MAX_SECONDS, loc)
+        if (
+            "Timestamp" in sd
+            and expression_text(sd["Timestamp"]) is None
+            and parse_timestamp(sd["Timestamp"]) is None
+        ):
             self.schema(
                 "The value for the field 'Timestamp' must be a timestamp in RFC 3339 format",
                 f"{loc}/Timestamp",
@@ -613,7 +747,8 @@ class _Validator:
                     f"{loc}/{key}",
                 )
         self.path_field(sd, "ItemsPath", loc, nullable=False, reference=False)
-        self.integer(sd, "MaxConcurrency", 0, 2**63 - 1, loc)
+        if expression_text(sd.get("MaxConcurrency")) is None:
+            self.integer(sd, "MaxConcurrency", 0, 2**63 - 1, loc)
         self.path_field(sd, "MaxConcurrencyPath", loc, nullable=False, reference=True)
         if "MaxConcurrency" in sd and "MaxConcurrencyPath" in sd:
             self.schema(
@@ -720,7 +855,23 @@ class _Validator:
                 self.schema("'States.ALL' must appear in the last catcher", where)
             if "Next" in catcher:
                 self.target(catcher["Next"], names, f"{where}/Next")
-            self.path_field(catcher, "ResultPath", where, nullable=True, reference=True)
+            if self.jsonata:
+                if "ResultPath" in catcher:
+                    self.schema(
+                        "The field 'ResultPath' is not supported when the QueryLanguage is JSONata",
+                        f"{where}/ResultPath",
+                    )
+                if "Output" in catcher:
+                    self.jsonata_template(catcher["Output"], "Output", f"{where}/Output")
+            else:
+                if "Output" in catcher:
+                    self.schema(
+                        "The field 'Output' is not supported when the QueryLanguage is JSONPath",
+                        f"{where}/Output",
+                    )
+                self.path_field(catcher, "ResultPath", where, nullable=True, reference=True)
+            if "Assign" in catcher:
+                self.assign(catcher["Assign"], f"{where}/Assign")
 
 
 def _is_terminal(sd: Any) -> bool:

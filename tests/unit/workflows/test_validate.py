@@ -415,10 +415,33 @@ def test_map_rules() -> None:
     )
 
 
-def test_jsonata_is_refused_clearly() -> None:
-    found = errors_of({**machine(A=PASS_END), "QueryLanguage": "JSONata"})
-    assert found[0][2] == "/QueryLanguage"
-    assert "JSONata" in found[0][1]
+def test_jsonata_is_accepted_and_its_fields_checked() -> None:
+    assert errors_of({**machine(A=PASS_END), "QueryLanguage": "JSONata"}) == []
+    found = errors_of(
+        {
+            **machine(A={"Type": "Pass", "InputPath": "$.a", "Output": "{% $x( %}", "End": True}),
+            "QueryLanguage": "JSONata",
+        }
+    )
+    assert [where for _, _, where in found] == ["/States/A/InputPath", "/States/A/Output"]
+    found = errors_of(machine(A={"Type": "Pass", "Output": {"a": 1}, "End": True}))
+    assert [where for _, _, where in found] == ["/States/A/Output"]
+    downgrade = {
+        **machine(A={"Type": "Pass", "QueryLanguage": "JSONPath", "End": True}),
+        "QueryLanguage": "JSONata",
+    }
+    assert [where for _, _, where in errors_of(downgrade)] == ["/States/A/QueryLanguage"]
+
+
+def test_assign_names_and_states() -> None:
+    ok = machine(A={"Type": "Pass", "Assign": {"a_1": 1, "b.$": "$.x"}, "End": True})
+    assert errors_of(ok) == []
+    bad = machine(A={"Type": "Pass", "Assign": {"1a": 1, "states": 2}, "End": True})
+    assert [where for _, _, where in errors_of(bad)] == [
+        "/States/A/Assign/1a",
+        "/States/A/Assign/states",
+    ]
+    assert errors_of(machine(A={"Type": "Succeed", "Assign": {"a": 1}}))
 
 
 def test_warnings_do_not_fail_validation() -> None:
