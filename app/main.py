@@ -14,6 +14,7 @@ import app.bus.api  # registers the AWSEvents operations
 import app.queues.sqs.api  # registers the AmazonSQS operations
 import app.schedules.api  # registers the Scheduler operations (REST-JSON)
 import app.wiring
+import app.workflows.activities.api  # registers the AWSStepFunctions activity operations
 import app.workflows.api  # registers the AWSStepFunctions operations
 from app.aws import aws_router, registry
 from app.aws.rest import rest_registry, rest_router

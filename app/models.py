@@ -31,6 +31,7 @@ from app.schedules.models import Schedule, ScheduleGroup
 from app.secrets.models import Secret
 from app.system.models import Ping
 from app.tagging import ResourceTags
+from app.workflows.activities.models import Activity, ActivityTask
 from app.workflows.models import (
     Execution,
     ExecutionEvent,
@@ -40,6 +41,8 @@ from app.workflows.models import (
 )
 
 __all__ = [
+    "Activity",
+    "ActivityTask",
     "Alarm",
     "AlarmEvaluatorState",
     "ApiDestination",

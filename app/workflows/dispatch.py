@@ -8,6 +8,10 @@ Tasks go to ``workflows.run_task``; timers due within :data:`~app.workflows.stor
 go to ``workflows.fire_timer`` with a countdown (a Wait or a retry backoff never holds a worker);
 later timers stay in the table until the sweeper sends them. Nothing here raises: if the broker
 is down the rows are committed, and the sweeper (``workflows.sweep``) sends them later.
+
+Activity tasks never go to the broker: :func:`send_after_commit` hands them to
+:func:`app.workflows.activities.offer.offer`, which, in the step's transaction, makes them
+available to ``GetActivityTask`` pollers (no smokehouse worker waits on them).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from app.celery_client import celery_for
 from app.config import Settings
 from app.db import after_commit as unit_of_work
 from app.db import utcnow
+from app.workflows.activities.offer import offer
 from app.workflows.asl import ScheduleTask, StartTimer
 
 log = logging.getLogger("smokehouse.workflows")
@@ -93,7 +98,10 @@ def send_after_commit(
     deliveries: Sequence[str] = (),
     now: datetime | None = None,
 ) -> None:
-    """Register :func:`after_commit`'s sends on ``session``: they leave once it commits."""
+    """Register :func:`after_commit`'s sends on ``session``: they leave once it commits. Called
+    inside the step's transaction, which also makes its activity tasks available to pollers."""
+    if tasks:
+        tasks = offer(session, settings, execution_id, tasks, now or utcnow())
     if tasks or timers:
         unit_of_work(session).call(
             _send_step, settings, execution_id, list(tasks), list(timers), now

@@ -36,6 +36,7 @@ from app.aws import registry
 from app.aws.operations import MODELS, Operation
 from app.aws.validate import service_model
 from app.db import get_database
+from app.workflows.activities import api as activities_api
 from tests.security.fuzz_support import (
     FUZZ_SETTINGS,
     Tally,
@@ -98,6 +99,13 @@ class Endpoint:
                 rows = sorted(repr(tuple(row)) for row in session.execute(select(table)))
                 digest.update(f"{table.name}:{len(rows)}:{''.join(rows)}".encode())
         return digest.hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def short_activity_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GetActivityTask on an activity a generated CreateActivity made would wait 60 s for a task
+    that never comes (the app runs in this process): a generated poll waits at most 0.2 s."""
+    monkeypatch.setattr(activities_api, "POLL_SECONDS", 0.2)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

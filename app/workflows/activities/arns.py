@@ -1,0 +1,36 @@
+"""Activity ARNs: ``arn:aws:states:<region>:<account>:activity:<name>``, checked as AWS does."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from app.workflows import errors
+
+_ARN: Final = re.compile(r"^arn:aws[a-z-]*:states:([a-z0-9-]*):(\d{12}):([A-Za-z]+):(.+)$")
+_ACTIVITY: Final = re.compile(r"arn:[^:]+:states:[^:]*:[^:]*:activity:.+")
+
+
+def is_activity(resource: str) -> bool:
+    """Whether a Task's ``Resource`` names an activity (the interpreter's own test)."""
+    return _ACTIVITY.fullmatch(resource) is not None
+
+
+def activity_name(arn: object) -> str:
+    """The name in an activity ARN; ``InvalidArn`` for anything else (a state machine's ARN
+    says its resource type is not valid here, as AWS words it)."""
+    if not isinstance(arn, str) or not arn:
+        raise errors.invalid_arn(f"Invalid ARN prefix: {arn}")
+    match = _ARN.match(arn)
+    if match is None:
+        raise errors.invalid_arn(f"Invalid ARN prefix: {arn}")
+    if match.group(3) != "activity":
+        raise errors.invalid_arn(f"Resource type not valid in this context: {match.group(3)}")
+    name = match.group(4)
+    if ":" in name:
+        raise errors.invalid_arn(f"Invalid ARN prefix: {arn}")
+    return name
+
+
+def activity_arn(region: str, account_id: str, name: str) -> str:
+    return f"arn:aws:states:{region}:{account_id}:activity:{name}"
