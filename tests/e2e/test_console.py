@@ -38,6 +38,29 @@ WAITS = {
 }
 
 
+#: After the developer guide's variables page (docs.aws.amazon.com/step-functions/latest/dg/
+#: workflow-variables.html), in JSONata: a price fetched once is kept in $price and read later.
+PRICED = {
+    "QueryLanguage": "JSONata",
+    "StartAt": "Fetch",
+    "States": {
+        "Fetch": {
+            "Type": "Pass",
+            "Output": {"cut": "{% $states.input.cut %}"},
+            "Assign": {"price": 42.5, "cut": "{% $states.input.cut %}"},
+            "Next": "Check",
+        },
+        "Check": {
+            "Type": "Choice",
+            "Choices": [{"Condition": "{% $price > 40 %}", "Next": "Rest"}],
+            "Default": "Serve",
+        },
+        "Rest": {"Type": "Wait", "Seconds": 1, "Next": "Serve"},
+        "Serve": {"Type": "Pass", "Output": "{% $cut & ' at ' & $string($price) %}", "End": True},
+    },
+}
+
+
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("e2e-console")
@@ -369,6 +392,29 @@ def test_branching_machines_are_drawn_whole(
     assert page.locator("svg.graph path.edge-catch").count() == 1
     assert page.locator("svg.graph path.edge-branch").count() >= 3
     screenshot(page, "graph")
+
+
+def test_a_jsonata_machine_is_drawn_as_jsonata_and_shows_its_variables(
+    console: Stack, page: Any, screenshot: Callable[[Any, str], Path]
+) -> None:
+    console.create("e2e-priced", PRICED)
+    log_in(page, console.url, ADMIN)
+    page.goto(console.url + "/#/machines/e2e-priced")
+    page.get_by_text("No executions yet.").wait_for()
+    assert "JSONata" in (node(page, "Fetch").text_content() or "")
+    assert "lang-jsonata" in (node(page, "Check").get_attribute("class") or "")
+    assert page.locator("svg.graph path.edge-choice title", has_text="$price > 40").count() == 1
+    page.get_by_label("Input (JSON)").fill('{"cut": "brisket"}')
+    page.get_by_role("button", name="Start execution").click()
+    page.locator('[data-testid="execution-status"]', has_text="SUCCEEDED").wait_for()
+    listed = page.get_by_role("table", name="Executions").locator("tbody tr").first
+    expect(listed.locator("td").nth(3)).not_to_have_text("—")  # its end, live
+    variables = page.get_by_role("table", name="Variables")
+    expect(variables.locator('tr[data-variable="price"]')).to_contain_text("42.5")
+    expect(variables.locator('tr[data-variable="cut"]')).to_contain_text('"brisket"')
+    expect(variables.locator('tr[data-variable="cut"]')).to_contain_text("Fetch")
+    assert unlabelled_controls(page) == []
+    screenshot(page, "variables")
 
 
 @pytest.mark.expected_console(r"ERR_INTERNET_DISCONNECTED|Failed to load resource")  # offline

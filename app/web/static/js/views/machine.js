@@ -101,10 +101,12 @@ function follow(arn, detail, nodes) {
     }
     const e = current;
     if (!e) return;
-    const listed = document.querySelector(`tr[data-arn="${CSS.escape(e.arn)}"] .status`);
+    const row = document.querySelector(`tr[data-arn="${CSS.escape(e.arn)}"]`);
+    const listed = row?.querySelector(".status");
     if (listed) {
       listed.textContent = e.status;
       listed.className = `status status-${e.status}`;
+      replace(row.cells[3], time(e.stopDate)); // the list follows the live execution's end too
     }
     replace(
       detail,
