@@ -3,11 +3,14 @@ engine, and must agree with the engine on every JSON value, arrays and nulls inc
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.workflows.asl import jsonata
 from app.workflows.asl.jsonata import (
     UNDEFINED,
     JsonataError,
@@ -67,3 +70,23 @@ def test_a_missing_field_is_undefined_and_a_null_is_null() -> None:
     assert compile_expression("$states.input.a").evaluate(bindings, None) is None
     assert compile_expression("$states.input.b").evaluate(bindings, None) is UNDEFINED
     assert compile_expression("$states.input.a.b").evaluate(bindings, None) is UNDEFINED
+
+
+def test_a_runaway_expression_is_stopped_and_fails_as_an_evaluation_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(jsonata, "TIME_LIMIT_SECONDS", 0.2)
+    forever = compile_expression("($f := function($n){ $f($n + 1) }; $f(0))")
+    began = time.monotonic()
+    with pytest.raises(JsonataError, match=r"^D1012: "):
+        forever.evaluate({}, None)
+    assert time.monotonic() - began < 5
+
+
+def test_step_functions_extra_functions_refuse_bad_arguments_with_a_code() -> None:
+    with pytest.raises(JsonataError, match=r"^D3030: .*\$partition"):
+        compile_expression("$partition([1, 2], 0)").evaluate({}, None)
+    assert compile_expression("$partition([1, 2, 3], 2)").evaluate({}, None) == [[1, 2], [3]]
+    assert compile_expression("$hash('a', 'SHA-256')").evaluate({}, None) == (
+        "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
+    )
