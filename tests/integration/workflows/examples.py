@@ -220,9 +220,93 @@ CATCH = {
     },
 }
 
+JSONATA = {
+    # docs.aws.amazon.com/step-functions/latest/dg/transforming-data.html, workflow-variables.html
+    "Comment": "JSONata with variables, as the developer guide writes them today",
+    "QueryLanguage": "JSONata",
+    "StartAt": "Price",
+    "States": {
+        "Price": {
+            "Type": "Task",
+            "Resource": ADD,
+            "Arguments": {"a": "{% $states.input.base %}", "b": "{% $states.input.extra %}"},
+            "Assign": {"total": "{% $states.result.sum %}", "cuts": "{% $states.input.cuts %}"},
+            "Next": "Size",
+        },
+        "Size": {
+            "Type": "Choice",
+            "Choices": [
+                {"Condition": "{% $total > 10 %}", "Assign": {"size": "big"}, "Next": "Each"}
+            ],
+            "Default": "Small",
+        },
+        "Small": {"Type": "Pass", "Assign": {"size": "small"}, "Next": "Each"},
+        "Each": {
+            "Type": "Map",
+            "Items": "{% $cuts %}",
+            "ItemSelector": {
+                "cut": "{% $states.context.Map.Item.Value %}",
+                "index": "{% $states.context.Map.Item.Index %}",
+            },
+            "ItemProcessor": {
+                "StartAt": "Label",
+                "States": {
+                    "Label": {
+                        "Type": "Pass",
+                        "Output": "{% $states.input.cut & ' #' & $string($states.input.index)"
+                        " & ' (' & $size & ')' %}",
+                        "End": True,
+                    }
+                },
+            },
+            "Assign": {"labels": "{% $states.result %}"},
+            "Next": "Done",
+        },
+        "Done": {
+            "Type": "Pass",
+            "Output": {"total": "{% $total %}", "labels": "{% $labels %}"},
+            "End": True,
+        },
+    },
+}
+
+VARIABLES = {
+    "Comment": "Variables in a JSONPath machine: assigned from the input and a task's result, "
+    "read by an intrinsic three states later",
+    "StartAt": "Remember",
+    "States": {
+        "Remember": {
+            "Type": "Pass",
+            "Assign": {"who.$": "$.name", "greeting": "hello"},
+            "Next": "Add",
+        },
+        "Add": {
+            "Type": "Task",
+            "Resource": ADD,
+            "Parameters": {"a.$": "$.a", "b": 1},
+            "Assign": {"sum.$": "$.sum"},
+            "ResultPath": None,
+            "Next": "Say",
+        },
+        "Say": {
+            "Type": "Pass",
+            "Parameters": {"text.$": "States.Format('{} {}: {}', $greeting, $who, $sum)"},
+            "End": True,
+        },
+    },
+}
+
 #: name → (definition, [inputs]); executions are started for every input.
 EXAMPLES: dict[str, tuple[dict[str, Any], list[Any]]] = {
     "pass": (PASS, [{"georefOf": "Home"}]),
+    "jsonata": (
+        JSONATA,
+        [
+            {"base": 7, "extra": 5, "cuts": ["brisket", "ribs"]},
+            {"base": 1, "extra": 2, "cuts": ["wings"]},
+        ],
+    ),
+    "variables": (VARIABLES, [{"name": "Ada", "a": 41}]),
     "paths": (PATHS, [{"numbers": {"x": 40, "y": 2}, "noise": True}]),
     "choice": (
         CHOICE,

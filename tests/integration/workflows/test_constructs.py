@@ -77,7 +77,10 @@ def types(history: list[dict[str, Any]]) -> Counter[str]:
     return Counter(event["type"] for event in history)
 
 
-@pytest.mark.parametrize("name", ["pass", "paths", "choice", "wait", "parallel", "map", "catch"])
+@pytest.mark.parametrize(
+    "name",
+    ["pass", "paths", "choice", "wait", "parallel", "map", "catch", "jsonata", "variables"],
+)
 def test_ends_like_the_interpreter(runs: dict[str, list[Run]], name: str) -> None:
     _, inputs = EXAMPLES[name]
     for data, run in zip(inputs, runs[name], strict=True):
@@ -115,6 +118,22 @@ def test_example_outputs(runs: dict[str, list[Run]]) -> None:
     assert caught["error"]["Error"] == "OrderRejected"
     assert json.loads(caught["error"]["Cause"])["errorMessage"] == "order 7 rejected"
     assert caught["timeout"] == {"Error": "States.Timeout"}
+
+
+def test_jsonata_and_variables_end_to_end(runs: dict[str, list[Run]]) -> None:
+    """Spelled out too: the outputs, and the variables each state assigned in its history."""
+    assert [output(r) for r in runs["jsonata"]] == [
+        {"total": 12, "labels": ["brisket #0 (big)", "ribs #1 (big)"]},
+        {"total": 3, "labels": ["wings #0 (small)"]},
+    ]
+    assert output(runs["variables"][0]) == {"text": "hello Ada: 42"}
+    assigned = {
+        details["name"]: details["assignedVariables"]
+        for event in runs["jsonata"][0][1]
+        if (details := event.get("stateExitedEventDetails")) and "assignedVariables" in details
+    }
+    assert assigned["Price"] == {"total": "12", "cuts": '["brisket","ribs"]'}
+    assert assigned["Size"] == {"size": '"big"'}
 
 
 def test_map_respects_max_concurrency(runs: dict[str, list[Run]]) -> None:
