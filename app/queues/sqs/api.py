@@ -10,9 +10,8 @@ milliseconds; the wait also ends when a delayed or timed-out message becomes vis
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -22,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from app import realtime
 from app.aws.errors import AwsError
 from app.aws.operations import AwsCall, registry
+from app.common import long_poll
 from app.config import Settings
 from app.db import after_commit, get_database, utcnow
 from app.queues.models import QueueMessage, SqsDeduplication, SqsMoveTask, is_pull
@@ -386,7 +386,7 @@ async def receive_message(params: dict[str, Any], call: AwsCall) -> dict[str, An
     if attempt.got or wait == 0:
         return {"Messages": [_answer(m, params, where) for m in attempt.got]} if attempt.got else {}
     deadline = started + wait
-    async with _woken(settings, name) as woke:
+    async with long_poll.wake_ups(lambda: realtime.listen(settings, wake_channel(name))) as woke:
         while True:
             attempt = await run_in_threadpool(_receive_once, settings, name, count, visibility)
             left = deadline - loop.time()
@@ -394,37 +394,9 @@ async def receive_message(params: dict[str, Any], call: AwsCall) -> dict[str, An
                 got = attempt.got
                 return {"Messages": [_answer(m, params, where) for m in got]} if got else {}
             until = attempt.until_visible
-            await _wait(woke, min(left, RECHECK_SECONDS, until if until is not None else left))
-
-
-@contextlib.asynccontextmanager
-async def _woken(
-    settings: Settings, name: str
-) -> AsyncIterator[asyncio.Queue[dict[str, Any]] | None]:
-    """The queue's wake-ups while a long poll waits; ``None`` (re-check on a timer) if the
-    channel cannot be had (a broker outage degrades to polling, not to errors)."""
-    try:
-        listening = realtime.listen(settings, wake_channel(name))
-        woke = await asyncio.wait_for(listening.__aenter__(), timeout=1.0)
-    except Exception:  # pragma: no cover - the live transport is down
-        yield None
-        return
-    try:
-        yield woke
-    finally:
-        await listening.__aexit__(None, None, None)
-
-
-async def _wait(woke: asyncio.Queue[dict[str, Any]] | None, seconds: float) -> None:
-    if seconds <= 0:
-        return
-    if woke is None:
-        await asyncio.sleep(seconds)
-        return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(woke.get(), timeout=seconds)
-    while not woke.empty():  # one check answers every wake-up that came meanwhile
-        woke.get_nowait()
+            await long_poll.wait(
+                woke, min(left, RECHECK_SECONDS, until if until is not None else left)
+            )
 
 
 # --- after receiving -------------------------------------------------------------------------

@@ -16,9 +16,8 @@ past it), not by the thread pool.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 from sqlalchemy.orm import Session
@@ -26,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.aws.errors import AwsError
 from app.aws.operations import AwsCall, Handler, registry
+from app.common import long_poll
 from app.workflows import service as workflows_service
 from app.workflows.activities import service, wake
 from app.workflows.activities.models import Activity
@@ -128,45 +128,14 @@ async def get_activity_task(params: dict[str, Any], call: AwsCall) -> dict[str, 
         polled = await run_in_threadpool(service.poll_once, settings, arn, worker)
         if polled is not None:
             return _answer(polled)
-        async with _woken(settings, arn) as woke:
+        async with long_poll.wake_ups(lambda: wake.listener(settings, arn)) as woke:
             while True:
                 polled = await run_in_threadpool(service.poll_once, settings, arn, worker)
                 left = deadline - loop.time()
                 if polled is not None or left <= 0:
                     return _answer(polled)
-                await _wait(woke, min(left, RECHECK_SECONDS))
+                await long_poll.wait(woke, min(left, RECHECK_SECONDS))
     finally:
         _polling[arn] -= 1
         if _polling[arn] <= 0:
             del _polling[arn]
-
-
-@contextlib.asynccontextmanager
-async def _woken(settings: Any, arn: str) -> AsyncIterator[asyncio.Queue[Any] | None]:
-    """The activity's wake-ups while a poll waits; None (re-check on a timer) without a live
-    transport or when it cannot be had (a broker outage degrades to polling, not to errors)."""
-    listening = wake.listener(settings, arn)
-    if listening is None:
-        yield None
-        return
-    try:
-        woke = await asyncio.wait_for(listening.__aenter__(), timeout=1.0)
-    except Exception:  # pragma: no cover - the live transport is down
-        yield None
-        return
-    try:
-        yield woke
-    finally:
-        await listening.__aexit__(None, None, None)
-
-
-async def _wait(woke: asyncio.Queue[Any] | None, seconds: float) -> None:
-    if seconds <= 0:
-        return
-    if woke is None:
-        await asyncio.sleep(seconds)
-        return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(woke.get(), timeout=seconds)
-    while not woke.empty():  # one check answers every wake-up that came meanwhile
-        woke.get_nowait()
