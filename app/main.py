@@ -16,6 +16,7 @@ import app.schedules.api  # registers the Scheduler operations (REST-JSON)
 import app.wiring
 import app.workflows.activities.api  # registers the AWSStepFunctions activity operations
 import app.workflows.api  # registers the AWSStepFunctions operations
+import app.workflows.map_runs.api  # registers DescribeMapRun, ListMapRuns, UpdateMapRun
 from app.aws import aws_router, registry
 from app.aws.rest import rest_registry, rest_router
 from app.bus.definitions import apply_all

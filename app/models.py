@@ -32,6 +32,7 @@ from app.secrets.models import Secret
 from app.system.models import Ping
 from app.tagging import ResourceTags
 from app.workflows.activities.models import Activity, ActivityTask
+from app.workflows.map_runs.models import MapRun, MapRunChild
 from app.workflows.models import (
     Execution,
     ExecutionEvent,
@@ -62,6 +63,8 @@ __all__ = [
     "IngestDeadLetter",
     "IngestedMessage",
     "LeaseRow",
+    "MapRun",
+    "MapRunChild",
     "Ping",
     "Probe",
     "QueueMessage",

@@ -130,6 +130,7 @@ class HistoryEvent:
 @strawberry.type
 class Execution:
     execution_id: strawberry.Private[int]
+    parent_id: strawberry.Private[int | None]
     arn: str
     name: str
     state_machine: str = strawberry.field(description="The state machine's name.")
@@ -148,6 +149,14 @@ class Execution:
     ) -> list[HistoryEvent]:
         key = (self.execution_id, _limit(limit), reverse)
         return await info.context.loaders(WorkflowLoaders).history.load(key)
+
+    # The execution whose states:startExecution task started this one, if any (AWS's API has
+    # no such field; its console links the two the same way).
+    @strawberry.field
+    async def parent_execution_arn(self, info: Info[Context, Any]) -> str | None:
+        if self.parent_id is None:
+            return None
+        return await info.context.loaders(WorkflowLoaders).arns.load(self.parent_id)
 
 
 @strawberry.type
@@ -171,6 +180,7 @@ def _event(row: m.ExecutionEvent) -> HistoryEvent:
 def _execution(row: m.Execution, machine_name: str, machine_arn: str) -> Execution:
     return Execution(
         execution_id=row.id,
+        parent_id=row.parent_id,
         arn=row.arn,
         name=row.name,
         state_machine=machine_name,
@@ -236,6 +246,17 @@ class WorkflowLoaders:
         self.history = DataLoader[tuple[int, int, bool], list[HistoryEvent]](
             load_fn=self._history, cache=False
         )
+        self.arns = DataLoader[int, str | None](load_fn=self._arns, cache=False)
+
+    async def _arns(self, keys: list[int]) -> list[str | None]:
+        def work(session: Session) -> list[str | None]:
+            rows = session.execute(
+                select(m.Execution.id, m.Execution.arn).where(m.Execution.id.in_(keys))
+            )
+            found = {row.id: row.arn for row in rows}
+            return [found.get(key) for key in keys]
+
+        return await in_session(self.settings, work)
 
     async def _history(self, keys: list[tuple[int, int, bool]]) -> list[list[HistoryEvent]]:
         def work(session: Session) -> list[list[HistoryEvent]]:

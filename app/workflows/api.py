@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import tagging
@@ -24,6 +25,9 @@ from app.aws.operations import AwsCall, Handler, registry
 from app.aws.validate import not_null, validation_error
 from app.db import utcnow
 from app.workflows import callbacks, errors, express, machines, service
+from app.workflows.activities import arns as activity_arns
+from app.workflows.activities import service as activities
+from app.workflows.map_runs import service as map_runs
 from app.workflows.models import StateMachine
 from app.workflows.store import dump
 
@@ -85,8 +89,11 @@ def create_state_machine(params: dict[str, Any], call: AwsCall) -> dict[str, Any
 
 
 def _tag_key(session: Session, arn: str) -> str:
-    """State machines are tagged under their ARN without its region (they are not partitioned
-    by region); a missing one is ``ResourceNotFound``, as Step Functions answers."""
+    """State machines and activities are tagged under their ARN without its region (they are
+    not partitioned by region); a missing one is ``ResourceNotFound``, as Step Functions
+    answers."""
+    if isinstance(arn, str) and activity_arns.is_activity(arn):
+        return activities.tag_key(session, arn)
     try:
         machine = service.get_machine(session, arn)
     except AwsError:
@@ -293,6 +300,9 @@ def describe_execution(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
             out["error"] = e.error
         if e.cause is not None:
             out["cause"] = e.cause
+        run = map_runs.map_run_of(session, e.id)
+        if run is not None:
+            out["mapRunArn"] = run
         return out
 
     return _unit(call, work)
@@ -320,19 +330,31 @@ def describe_state_machine_for_execution(params: dict[str, Any], call: AwsCall) 
 
 @_op("ListExecutions", write=False)
 def list_executions(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
-    """By state machine only: the model also allows ``mapRunArn`` (Distributed Map), which
-    smokehouse does not run, so ``stateMachineArn`` is required here."""
-    if params.get("stateMachineArn") is None:
+    """By state machine, or by Map Run (``mapRunArn``: a distributed Map's children)."""
+    map_run_arn = params.get("mapRunArn")
+    if params.get("stateMachineArn") is None and map_run_arn is None:
         raise validation_error([not_null("stateMachineArn")])
+    if params.get("stateMachineArn") is not None and map_run_arn is not None:
+        raise errors.validation("Only one of stateMachineArn and mapRunArn can be specified")
 
     def work(session: Session) -> dict[str, Any]:
-        machine = service.get_machine(session, params["stateMachineArn"])
+        if map_run_arn is not None:
+            run = map_runs.get(session, map_run_arn)
+            found = session.scalar(
+                select(StateMachine).where(StateMachine.arn == run.state_machine_arn)
+            )
+            if found is None:  # no child started yet
+                return {"executions": []}
+            machine = found
+        else:
+            machine = service.get_machine(session, params["stateMachineArn"])
         page = service.list_executions(
             session,
             machine,
             params.get("statusFilter"),
             params.get("maxResults"),
             params.get("nextToken"),
+            map_run_arn=map_run_arn,
         )
         items = []
         for e in page.items:
@@ -345,6 +367,8 @@ def list_executions(params: dict[str, Any], call: AwsCall) -> dict[str, Any]:
             }
             if e.stop_date is not None:
                 item["stopDate"] = e.stop_date
+            if map_run_arn is not None:
+                item["mapRunArn"] = map_run_arn
             items.append(item)
         out: dict[str, Any] = {"executions": items}
         if page.next_token:

@@ -40,25 +40,31 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import get_database, transaction, utcnow
+from app.db import after_commit, get_database, transaction, utcnow
 from app.workflows import dispatch, machines, store
 from app.workflows.asl import (
     Advance,
+    CancelTask,
+    Command,
     CompiledMachine,
     Env,
     Event,
     ExecutionState,
     ScheduleTask,
+    Stop,
     TaskError,
     TaskFailed,
     TaskStarted,
+    TaskSubmitted,
     TaskSucceeded,
     TimerFired,
     advance,
 )
+from app.workflows.asl.model import TaskWait
 from app.workflows.leases import keeper
+from app.workflows.map_runs import service as map_runs
 from app.workflows.models import ExecutionTask
-from app.workflows.resources import Resource, TaskCall, resource_for
+from app.workflows.resources import Resource, Submitted, TaskCall, resource_for
 from app.workflows.status import from_state, publish
 
 log = logging.getLogger("smokehouse.workflows")
@@ -146,8 +152,12 @@ def apply(
                         lease_seconds=settings.workflow_task_lease_seconds,
                     )
                     written.deliveries.extend(deliveries)
+                    if step.state.map_runs:  # distributed Maps: their map_runs rows
+                        map_runs.sync(session, execution_id, loaded.state, step.state, now)
                     if step.state.finished:
                         written.deliveries.extend(_finished(session, settings, step.state, now))
+                        _wake_parent(session, settings, execution_id, now)
+                    _stop_children(session, settings, execution_id, step.commands)
                     applied = True
                 dispatch.send_after_commit(
                     session,
@@ -195,7 +205,7 @@ def _start_inline(
     if task is None:
         return step, None
     started = advance(machine, step.state, TaskStarted(task.ref), Env.system(now))
-    if started.ignored:  # pragma: no cover - a task just scheduled is always pending
+    if started.ignored:  # a distributed Map's own task: it records no TaskStarted
         return step, None
     merged = Advance(
         started.state, [*step.commands, *started.commands], [*step.history, *started.history]
@@ -209,6 +219,48 @@ def _finished(
     start = datetime.fromisoformat(state.execution.start_time.replace("Z", "+00:00"))
     change = from_state(state, start, now)
     return publish(session, settings.region, settings.account_id, change, now)
+
+
+# --- nested executions ----------------------------------------------------------------------
+
+
+def _wake_parent(session: Session, settings: Settings, execution_id: int, now: datetime) -> None:
+    """This execution ended: if a ``.sync`` task waits on it, that task is scheduled again in
+    this transaction (the durable half) and sent after the commit (the sweeper resends it if
+    this worker dies in between)."""
+    parent = store.wake_parent(session, execution_id, now)
+    if parent is not None:
+        after_commit(session).call(dispatch.send, settings, [parent])
+
+
+def _stop_children(
+    session: Session, settings: Settings, execution_id: int, commands: Sequence[Command]
+) -> None:
+    """Tasks this step cancelled (a stop, a timeout, a failed branch) may be ``.sync`` tasks
+    waiting on child executions: those are stopped once this step commits, as AWS stops them.
+    The sweeper stops any this worker did not get to."""
+    cancelled = [c.ref for c in commands if isinstance(c, CancelTask)]
+    if not cancelled:
+        return
+    children = store.running_children(session, execution_id, cancelled)
+    if children:
+        after_commit(session).call(stop_executions, settings, children)
+
+
+def stop_executions(settings: Settings, execution_ids: Sequence[int]) -> int:
+    """Stop (``ABORTED``) the executions whose parents no longer wait on them; each is one
+    step, which stops their own ``.sync`` children in turn. Returns how many were stopped."""
+    stopped = 0
+    for execution_id in execution_ids:
+        try:
+            step = apply(
+                settings, execution_id, lambda _s, _l: ([(Stop(None, None), utcnow())], [])
+            )
+        except Exception:  # the sweeper tries again
+            log.exception("could not stop child execution %s", execution_id)
+            continue
+        stopped += step.applied
+    return stopped
 
 
 # --- tasks ----------------------------------------------------------------------------------
@@ -236,11 +288,39 @@ def _run(resource: Resource | None, call: TaskCall) -> Any:
     return resource.run(call)
 
 
+def _transactional(resource: Resource | None, settings: Settings, claim: store.Claim) -> bool:
+    """Whether the resource runs inside the step's transaction; a resource may decide per call
+    (``transactional_for``: a ``.sync`` Express child runs outside it)."""
+    if resource is None or not resource.transactional:
+        return False
+    decide = getattr(resource, "transactional_for", None)
+    return True if decide is None else bool(decide(settings, claim.resource, claim.parameters))
+
+
+def _task_wait(loaded: store.Loaded | None, ref: str) -> TaskWait | None:
+    if loaded is None:
+        return None
+    pending = loaded.state.pending.get(ref)
+    frame = None if pending is None else loaded.state.frames.get(pending.frame)
+    task = None if frame is None else frame.task
+    return task if task is not None and task.ref == ref else None
+
+
 def _outcome(
-    claim: store.Claim, resource: Resource | None, call: TaskCall
+    claim: store.Claim,
+    resource: Resource | None,
+    call: TaskCall,
+    loaded: store.Loaded | None = None,
 ) -> tuple[list[Timed], str]:
-    """Run the resource; the events that report it and the row's next status."""
-    started: list[Timed] = [] if claim.started else [(TaskStarted(claim.ref), claim.claimed_at)]
+    """Run the resource; the events that report it and the row's next status. A resource that
+    answers :class:`~app.workflows.resources.Submitted` started a job (a child execution):
+    ``TaskSubmitted`` records it and the row waits, unless the job is already over. ``loaded``,
+    when known, is the execution this will apply to: events it already holds (a task run again
+    to collect its job) are left out, so a waiting row is not closed as a duplicate."""
+    task = _task_wait(loaded, claim.ref)
+    started: list[Timed] = []
+    if not claim.started and not (task is not None and task.started):
+        started = [(TaskStarted(claim.ref), claim.claimed_at)]
     try:
         output = _run(resource, call)
     except TaskError as exc:
@@ -250,6 +330,15 @@ def _outcome(
         cause = f"{type(exc).__name__}: {exc}"
         failed = TaskFailed(claim.ref, "States.TaskFailed", cause)
         return [*started, (failed, utcnow())], "done"
+    if isinstance(output, Submitted):
+        events = list(started)
+        if not (task is not None and task.submitted):
+            events.append((TaskSubmitted(claim.ref, output.output), utcnow()))
+        if not output.done:
+            return events, "waiting"
+        if output.error is not None:
+            return [*events, (TaskFailed(claim.ref, output.error, output.cause), utcnow())], "done"
+        return [*events, (TaskSucceeded(claim.ref, output.result), utcnow())], "done"
     if claim.token is not None:  # .waitForTaskToken: the result comes with the token
         return started, "waiting"
     return [*started, (TaskSucceeded(claim.ref, output), utcnow())], "done"
@@ -260,14 +349,14 @@ def execute(
 ) -> Step:
     """Run one claimed (and started) task and record its outcome as a step."""
     resource = resource_for(claim.resource)
-    if resource is not None and resource.transactional:
+    if _transactional(resource, settings, claim):
         rows: dict[str, str] = {claim.ref: "done"}
 
         def in_transaction(session: Session, loaded: store.Loaded) -> tuple[list[Timed], list[str]]:
             if claim.ref not in loaded.state.pending:  # cancelled or answered meanwhile
                 return [], []
             call = _call(settings, claim, session)  # it registers its sends on the session
-            events, rows[claim.ref] = _outcome(claim, resource, call)
+            events, rows[claim.ref] = _outcome(claim, resource, call, loaded)
             return events, []
 
         return apply(
@@ -283,7 +372,7 @@ def execute(
     url, lease = settings.sqlalchemy_url, settings.workflow_task_lease_seconds
     keeper.hold(url, lease, claim.execution_id, claim.ref)
     try:
-        events, status = _outcome(claim, resource, _call(settings, claim))
+        events, status = _outcome(claim, resource, _call(settings, claim), claim.cached)
     finally:
         keeper.release(url, lease, claim.execution_id, claim.ref)
     rows = {claim.ref: status}

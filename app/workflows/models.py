@@ -46,7 +46,8 @@ class StateMachine(Base):
     __tablename__ = "state_machines"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(80), unique=True)
+    # 128: a Map Run's machine is "<machine>/<label>" (app.workflows.resources.map_run_child)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
     arn: Mapped[str] = mapped_column(String(256), unique=True)
     type: Mapped[str] = mapped_column(String(16))  # STANDARD | EXPRESS
     status: Mapped[str] = mapped_column(String(16), default="ACTIVE")  # ACTIVE | DELETING
@@ -66,6 +67,7 @@ class Execution(Base):
     __table_args__ = (
         UniqueConstraint("state_machine_id", "name"),
         Index("ix_executions_machine_start", "state_machine_id", "start_date"),
+        Index("ix_executions_parent", "parent_id", "parent_ref"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -84,6 +86,12 @@ class Execution(Base):
     stop_date: Mapped[datetime | None] = mapped_column(UtcDateTime())
     state: Mapped[str] = mapped_column(Text)  # ExecutionState JSON
     version: Mapped[int] = mapped_column(Integer)  # compare-and-set guard of ``state``
+    # Started by a ``states:startExecution`` Task state: the parent execution and its task's ref
+    # (one child per task attempt). ``parent_wait`` ("sync" | "sync:2") when that task waits for
+    # this execution to end (``.sync``): its end reschedules the task, its stop is ours.
+    parent_id: Mapped[int | None] = mapped_column(BigId)
+    parent_ref: Mapped[str | None] = mapped_column(String(512))
+    parent_wait: Mapped[str | None] = mapped_column(String(8))
 
 
 class ExecutionEvent(Base):

@@ -187,8 +187,10 @@ def definition_of(session: Session, digest: str) -> str:
 
 def list_machines(session: Session, limit: Any, token: Any) -> Page:
     statement = (
-        select(StateMachine).where(StateMachine.status == "ACTIVE").order_by(StateMachine.name)
-    )
+        select(StateMachine)
+        .where(StateMachine.status == "ACTIVE", ~StateMachine.name.contains("/"))
+        .order_by(StateMachine.name)
+    )  # a "<machine>/<label>" row is a Map Run's (app.workflows.resources.map_run_child)
     page = paginate(session, statement, limit, token)
     return Page([row[0] for row in page.items], page.next_token)
 
@@ -233,6 +235,16 @@ def parse_input(text: Any) -> tuple[str, Any]:
         raise errors.invalid_input(str(exc)) from None
 
 
+@dataclass(frozen=True, slots=True)
+class Parent:
+    """The Task state that starts an execution (``states:startExecution``): its execution, its
+    task's ref, and ``wait`` ("sync" | "sync:2") when it waits for the execution to end."""
+
+    execution_id: int
+    ref: str
+    wait: str | None = None
+
+
 @dataclass(slots=True)
 class Started:
     execution_id: int
@@ -250,11 +262,14 @@ def start_execution(
     name: Any,
     input_text: Any,
     now: datetime,
+    parent: Parent | None = None,
 ) -> Started:
     """StartExecution of a Standard machine: the first step runs in this transaction.
 
     The same name with the same input while that execution runs answers the same execution;
-    otherwise a taken name is ``ExecutionAlreadyExists`` (AWS's rule)."""
+    otherwise a taken name is ``ExecutionAlreadyExists`` (AWS's rule). ``parent`` links an
+    execution a Task state starts to that task (:mod:`app.workflows.resources.start_execution`).
+    """
     if machine.status == "DELETING":
         raise errors.state_machine_deleting(machine.arn)
     name = arns.check_name(str(uuid.uuid4()) if name is None else name)
@@ -271,6 +286,9 @@ def start_execution(
         "input": text,
         "start_date": now,
         "version": 1,
+        "parent_id": None if parent is None else parent.execution_id,
+        "parent_ref": None if parent is None else parent.ref,
+        "parent_wait": None if parent is None else parent.wait,
         **store.execution_values(step, now),
     }
     execution_id = store.insert_execution(session, values)
@@ -284,6 +302,10 @@ def start_execution(
             return Started(found.id, found.arn, found.start_date, False, store.Written())
         raise errors.execution_already_exists(found.arn)
     written = store.append(session, execution_id, step, now, region=settings.region)
+    if step.state.map_runs:  # the first state is a distributed Map: its Map Run's row
+        from app.workflows.map_runs import service as map_runs
+
+        map_runs.sync(session, execution_id, None, step.state, now)
     change = StatusChange(arn, machine.arn, name, "RUNNING", now, None, text)
     written.deliveries.extend(publish(session, settings.region, settings.account_id, change, now))
     if step.state.finished:
@@ -295,12 +317,18 @@ def start_execution(
 
 
 def start_and_send(
-    session: Session, settings: Settings, machine: StateMachine, *, name: Any, input_text: Any
+    session: Session,
+    settings: Settings,
+    machine: StateMachine,
+    *,
+    name: Any,
+    input_text: Any,
+    parent: Parent | None = None,
 ) -> Started:
     """:func:`start_execution`, with what its first step asked for (tasks, timers, status
     events) registered to leave once ``session`` commits."""
     started = start_execution(
-        session, settings, machine, name=name, input_text=input_text, now=utcnow()
+        session, settings, machine, name=name, input_text=input_text, now=utcnow(), parent=parent
     )
     written = started.written
     dispatch.send_after_commit(
@@ -330,13 +358,28 @@ def get_execution(session: Session, arn: Any) -> ExecutionView:
 
 
 def list_executions(
-    session: Session, machine: StateMachine, status: Any, limit: Any, token: Any
+    session: Session,
+    machine: StateMachine,
+    status: Any,
+    limit: Any,
+    token: Any,
+    *,
+    map_run_arn: str | None = None,
 ) -> Page:
-    if machine.type == "EXPRESS":
+    """ListExecutions of a machine, or (``map_run_arn``) of one Map Run's children."""
+    if machine.type == "EXPRESS" and map_run_arn is None:
         raise errors.type_not_supported(
             "This operation is not supported by this type of state machine"
         )
     statement = select(Execution).where(Execution.state_machine_id == machine.id)
+    if map_run_arn is not None:
+        from app.workflows.map_runs.models import MapRunChild
+
+        statement = statement.where(
+            Execution.id.in_(
+                select(MapRunChild.execution_id).where(MapRunChild.map_run_arn == map_run_arn)
+            )
+        )
     if status is not None:
         if status not in STATUSES:
             raise errors.validation(
@@ -393,6 +436,8 @@ def start(settings: Settings, machine_arn: Any, name: Any, input_text: Any) -> t
 
     def work(session: Session) -> tuple[str, datetime]:
         machine = get_machine(session, machine_arn)
+        if "/" in machine.name:  # a Map Run's machine: only its distributed Map starts it
+            raise errors.state_machine_does_not_exist(machine.arn)
         if machine.type == "EXPRESS":
             payload = express.payload(machine, express.prepare(settings, machine, name, input_text))
             after_commit(session).call(dispatch.send_express, settings, payload)

@@ -37,6 +37,7 @@ from app.workflows.asl import (
     ScheduleTask,
     StartTimer,
 )
+from app.workflows.asl.interpreter import is_activity
 from app.workflows.asl.model import parse_iso
 from app.workflows.models import Execution, ExecutionEvent, ExecutionTask
 
@@ -239,9 +240,13 @@ def _net(commands: Sequence[Command]) -> tuple[dict[str, Command], list[str]]:
 
 
 def first_new_task(commands: Sequence[Command]) -> ScheduleTask | None:
-    """The task a step would run inline: its first new one (what :func:`append` claims)."""
+    """The task a step would run inline: its first new one (what :func:`append` claims). Never
+    an activity's: an outside worker takes that one, and records its start when it does."""
     new, _ = _net(commands)
-    return next((c for c in new.values() if isinstance(c, ScheduleTask)), None)
+    return next(
+        (c for c in new.values() if isinstance(c, ScheduleTask) and not is_activity(c.resource)),
+        None,
+    )
 
 
 def _history_rows(execution_id: int, history: Sequence[HistoryEvent], region: str) -> list[Any]:
@@ -497,6 +502,71 @@ def set_row(session: Session, execution_id: int, ref: str, status: str, now: dat
     """Move a task/timer row on: ``waiting`` only from ``running``; ``done`` from any active."""
     statement = _WAITING if status == "waiting" else _DONE
     session.connection().execute(statement, {"p_id": execution_id, "p_ref": ref, "p_finished": now})
+
+
+# --- nested executions (``states:startExecution``) ------------------------------------------
+
+_PARENT_OF = select(EXECUTIONS.c.parent_id, EXECUTIONS.c.parent_ref).where(
+    EXECUTIONS.c.id == bindparam("p_child"), EXECUTIONS.c.parent_wait.is_not(None)
+)
+_WAKE = (
+    TASKS.update()
+    .where(_ROW, TASKS.c.status == "waiting")
+    .values(status="scheduled", claimed_until=None, enqueued_at=bindparam("p_now"))
+)
+
+
+def wake_parent(session: Session, child_id: int, now: datetime) -> tuple[int, str] | None:
+    """In the final transaction of an execution a ``.sync`` task waits on: put that task back to
+    ``scheduled`` so that it runs again, reads this execution's outcome and reports it. The row
+    is the outbox: the caller sends the task after the commit, and if that message is lost (a
+    worker killed in between) the sweeper sends the scheduled task again. Returns the parent's
+    ``(execution_id, ref)`` when there is one still waiting."""
+    connection = session.connection()
+    row = connection.execute(_PARENT_OF, {"p_child": child_id}).first()
+    if row is None or row[0] is None:
+        return None
+    woken = connection.execute(_WAKE, {"p_id": row[0], "p_ref": row[1], "p_now": now})
+    return (row[0], row[1]) if woken.rowcount == 1 else None
+
+
+def execution_id_of(session: Session, arn: str) -> int | None:
+    found: int | None = session.scalar(select(EXECUTIONS.c.id).where(EXECUTIONS.c.arn == arn))
+    return found
+
+
+def child_of(session: Session, parent_id: int, ref: str) -> int | None:
+    """The execution a parent's task attempt started, if it did (at most one per ref)."""
+    found: int | None = session.scalar(
+        select(EXECUTIONS.c.id)
+        .where(EXECUTIONS.c.parent_id == parent_id, EXECUTIONS.c.parent_ref == ref)
+        .limit(1)
+    )
+    return found
+
+
+def link_child(session: Session, child_id: int, parent_id: int, ref: str, wait: str | None) -> bool:
+    """Adopt an execution StartExecution's idempotency answered with (same name, same input,
+    still running) unless another task already did; whether it is now this task's child."""
+    result = session.execute(
+        EXECUTIONS.update()
+        .where(EXECUTIONS.c.id == child_id, EXECUTIONS.c.parent_id.is_(None))
+        .values(parent_id=parent_id, parent_ref=ref, parent_wait=wait)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def running_children(session: Session, parent_id: int, refs: Sequence[str]) -> list[int]:
+    """The running executions that these (cancelled) ``.sync`` tasks of a parent wait on."""
+    rows = session.execute(
+        select(EXECUTIONS.c.id).where(
+            EXECUTIONS.c.parent_id == parent_id,
+            EXECUTIONS.c.parent_ref.in_(list(refs)),
+            EXECUTIONS.c.parent_wait.is_not(None),
+            EXECUTIONS.c.status == "RUNNING",
+        )
+    )
+    return [row[0] for row in rows]
 
 
 @dataclass(slots=True)

@@ -5,7 +5,9 @@ no worker will otherwise pick up, and send it again.
   worker whose lease lapsed (it died mid-task);
 * a timer that comes due within the countdown window but was never sent (it was far off when
   set), or one overdue by the grace period (its message was lost);
-* a state machine in ``DELETING`` whose last execution has ended.
+* a state machine in ``DELETING`` whose last execution has ended;
+* a child execution a ``.sync`` task no longer waits on (the parent stopped, timed out or left
+  the state) that the parent's worker did not stop: it is stopped now.
 
 Sending twice is harmless: a task is claimed before it runs and a timer fires once.
 """
@@ -16,13 +18,13 @@ import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, exists, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app.config import Settings
 from app.db import get_database, utcnow
 from app.workflows import dispatch
 from app.workflows.models import Execution, ExecutionTask, StateMachine
-from app.workflows.store import COUNTDOWN_LIMIT
+from app.workflows.store import ACTIVE, COUNTDOWN_LIMIT
 
 log = logging.getLogger("smokehouse.workflows")
 
@@ -92,6 +94,31 @@ def _finish_deleting(session: Session) -> int:
     return len(ids)
 
 
+def _orphans(session: Session) -> list[int]:
+    """Running children of ``.sync`` tasks whose task is no longer active."""
+    task = aliased(ExecutionTask)
+    waited_on = (
+        exists()
+        .where(
+            task.execution_id == Execution.parent_id,
+            task.ref == Execution.parent_ref,
+            task.status.in_(ACTIVE),
+        )
+        .correlate(Execution)
+    )
+    return list(
+        session.scalars(
+            select(Execution.id)
+            .where(
+                Execution.status == "RUNNING",
+                Execution.parent_wait.is_not(None),
+                ~waited_on,
+            )
+            .limit(BATCH)
+        )
+    )
+
+
 def sweep(settings: Settings, now: datetime | None = None) -> int:
     """One pass; returns how many tasks and timers were sent."""
     now = now or utcnow()
@@ -101,6 +128,12 @@ def sweep(settings: Settings, now: datetime | None = None) -> int:
         timers = _due_timers(session, now, grace)
         _mark(session, tasks + [(t[0], t[1]) for t in timers], now)
         deleted = _finish_deleting(session)
+        orphans = _orphans(session)
+    if orphans:
+        from app.workflows.engine import stop_executions  # the engine sends through dispatch
+
+        log.info("workflow sweep: stopping %d orphaned child executions", len(orphans))
+        stop_executions(settings, orphans)
     if tasks or timers or deleted:
         log.info(
             "workflow sweep: %d tasks, %d timers re-sent; %d state machines deleted",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 from starlette.testclient import WebSocketTestSession
 
 from app.config import Settings
@@ -19,6 +20,7 @@ from app.db import get_database, utcnow
 from app.graphql.subscriptions import active_subscriptions
 from app.scaling.models import ScalingDecision
 from app.workflows import callbacks, service
+from app.workflows.models import Execution
 from tests.integration.graphql_client import data, gql
 from tests.keys import VIEWER_SECRET, token
 
@@ -113,6 +115,21 @@ def test_queries_return_what_the_services_stored(settings: Settings, client: Tes
     assert missing["execution"] is None
     bad = gql(client, '{ executions(status: "DONE") { arn } }')
     assert "status must be one of" in bad["errors"][0]["message"]
+
+
+def test_a_child_execution_names_its_parent(settings: Settings, client: TestClient) -> None:
+    """``parentExecutionArn`` is the execution whose startExecution task started this one
+    (the link is made by that task, tests/integration/workflows/test_nested.py; here it is
+    set directly, to test the field and its batched lookup)."""
+    parent, child, other = start(settings), start(settings), start(settings)
+    with get_database(settings.sqlalchemy_url).session() as session:
+        parent_id = session.scalar(select(Execution.id).where(Execution.arn == parent))
+        session.execute(update(Execution).where(Execution.arn == child).values(parent_id=parent_id))
+    found = data(client, "{ executions(limit: 10) { arn parentExecutionArn } }")["executions"]
+    links = {e["arn"]: e["parentExecutionArn"] for e in found}
+    assert links[child] == parent
+    assert links[parent] is None
+    assert links[other] is None
 
 
 def test_history_of_many_executions_is_batched(settings: Settings, client: TestClient) -> None:

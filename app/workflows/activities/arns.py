@@ -6,14 +6,9 @@ import re
 from typing import Final
 
 from app.workflows import errors
+from app.workflows.asl.interpreter import is_activity
 
 _ARN: Final = re.compile(r"^arn:aws[a-z-]*:states:([a-z0-9-]*):(\d{12}):([A-Za-z]+):(.+)$")
-_ACTIVITY: Final = re.compile(r"arn:[^:]+:states:[^:]*:[^:]*:activity:.+")
-
-
-def is_activity(resource: str) -> bool:
-    """Whether a Task's ``Resource`` names an activity (the interpreter's own test)."""
-    return _ACTIVITY.fullmatch(resource) is not None
 
 
 def activity_name(arn: object) -> str:
@@ -30,6 +25,9 @@ def activity_name(arn: object) -> str:
     if ":" in name:
         raise errors.invalid_arn(f"Invalid ARN prefix: {arn}")
     return name
+
+
+__all__ = ["activity_arn", "activity_name", "is_activity"]
 
 
 def activity_arn(region: str, account_id: str, name: str) -> str:

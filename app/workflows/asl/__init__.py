@@ -32,6 +32,7 @@ from app.workflows.asl.model import (
     Event,
     ExecutionState,
     HistoryEvent,
+    MapRunUpdated,
     ScheduleTask,
     Start,
     StartTimer,
@@ -47,7 +48,11 @@ from app.workflows.asl.model import (
     event_from_dict,
     event_to_dict,
 )
-from app.workflows.asl.validate import ensure_valid, validate_definition, validation_result
+from app.workflows.asl.validate import (
+    ensure_valid,
+    validate_definition,
+    validation_result,
+)
 
 __all__ = [
     "EXECUTION_TIMEOUT_REF",
@@ -64,6 +69,7 @@ __all__ = [
     "ExecutionState",
     "HistoryEvent",
     "InvalidDefinition",
+    "MapRunUpdated",
     "ScheduleTask",
     "Start",
     "StartTimer",

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from app.common.jsonpath import MISSING, JsonPath, parse
+from app.workflows.asl import distributed as dist
 from app.workflows.asl import errors, paths, query
 from app.workflows.asl import varpath as variables_
 from app.workflows.asl.choice import (
@@ -58,6 +59,7 @@ from app.workflows.asl.model import (
     ExecutionState,
     Frame,
     HistoryEvent,
+    MapRunUpdated,
     PendingRef,
     ScheduleTask,
     Start,
@@ -139,6 +141,94 @@ class StateDef:
     choice_output: tuple[QNode | None, ...] = ()
     catch_assign: tuple[TNode | QNode | None, ...] = ()
     catch_output: tuple[QNode | None, ...] = ()
+    dist: DistSpec | None = None  # a distributed Map
+
+
+#: A value given as a literal, a JSONata template (JSONata states) or a ``...Path``.
+Valued = tuple[Any, "QNode | None", "JsonPath | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class DistSpec:
+    """A distributed Map's fields, compiled (see :mod:`~app.workflows.asl.distributed`)."""
+
+    execution_type: str
+    label: str | None
+    definition: dict[str, Any]  # the ItemProcessor as a state machine of its own
+    tolerated_count: Valued = (None, None, None)
+    tolerated_percentage: Valued = (None, None, None)
+    reader_resource: str | None = None
+    reader_params: TNode | QNode | None = None
+    reader_config: dict[str, Any] = field(default_factory=dict)
+    max_items: Valued = (None, None, None)
+    batching: bool = False
+    max_items_per_batch: Valued = (None, None, None)
+    max_bytes_per_batch: Valued = (None, None, None)
+    batch_input: TNode | QNode | None = None
+    has_batch_input: bool = False
+    writer_resource: str | None = None
+    writer_params: TNode | QNode | None = None
+    writer_config: dict[str, Any] | None = None
+
+    @property
+    def transformation(self) -> str:
+        """``WriterConfig.Transformation``: NONE when exporting to S3, COMPACT otherwise."""
+        default = "NONE" if self.writer_resource is not None else "COMPACT"
+        return str((self.writer_config or {}).get("Transformation", default))
+
+
+def _valued(raw: dict[str, Any], key: str, jsonata: bool) -> Valued:
+    literal = raw.get(key)
+    if jsonata and key in raw and query.expression_text(literal) is not None:
+        return None, compile_query(literal, key), None
+    return literal, None, _path_field(raw, f"{key}Path", None)
+
+
+def _params(block: dict[str, Any], jsonata: bool) -> TNode | QNode | None:
+    if jsonata:
+        return compile_query(block["Arguments"], "Arguments") if "Arguments" in block else None
+    return compile_template(block["Parameters"]) if "Parameters" in block else None
+
+
+def _compile_dist(raw: dict[str, Any], jsonata: bool, language: str) -> DistSpec:
+    proc = raw["ItemProcessor"]
+    definition = {k: v for k, v in proc.items() if k != "ProcessorConfig"}
+    if language == "JSONata":
+        definition["QueryLanguage"] = "JSONata"
+    fields: dict[str, Any] = {
+        "execution_type": proc["ProcessorConfig"].get("ExecutionType", "STANDARD"),
+        "label": raw.get("Label"),
+        "definition": definition,
+        "tolerated_count": _valued(raw, "ToleratedFailureCount", jsonata),
+        "tolerated_percentage": _valued(raw, "ToleratedFailurePercentage", jsonata),
+    }
+    reader = raw.get("ItemReader")
+    if reader is not None:
+        config = dict(reader.get("ReaderConfig", {}))
+        fields["reader_resource"] = reader["Resource"]
+        fields["reader_params"] = _params(reader, jsonata)
+        fields["max_items"] = _valued(config, "MaxItems", jsonata)
+        config.pop("MaxItems", None)
+        config.pop("MaxItemsPath", None)
+        fields["reader_config"] = config
+    batcher = raw.get("ItemBatcher")
+    if batcher is not None:
+        fields["batching"] = True
+        fields["max_items_per_batch"] = _valued(batcher, "MaxItemsPerBatch", jsonata)
+        fields["max_bytes_per_batch"] = _valued(batcher, "MaxInputBytesPerBatch", jsonata)
+        if "BatchInput" in batcher:
+            fields["has_batch_input"] = True
+            fields["batch_input"] = (
+                compile_query(batcher["BatchInput"], "BatchInput")
+                if jsonata
+                else compile_template(batcher["BatchInput"])
+            )
+    writer = raw.get("ResultWriter")
+    if writer is not None:
+        fields["writer_resource"] = writer.get("Resource")
+        fields["writer_params"] = _params(writer, jsonata)
+        fields["writer_config"] = writer.get("WriterConfig")
+    return DistSpec(**fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +246,16 @@ class CompiledMachine:
 
     def state(self, workflow: str, name: str) -> StateDef:
         return self.workflows[workflow].states[name]
+
+    def processor_definition(self, key: str) -> dict[str, Any]:
+        """The ItemProcessor of the distributed Map whose processor workflow is ``key`` (the
+        ``Processor`` of an :data:`~app.workflows.asl.distributed.ITERATION` task), as the
+        definition of the Map Run's child executions."""
+        for workflow in self.workflows.values():
+            for sd in workflow.states.values():
+                if sd.processor == key and sd.dist is not None:
+                    return sd.dist.definition
+        raise KeyError(key)
 
 
 def _path_field(raw: dict[str, Any], name: str, default: str | None = "$") -> JsonPath | None:
@@ -250,6 +350,9 @@ def _compile_state(
         proc_key = f"{here}/{proc_field}"
         _compile_workflow(raw[proc_field], proc_key, out, language)
         fields["processor"] = proc_key
+        config = raw[proc_field].get("ProcessorConfig") or {}
+        if config.get("Mode") == "DISTRIBUTED":
+            fields["dist"] = _compile_dist(raw, jsonata, language)
     elif "Parameters" in raw:
         fields["parameters"] = compile_template(raw["Parameters"])
     if kind == "Pass" and "Result" in raw:
@@ -893,6 +996,9 @@ class _Run:
 
     def run_map(self, frame: Frame, sd: StateDef) -> None:
         ctx = self.context(frame)
+        if sd.dist is not None:
+            self.run_distributed(frame, sd, sd.dist, ctx)
+            return
         if sd.jsonata:
             items, limit = self.map_jsonata(frame, sd, ctx)
             self.start_map(frame, sd, items, items, limit)
@@ -959,6 +1065,458 @@ class _Run:
             )
             self.spawn(frame, sd, index, sd.processor, run.inputs[index], iteration_started)
             run.inputs[index] = None  # the child frame holds it now
+
+    # distributed Map: a Map Run of child executions -------------------------------------------
+
+    def valued(
+        self,
+        value: Valued,
+        data: Any,
+        ctx: Context,
+        bindings: dict[str, Any] | None,
+        name: str,
+        *,
+        integer: bool = True,
+    ) -> Any:
+        """A literal, JSONata-template or ``...Path`` field's value: a non-negative integer
+        (or number), or None when the field is absent."""
+        literal, node, path = value
+        if node is not None:
+            assert bindings is not None
+            result = self.q(node, bindings)
+            number = _positive_int(result) if integer else result
+            if (
+                number is None
+                or isinstance(number, bool)
+                or not isinstance(number, (int, float))
+                or number < 0
+            ):
+                raise query.unexpected_type(
+                    node, "integer" if integer else "number", result, compact(result)
+                )
+            return number
+        if path is not None:
+            result = paths.read_path(path, data, ctx)
+            number = _positive_int(result) if integer else result
+            if (
+                number is None
+                or isinstance(number, bool)
+                or not isinstance(number, (int, float))
+                or number < 0
+            ):
+                kind = "a non-negative integer" if integer else "a non-negative number"
+                raise errors.runtime_error(
+                    f"Invalid path '{path.text}': The {name}Path field does not reference "
+                    f"{kind} value."
+                )
+            return number
+        return literal
+
+    def run_distributed(self, frame: Frame, sd: StateDef, spec: DistSpec, ctx: Context) -> None:
+        """Enter a distributed Map: resolve its fields, start the Map Run, then read the items
+        (a host task) or take them from the input."""
+        bindings: dict[str, Any] | None = None
+        if sd.jsonata:
+            bindings = self.bindings(ctx, frame.input)
+            effective = frame.input
+            items_node = sd.exprs.get("Items")
+            items: Any = frame.input if items_node is None else self.q(items_node, bindings)
+            limit = 0
+            if "MaxConcurrency" in sd.exprs:
+                limit = self.valued(
+                    (None, sd.exprs["MaxConcurrency"], None), None, ctx, bindings, "MaxConcurrency"
+                )
+        else:
+            effective = select(sd.input_path, frame.input, ctx)
+            items = None
+            if spec.reader_resource is None:
+                items = select(sd.items_path, effective, ctx)
+            limit = self.valued(
+                (sd.max_concurrency, None, sd.max_concurrency_path),
+                effective,
+                ctx,
+                None,
+                "MaxConcurrency",
+            )
+        count = self.valued(spec.tolerated_count, effective, ctx, bindings, "ToleratedFailureCount")
+        percentage = self.valued(
+            spec.tolerated_percentage,
+            effective,
+            ctx,
+            bindings,
+            "ToleratedFailurePercentage",
+            integer=False,
+        )
+        if percentage is not None and percentage > 100:
+            raise errors.runtime_error(
+                f"The ToleratedFailurePercentage {compact(percentage)} is not between 0 and 100."
+            )
+        reader_params: Any = None
+        if spec.reader_resource is not None:
+            reader_params = self.dist_params(spec.reader_params, effective, ctx, bindings)
+            max_items = self.valued(spec.max_items, effective, ctx, bindings, "MaxItems")
+            reader_params = {
+                "Resource": spec.reader_resource,
+                "Parameters": reader_params,
+                "ReaderConfig": {
+                    **spec.reader_config,
+                    **({"MaxItems": max_items} if max_items else {}),
+                },
+            }
+        elif not isinstance(items, list):
+            if sd.jsonata:
+                node = sd.exprs.get("Items")
+                raise query.unexpected_type(
+                    node if node is not None else QConst(items), "array", items, compact(items)
+                )
+            where = sd.items_path.text if sd.items_path is not None else "$"
+            raise errors.runtime_error(
+                f"Invalid path '{where}': The ItemsPath field does not reference a JSON array: "
+                f"{compact(items)}"
+            )
+        ex = self.st.execution
+        run_arn, machine_arn = dist.map_run_arns(
+            ex.state_machine_id, spec.label or sd.name, self.env.uuid()
+        )
+        started = self.emit(
+            frame,
+            "MapStateStarted",
+            "mapStateStartedEventDetails",
+            {"length": 0 if items is None else len(items)},
+        )
+        self.emit(frame, "MapRunStarted", "mapRunStartedEventDetails", {"mapRunArn": run_arn})
+        frame.effective = effective
+        frame.children = ChildRun(
+            "Map",
+            0,
+            [],
+            int(limit or 0),
+            started_event_id=started,
+            map_run_arn=run_arn,
+            tolerated_count=None if count is None else int(count),
+            tolerated_percentage=None if percentage is None else float(percentage),
+            keep_results=spec.writer_resource is None,
+        )
+        frame.phase = "children"
+        self.st.map_runs[run_arn] = {
+            "status": "RUNNING",
+            "machine_arn": machine_arn,
+            "execution_type": spec.execution_type,
+            "max_concurrency": int(limit or 0),
+            "tolerated_count": None if count is None else int(count),
+            "tolerated_percentage": None if percentage is None else float(percentage),
+            "items": 0,
+            "children": 0,
+        }
+        if reader_params is not None:
+            reader_params["MapRunArn"] = run_arn
+            self.host_task(frame, sd, "#reader", dist.READER, reader_params)
+            return
+        assert isinstance(items, list)
+        self.begin_run(frame, sd, spec, items)
+
+    def dist_params(
+        self,
+        node: TNode | QNode | None,
+        effective: Any,
+        ctx: Context,
+        bindings: dict[str, Any] | None,
+    ) -> Any:
+        if node is None:
+            return {}
+        if bindings is not None:
+            return self.q(node, bindings)  # type: ignore[arg-type]
+        return render(node, self.scope(effective, ctx))  # type: ignore[arg-type]
+
+    def host_task(
+        self, frame: Frame, sd: StateDef, suffix: str, resource: str, params: Any
+    ) -> None:
+        """A task of the Map Run itself (read the items, write the results): no Task history."""
+        ref = f"{self.prefix(frame)}{sd.name}@{frame.visit}.{frame.attempt}{suffix}"
+        frame.task = TaskWait(ref, resource)
+        self.st.pending[ref] = PendingRef("task", frame.id)
+        self.commands.append(ScheduleTask(ref, sd.name, resource, params, None, None))
+
+    def begin_run(self, frame: Frame, sd: StateDef, spec: DistSpec, items: list[Any]) -> None:
+        """The items are known: ItemSelector, ItemBatcher, then the first children."""
+        run = frame.children
+        assert run is not None
+        try:
+            if len(items) > dist.MAX_ITEMS:
+                raise StatesError(
+                    errors.ITEM_READER_FAILED,
+                    f"The Map Run has {len(items)} items; smokehouse runs at most "
+                    f"{dist.MAX_ITEMS} items in one Map Run.",
+                    state_scoped=False,
+                )
+            inputs = items
+            if sd.jsonata and sd.item_selector_q is not None:
+                selector_q = sd.item_selector_q
+                inputs = [
+                    self.q(selector_q, self.bindings(self.context(frame, item=(i, v)), frame.input))
+                    for i, v in enumerate(items)
+                ]
+            elif sd.item_selector is not None:
+                selector = sd.item_selector
+                inputs = [
+                    render(selector, self.scope(frame.effective, self.context(frame, item=(i, v))))
+                    for i, v in enumerate(items)
+                ]
+            sizes: list[int] = []
+            if spec.batching:
+                ctx = self.context(frame)
+                bindings = self.bindings(ctx, frame.input) if sd.jsonata else None
+                data = frame.effective
+                batching = dist.Batching(
+                    int(
+                        self.valued(
+                            spec.max_items_per_batch, data, ctx, bindings, "MaxItemsPerBatch"
+                        )
+                        or 0
+                    ),
+                    int(
+                        self.valued(
+                            spec.max_bytes_per_batch, data, ctx, bindings, "MaxInputBytesPerBatch"
+                        )
+                        or 0
+                    ),
+                    self.dist_params(spec.batch_input, data, ctx, bindings)
+                    if spec.has_batch_input
+                    else None,
+                    spec.has_batch_input,
+                )
+                inputs = dist.make_batches(inputs, batching)
+                sizes = [len(batch["Items"]) for batch in inputs]
+        except StatesError as err:
+            self.fail_run(frame, sd, err.error, self.prefixed(frame, sd, err))
+            return
+        run.inputs = list(inputs)
+        run.total = len(inputs)
+        run.items = len(items)
+        run.batch_sizes = sizes
+        run.results = [None] * run.total if run.keep_results else []
+        record = self.st.map_runs[run.map_run_arn or ""]
+        record["items"], record["children"] = run.items, run.total
+        if run.total == 0:
+            self.complete_run(frame, sd, spec)
+            return
+        self.fill_run(frame, sd, spec)
+
+    def fill_run(self, frame: Frame, sd: StateDef, spec: DistSpec) -> None:
+        """Start children up to MaxConcurrency (0: AWS's 10,000)."""
+        run = frame.children
+        assert run is not None
+        assert run.map_run_arn is not None
+        limit = run.max_concurrency or dist.DEFAULT_MAX_CONCURRENCY
+        _, machine_arn = dist.map_run_arns(
+            self.st.execution.state_machine_id, spec.label or sd.name, ""
+        )
+        while run.started < run.total and len(run.running) < limit:
+            index = run.started
+            ref = f"{self.prefix(frame)}{sd.name}@{frame.visit}.{frame.attempt}[{index}]"
+            params = {
+                "MapRunArn": run.map_run_arn,
+                "StateMachineArn": machine_arn,
+                "ExecutionType": spec.execution_type,
+                "Processor": sd.processor,
+                "Index": index,
+                "ItemCount": run.batch_sizes[index] if run.batch_sizes else 1,
+                "Input": run.inputs[index],
+            }
+            run.inputs[index] = None  # the child execution holds it now
+            self.st.pending[ref] = PendingRef("task", frame.id)
+            self.commands.append(ScheduleTask(ref, sd.name, dist.ITERATION, params, None, None))
+            run.running.append(ref)
+            run.started += 1
+
+    def child_result(self, spec: DistSpec, answer: Any) -> Any:
+        """A succeeded child's entry in the results: its output (COMPACT, FLATTEN) or its whole
+        description (NONE)."""
+        if spec.transformation == "NONE" or not isinstance(answer, dict):
+            return answer
+        output = answer.get("Output")
+        if isinstance(output, str):
+            try:
+                return json.loads(output)
+            except ValueError:
+                return output
+        return output
+
+    def on_iteration(
+        self, frame: Frame, ref: str, answer: Any, error: str | None, cause: str | None
+    ) -> None:
+        """A child execution of the Map Run ended (``error`` None: it succeeded)."""
+        run = frame.children
+        sd = self.sdef(frame)
+        assert run is not None
+        assert sd.dist is not None
+        self.st.pending.pop(ref, None)
+        run.running.remove(ref)
+        run.done += 1
+        index = int(ref[ref.rindex("[") + 1 : -1])
+        weight = run.batch_sizes[index] if run.batch_sizes else 1
+        if error is None:
+            run.succeeded += weight
+            if run.keep_results:
+                run.results[index] = self.child_result(sd.dist, answer)
+        else:
+            run.failed += weight
+            if run.keep_results:
+                described: Any = None
+                if cause is not None:
+                    try:
+                        described = json.loads(cause)
+                    except ValueError:
+                        described = None
+                if not isinstance(described, dict):
+                    described = {"Error": error, **({"Cause": cause} if cause else {})}
+                run.results[index] = described
+            tolerance = dist.Tolerance(run.tolerated_count, run.tolerated_percentage)
+            if dist.exceeds(tolerance, run.failed, run.items or run.total):
+                self.fail_run(
+                    frame, sd, errors.EXCEED_TOLERATED_FAILURE_THRESHOLD, dist.exceeded_cause()
+                )
+                return
+        self.fill_run(frame, sd, sd.dist)
+        if run.done == run.total:
+            self.complete_run(frame, sd, sd.dist)
+
+    def complete_run(self, frame: Frame, sd: StateDef, spec: DistSpec) -> None:
+        """Every child ended within the thresholds: export the results, or end the run."""
+        run = frame.children
+        assert run is not None
+        if spec.writer_resource is not None:
+            try:
+                ctx = self.context(frame)
+                bindings = self.bindings(ctx, frame.input) if sd.jsonata else None
+                params = self.dist_params(spec.writer_params, frame.effective, ctx, bindings)
+            except StatesError as err:
+                self.fail_run(frame, sd, err.error, self.prefixed(frame, sd, err))
+                return
+            config = {"Transformation": spec.transformation, "OutputType": "JSON"}
+            config.update(spec.writer_config or {})
+            self.host_task(
+                frame,
+                sd,
+                "#writer",
+                dist.WRITER,
+                {
+                    "Resource": spec.writer_resource,
+                    "Parameters": params,
+                    "WriterConfig": config,
+                    "MapRunArn": run.map_run_arn,
+                },
+            )
+            return
+        results = run.results
+        if spec.transformation == "FLATTEN":
+            flat: list[Any] = []
+            for entry in results:
+                flat.extend(entry if isinstance(entry, list) else [entry])
+            results = flat
+        self.end_run(frame, sd, results)
+
+    def run_status(self, frame: Frame, status: str) -> None:
+        run = frame.children
+        if run is not None and run.map_run_arn in self.st.map_runs:
+            self.st.map_runs[run.map_run_arn]["status"] = status
+
+    def end_run(self, frame: Frame, sd: StateDef, result: Any) -> None:
+        self.run_status(frame, "SUCCEEDED")
+        self.emit(frame, "MapRunSucceeded")
+        self.children_done(frame, sd, result)
+
+    def fail_run(self, frame: Frame, sd: StateDef, error: str, cause: str | None) -> None:
+        """The Map Run failed (threshold, reader, writer): stop its children, then fail the
+        Map state (Retry and Catch apply)."""
+        self.stop_run(frame)
+        self.run_status(frame, "FAILED")
+        self.emit(frame, "MapRunFailed", "mapRunFailedEventDetails", _error_details(error, cause))
+        frame.children = None
+        frame.phase = "enter"
+        self.state_failed(frame, sd, StatesError(error, cause, state_scoped=False))
+        self.queue.append(frame.id)
+
+    def stop_run(self, frame: Frame) -> None:
+        """Cancel the Map Run's running children and its reader/writer task."""
+        run = frame.children
+        if run is not None:
+            for ref in run.running:
+                if self.st.pending.pop(ref, None) is not None:
+                    self.commands.append(CancelTask(ref))
+            run.running.clear()
+        self.release(frame)
+
+    def on_host_task(self, frame: Frame, task: TaskWait, event: TaskSucceeded | TaskFailed) -> None:
+        """The Map Run's reader or writer answered."""
+        sd = self.sdef(frame)
+        assert sd.dist is not None
+        self.st.pending.pop(task.ref, None)
+        frame.task = None
+        reader = task.resource == dist.READER
+        if isinstance(event, TaskFailed):
+            default = errors.ITEM_READER_FAILED if reader else errors.RESULT_WRITER_FAILED
+            self.fail_run(frame, sd, event.error or default, event.cause)
+        elif reader:
+            if not isinstance(event.output, list):
+                self.fail_run(
+                    frame,
+                    sd,
+                    errors.ITEM_READER_FAILED,
+                    f"The ItemReader did not return a JSON array: {compact(event.output)[:200]}",
+                )
+            else:
+                self.begin_run(frame, sd, sd.dist, event.output)
+        else:
+            self.end_run(frame, sd, event.output)
+        self.queue.append(frame.id)
+
+    def map_run_frame(self, ref: str) -> Frame | None:
+        """The distributed Map frame a child-execution ref belongs to."""
+        pending = self.st.pending.get(ref)
+        if pending is None or pending.kind != "task":
+            return None
+        frame = self.st.frames.get(pending.frame)
+        run = None if frame is None else frame.children
+        if run is None or run.map_run_arn is None or ref not in run.running:
+            return None
+        return frame
+
+    def on_map_run_updated(self, event: MapRunUpdated) -> bool:
+        """``UpdateMapRun``: a new MaxConcurrency or thresholds, applied at once."""
+        frame = next(
+            (
+                f
+                for f in self.st.frames.values()
+                if f.children is not None and f.children.map_run_arn == event.map_run_arn
+            ),
+            None,
+        )
+        if frame is None or frame.children is None:
+            return False
+        run = frame.children
+        if event.max_concurrency is not None:
+            run.max_concurrency = event.max_concurrency
+        if event.tolerated_failure_count is not None:
+            run.tolerated_count = event.tolerated_failure_count
+        if event.tolerated_failure_percentage is not None:
+            run.tolerated_percentage = event.tolerated_failure_percentage
+        self.st.map_runs[event.map_run_arn].update(
+            max_concurrency=run.max_concurrency,
+            tolerated_count=run.tolerated_count,
+            tolerated_percentage=run.tolerated_percentage,
+        )
+        sd = self.sdef(frame)
+        assert sd.dist is not None
+        if frame.task is None and run.total:
+            tolerance = dist.Tolerance(run.tolerated_count, run.tolerated_percentage)
+            if dist.exceeds(tolerance, run.failed, run.items or run.total):
+                self.fail_run(
+                    frame, sd, errors.EXCEED_TOLERATED_FAILURE_THRESHOLD, dist.exceeded_cause()
+                )
+                return True
+            self.fill_run(frame, sd, sd.dist)
+        return True
 
     def spawn(
         self, parent: Frame, sd: StateDef, index: int, workflow: str, value: Any, chain: int
@@ -1145,10 +1703,10 @@ class _Run:
         if run.done == run.total:
             self.children_done(parent, psd)
 
-    def children_done(self, parent: Frame, sd: StateDef) -> None:
+    def children_done(self, parent: Frame, sd: StateDef, result: Any = MISSING) -> None:
         run = parent.children
         assert run is not None
-        results = run.results
+        results = run.results if result is MISSING else result
         parent.children = None
         parent.phase = "enter"
         self.emit(None, f"{sd.type}StateSucceeded", previous=parent.last_event_id)
@@ -1199,7 +1757,11 @@ class _Run:
         frame = self.st.frames.pop(frame_id, None)
         if frame is None:
             return
-        if frame.children is not None:
+        if frame.children is not None and frame.children.map_run_arn is not None:
+            self.stop_run(frame)
+            self.run_status(frame, "ABORTED")
+            self.emit(frame, "MapRunAborted")
+        elif frame.children is not None:
             for child in list(frame.children.running):
                 self.abort_frame(child)
         self.release(frame)
@@ -1238,6 +1800,11 @@ class _Run:
         cause: str | None = None,
         previous: int,
     ) -> None:
+        if status != "SUCCEEDED":
+            for frame in self.st.frames.values():
+                if frame.children is not None and frame.children.map_run_arn is not None:
+                    self.run_status(frame, "ABORTED")
+                    previous = self.emit(frame, "MapRunAborted", previous=previous)
         for ref, pending in list(self.st.pending.items()):
             if pending.kind == "task":
                 self.commands.append(CancelTask(ref))
@@ -1299,8 +1866,8 @@ class _Run:
 
     def on_task_started(self, event: TaskStarted) -> bool:
         found = self.task_frame(event.ref)
-        if found is None or found[1].started:
-            return False
+        if found is None or found[1].started or found[1].resource in dist.INTERNAL_RESOURCES:
+            return False  # a Map Run's own tasks have no Task history
         frame, task = found
         task.started = True
         if is_activity(task.resource):
@@ -1317,9 +1884,12 @@ class _Run:
         return True
 
     def on_task_submitted(self, event: TaskSubmitted) -> bool:
-        """``.sync``: the job (child execution) was started; the task keeps waiting."""
+        """``.sync``: the job (child execution) was started; the task keeps waiting. A Map
+        Run's child: accepted (the host keeps the task waiting), with no history."""
+        if self.map_run_frame(event.ref) is not None:
+            return True
         found = self.task_frame(event.ref)
-        if found is None or found[1].submitted:
+        if found is None or found[1].submitted or found[1].resource in dist.INTERNAL_RESOURCES:
             return False
         frame, task = found
         task.submitted = True
@@ -1346,10 +1916,18 @@ class _Run:
         )
 
     def on_task_succeeded(self, event: TaskSucceeded) -> bool:
+        map_frame = self.map_run_frame(event.ref)
+        if map_frame is not None:
+            self.on_iteration(map_frame, event.ref, event.output, None, None)
+            self.queue.append(map_frame.id)
+            return True
         found = self.task_frame(event.ref)
         if found is None:
             return False
         frame, task = found
+        if task.resource in dist.INTERNAL_RESOURCES:
+            self.on_host_task(frame, task, event)
+            return True
         sd = self.sdef(frame)
         self.close_task(frame, task)
         resource = task.resource if is_activity(task.resource) else resource_parts(task.resource)[1]
@@ -1375,10 +1953,19 @@ class _Run:
         return True
 
     def on_task_failed(self, event: TaskFailed) -> bool:
+        map_frame = self.map_run_frame(event.ref)
+        if map_frame is not None:
+            error = event.error or errors.TASK_FAILED
+            self.on_iteration(map_frame, event.ref, None, error, event.cause)
+            self.queue.append(map_frame.id)
+            return True
         found = self.task_frame(event.ref)
         if found is None:
             return False
         frame, task = found
+        if task.resource in dist.INTERNAL_RESOURCES:
+            self.on_host_task(frame, task, event)
+            return True
         sd = self.sdef(frame)
         self.close_task(frame, task)
         error = event.error or errors.TASK_FAILED
@@ -1493,6 +2080,7 @@ def advance(
         TaskHeartbeat: run.on_heartbeat,
         TimerFired: run.on_timer,
         Stop: run.on_stop,
+        MapRunUpdated: run.on_map_run_updated,
     }
     if not handlers[type(event)](event):
         return Advance(state, [], [], ignored=True)

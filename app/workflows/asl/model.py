@@ -137,6 +137,18 @@ class Stop:
     type: Literal["Stop"] = "Stop"
 
 
+@dataclass(frozen=True, slots=True)
+class MapRunUpdated:
+    """``UpdateMapRun``: new ``MaxConcurrency`` (0: AWS's default) and failure thresholds for a
+    running distributed Map's Map Run; None leaves a value unchanged."""
+
+    map_run_arn: str
+    max_concurrency: int | None = None
+    tolerated_failure_count: int | None = None
+    tolerated_failure_percentage: float | None = None
+    type: Literal["MapRunUpdated"] = "MapRunUpdated"
+
+
 Event: TypeAlias = (
     Start
     | TaskStarted
@@ -146,6 +158,7 @@ Event: TypeAlias = (
     | TaskHeartbeat
     | TimerFired
     | Stop
+    | MapRunUpdated
 )
 _EVENT_TYPES: Final[dict[str, type[Any]]] = {
     c.__name__: c
@@ -158,6 +171,7 @@ _EVENT_TYPES: Final[dict[str, type[Any]]] = {
         TaskHeartbeat,
         TimerFired,
         Stop,
+        MapRunUpdated,
     )
 }
 
@@ -298,6 +312,16 @@ class ChildRun:
     running: list[str] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)
     done: int = 0
+    # a distributed Map's Map Run: ``running`` then holds the refs of the child-execution
+    # tasks (``<Map>@<visit>.<attempt>[<index>]``), not frame ids
+    map_run_arn: str | None = None
+    succeeded: int = 0
+    failed: int = 0
+    tolerated_count: int | None = None
+    tolerated_percentage: float | None = None
+    keep_results: bool = True  # False with a ResultWriter: the host reads the children
+    items: int = 0  # items read (children run batches of them with an ItemBatcher)
+    batch_sizes: list[int] = field(default_factory=list)  # items per child, when batching
 
 
 Phase: TypeAlias = Literal["enter", "rerun", "task", "retry", "wait", "children", "done"]
@@ -344,6 +368,7 @@ class Frame:
                 inputs=list(children.inputs),
                 running=list(children.running),
                 results=list(children.results),
+                batch_sizes=list(children.batch_sizes),
             )
         return replace(
             self,
@@ -394,6 +419,11 @@ class ExecutionState:
     error: str | None = None
     cause: str | None = None
     version: int = STATE_VERSION
+    # the distributed Maps' Map Runs, by ARN (kept after they end, for the host's map_runs
+    # rows): {"status", "machine_arn", "execution_type", "max_concurrency",
+    # "tolerated_count", "tolerated_percentage", "items", "children"}. Absent in states saved
+    # before distributed Map: loads as empty.
+    map_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -414,6 +444,7 @@ class ExecutionState:
             output=d.get("output"),
             error=d.get("error"),
             cause=d.get("cause"),
+            map_runs={k: dict(v) for k, v in d.get("map_runs", {}).items()},
         )
 
     @classmethod
@@ -430,6 +461,7 @@ class ExecutionState:
             execution=replace(self.execution),
             frames={key: frame.fork() for key, frame in self.frames.items()},
             pending={key: replace(ref) for key, ref in self.pending.items()},
+            map_runs={key: dict(run) for key, run in self.map_runs.items()},
         )
 
     @property

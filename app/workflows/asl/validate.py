@@ -18,8 +18,9 @@ warnings ``NO_DOLLAR``, ``NO_PATH``, ``PASS_RESULT_IS_STATIC``.
 Both query languages are checked: a JSONata state may not use JSONPath-only fields
 (``InputPath``, ``Parameters``, ``ResultPath``, ``*Path``, ...) nor a JSONPath state JSONata-only
 ones (``Arguments``, ``Output``, ``Items``); JSONata expressions must parse; ``Assign`` names
-must match ``^[A-Za-z_][A-Za-z0-9_]*$`` (``states`` is reserved). Only inline Map runs here: a
-distributed Map gets a ``SCHEMA_VALIDATION_FAILED`` saying so.
+must match ``^[A-Za-z_][A-Za-z0-9_]*$`` (``states`` is reserved). A distributed Map
+(``ProcessorConfig.Mode: DISTRIBUTED``: ItemReader, ItemBatcher, ResultWriter, failure
+thresholds, Label) is checked in full; its fields in an inline Map are refused.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from app.common.jsonpath import JsonPathError
+from app.workflows.asl import distributed as dist
 from app.workflows.asl import errors
 from app.workflows.asl.choice import OPERATORS, parse_timestamp
 from app.workflows.asl.errors import Diagnostic, InvalidDefinition
@@ -114,7 +116,7 @@ FIELDS: Final[dict[str, frozenset[str]]] = {
             "ItemProcessor",
             "Retry",
             "Catch",
-            # distributed Map (refused below with a clear message)
+            # distributed Map only
             "ItemReader",
             "ItemBatcher",
             "ResultWriter",
@@ -136,6 +138,9 @@ _DISTRIBUTED_ONLY: Final = (
     "ToleratedFailureCountPath",
     "Label",
 )
+#: ``ReaderConfig.CSVDelimiter`` values.
+CSV_DELIMITERS: Final = ("COMMA", "PIPE", "SEMICOLON", "SPACE", "TAB")
+_BAD_LABEL: Final = re.compile(r"[\s?*<>{}\[\]:;,\\|^~$#%&`\"\x00-\x1f\x7f-\x9f]")
 _TOP_FIELDS: Final = frozenset(
     ("Comment", "StartAt", "States", "TimeoutSeconds", "Version", "QueryLanguage")
 )
@@ -740,12 +745,6 @@ class _Validator:
             self.schema(
                 "A Map state cannot include both field 'ItemSelector' and 'Parameters'", loc
             )
-        for key in _DISTRIBUTED_ONLY:
-            if key in sd:
-                self.schema(
-                    f"Field '{key}' is not supported: only inline Map states can run here",
-                    f"{loc}/{key}",
-                )
         self.path_field(sd, "ItemsPath", loc, nullable=False, reference=False)
         if expression_text(sd.get("MaxConcurrency")) is None:
             self.integer(sd, "MaxConcurrency", 0, 2**63 - 1, loc)
@@ -755,6 +754,8 @@ class _Validator:
                 "A Map state cannot include both field 'MaxConcurrency' and 'MaxConcurrencyPath'",
                 f"{loc}/MaxConcurrency",
             )
+        distributed = False
+        jsonata = self.jsonata  # the inner states may change it
         for key in processors:
             proc = sd[key]
             allowed = (
@@ -763,20 +764,275 @@ class _Validator:
                 else (_WORKFLOW_FIELDS)
             )
             self.sub_workflow(proc, f"{loc}/{key}", allowed)
-            if isinstance(proc, dict) and isinstance(proc.get("ProcessorConfig"), dict):
-                config = proc["ProcessorConfig"]
-                mode = config.get("Mode", "INLINE")
-                if mode == "DISTRIBUTED":
+            if key == "ItemProcessor" and isinstance(proc, dict) and "ProcessorConfig" in proc:
+                distributed = self.processor_config(proc["ProcessorConfig"], f"{loc}/{key}")
+        self.jsonata = jsonata
+        if distributed:
+            self.distributed_map(sd, loc)
+        else:
+            for name in _DISTRIBUTED_ONLY:
+                if name in sd:
                     self.schema(
-                        "The 'DISTRIBUTED' processor mode is not supported: only inline Map "
-                        "states can run here",
-                        f"{loc}/{key}/ProcessorConfig/Mode",
+                        f"Field '{name}' is only supported when the ProcessorConfig Mode is "
+                        "DISTRIBUTED",
+                        f"{loc}/{name}",
                     )
-                elif mode != "INLINE":
+
+    def processor_config(self, config: Any, loc: str) -> bool:
+        """Validate ``ProcessorConfig``; whether it asks for distributed mode."""
+        where = f"{loc}/ProcessorConfig"
+        if not isinstance(config, dict):
+            self.schema("Expected value of type [OBJECT]", where)
+            return False
+        self.unknown_fields(config, ("Mode", "ExecutionType"), where)
+        mode = config.get("Mode", "INLINE")
+        if mode not in ("INLINE", "DISTRIBUTED"):
+            self.schema(
+                "Value should be one of the following: [INLINE, DISTRIBUTED]", f"{where}/Mode"
+            )
+            return False
+        if mode == "INLINE":
+            if "ExecutionType" in config:
+                self.schema(
+                    "Field 'ExecutionType' is only supported when the Mode is DISTRIBUTED",
+                    f"{where}/ExecutionType",
+                )
+            return False
+        if "ExecutionType" not in config:
+            self.schema("These fields are required: [ExecutionType]", where)
+        elif config["ExecutionType"] not in ("STANDARD", "EXPRESS"):
+            self.schema(
+                "Value should be one of the following: [STANDARD, EXPRESS]",
+                f"{where}/ExecutionType",
+            )
+        return True
+
+    def number_or_path(
+        self, obj: dict[str, Any], key: str, low: float, high: float, loc: str, *, integer: bool
+    ) -> None:
+        """``<key>`` (a literal, or a JSONata expression in a JSONata state) or ``<key>Path``
+        (a reference path in a JSONPath state), not both."""
+        path_key = f"{key}Path"
+        if key in obj and path_key in obj:
+            self.schema(f"The fields '{key}' and '{path_key}' cannot both be specified", loc)
+        if key in obj:
+            value = obj[key]
+            if self.jsonata and expression_text(value) is not None:
+                self.jsonata_template(value, key, f"{loc}/{key}")
+            elif integer:
+                self.integer(obj, key, int(low), int(high), loc)
+            elif not _is_number(value):
+                self.schema("Expected value of type [NUMBER]", f"{loc}/{key}")
+            elif not low <= value <= high:
+                self.schema(
+                    f"The value for the field '{key}' must be between {low:g} and {high:g}",
+                    f"{loc}/{key}",
+                )
+        if path_key in obj:
+            if self.jsonata:
+                self.schema(
+                    f"The field '{path_key}' is not supported when the QueryLanguage is JSONata",
+                    f"{loc}/{path_key}",
+                )
+            else:
+                self.path_field(obj, path_key, loc, nullable=False, reference=True)
+
+    def s3_call(self, block: dict[str, Any], loc: str, resources: frozenset[str]) -> None:
+        """``Resource`` and ``Parameters`` (JSONPath) / ``Arguments`` (JSONata) of an
+        ItemReader or ResultWriter."""
+        resource = block.get("Resource")
+        if "Resource" in block and resource not in resources:
+            self.schema(
+                f"The resource '{resource}' is not supported here; use one of: "
+                f"{', '.join(sorted(resources))}",
+                f"{loc}/Resource",
+            )
+        params, other = ("Arguments", "Parameters") if self.jsonata else ("Parameters", "Arguments")
+        if other in block:
+            language = "JSONata" if self.jsonata else "JSONPath"
+            self.schema(
+                f"The field '{other}' is not supported when the QueryLanguage is {language}",
+                f"{loc}/{other}",
+            )
+        if params in block:
+            if self.jsonata:
+                self.jsonata_template(block[params], params, f"{loc}/{params}")
+            else:
+                self.template(block[params], f"{loc}/{params}", params, require_object=True)
+
+    def distributed_map(self, sd: dict[str, Any], loc: str) -> None:
+        """ItemReader, ItemBatcher, ResultWriter, the failure thresholds and Label."""
+        if "Label" in sd:
+            label = sd["Label"]
+            if not isinstance(label, str):
+                self.schema("Expected value of type [STRING]", f"{loc}/Label")
+            elif not 0 < len(label) <= dist.MAX_LABEL_LENGTH or _BAD_LABEL.search(label):
+                self.schema(
+                    f"The value for the field 'Label' must be 1 to {dist.MAX_LABEL_LENGTH} "
+                    "characters without whitespace or any of ? * < > { } [ ] : ; , \\ | ^ ~ $ # % "
+                    '& ` "',
+                    f"{loc}/Label",
+                )
+        self.number_or_path(sd, "ToleratedFailurePercentage", 0, 100, loc, integer=False)
+        self.number_or_path(sd, "ToleratedFailureCount", 0, 2**31 - 1, loc, integer=True)
+        reader = sd.get("ItemReader")
+        if reader is not None:
+            where = f"{loc}/ItemReader"
+            if not isinstance(reader, dict):
+                self.schema("Expected value of type [OBJECT]", where)
+            else:
+                self.unknown_fields(
+                    reader, ("Resource", "Parameters", "Arguments", "ReaderConfig"), where
+                )
+                self.required(
+                    reader, ["Resource", "Arguments" if self.jsonata else "Parameters"], where
+                )
+                self.s3_call(reader, where, dist.READER_RESOURCES)
+                self.reader_config(reader, where)
+        batcher = sd.get("ItemBatcher")
+        if batcher is not None:
+            where = f"{loc}/ItemBatcher"
+            if not isinstance(batcher, dict):
+                self.schema("Expected value of type [OBJECT]", where)
+            else:
+                self.unknown_fields(
+                    batcher,
+                    (
+                        "MaxItemsPerBatch",
+                        "MaxItemsPerBatchPath",
+                        "MaxInputBytesPerBatch",
+                        "MaxInputBytesPerBatchPath",
+                        "BatchInput",
+                    ),
+                    where,
+                )
+                if not any(k.startswith("Max") for k in batcher):
                     self.schema(
-                        "Value should be one of the following: [INLINE, DISTRIBUTED]",
-                        f"{loc}/{key}/ProcessorConfig/Mode",
+                        "At least one of the fields 'MaxItemsPerBatch', 'MaxItemsPerBatchPath', "
+                        "'MaxInputBytesPerBatch' or 'MaxInputBytesPerBatchPath' is required",
+                        where,
                     )
+                self.number_or_path(
+                    batcher,
+                    "MaxItemsPerBatch",
+                    1,
+                    dist.MAX_ITEMS_PER_BATCH_LIMIT,
+                    where,
+                    integer=True,
+                )
+                self.number_or_path(
+                    batcher,
+                    "MaxInputBytesPerBatch",
+                    1,
+                    dist.MAX_INPUT_BYTES_PER_BATCH_LIMIT,
+                    where,
+                    integer=True,
+                )
+                if "BatchInput" in batcher:
+                    if self.jsonata:
+                        self.jsonata_template(
+                            batcher["BatchInput"], "BatchInput", f"{where}/BatchInput"
+                        )
+                    else:
+                        self.template(
+                            batcher["BatchInput"],
+                            f"{where}/BatchInput",
+                            "BatchInput",
+                            require_object=True,
+                        )
+        writer = sd.get("ResultWriter")
+        if writer is not None:
+            where = f"{loc}/ResultWriter"
+            if not isinstance(writer, dict) or not writer:
+                self.schema("Expected a non-empty value of type [OBJECT]", where)
+            else:
+                self.unknown_fields(
+                    writer, ("Resource", "Parameters", "Arguments", "WriterConfig"), where
+                )
+                has_target = "Resource" in writer
+                params = "Arguments" if self.jsonata else "Parameters"
+                if has_target != (params in writer):
+                    self.schema(f"The fields 'Resource' and '{params}' go together", where)
+                self.s3_call(writer, where, dist.WRITER_RESOURCES)
+                config = writer.get("WriterConfig")
+                if config is not None:
+                    self.writer_config(config, f"{where}/WriterConfig")
+
+    def reader_config(self, reader: dict[str, Any], loc: str) -> None:
+        config = reader.get("ReaderConfig", {})
+        where = f"{loc}/ReaderConfig"
+        if not isinstance(config, dict):
+            self.schema("Expected value of type [OBJECT]", where)
+            return
+        self.unknown_fields(
+            config,
+            (
+                "InputType",
+                "CSVHeaderLocation",
+                "CSVHeaders",
+                "CSVDelimiter",
+                "MaxItems",
+                "MaxItemsPath",
+            ),
+            where,
+        )
+        get_object = reader.get("Resource") == "arn:aws:states:::s3:getObject"
+        kind = config.get("InputType")
+        if get_object and kind is None:
+            self.schema("These fields are required: [InputType]", where)
+        elif kind is not None and kind not in dist.INPUT_TYPES:
+            self.schema(
+                f"Value should be one of the following: [{', '.join(dist.INPUT_TYPES)}]",
+                f"{where}/InputType",
+            )
+        elif kind is not None and not get_object:
+            self.schema(
+                "Field 'InputType' is only supported with arn:aws:states:::s3:getObject",
+                f"{where}/InputType",
+            )
+        csv_fields = [k for k in ("CSVHeaderLocation", "CSVHeaders", "CSVDelimiter") if k in config]
+        if csv_fields and kind != "CSV":
+            self.schema(
+                f"Field '{csv_fields[0]}' is only supported when the InputType is CSV",
+                f"{where}/{csv_fields[0]}",
+            )
+        if kind == "CSV":
+            location = config.get("CSVHeaderLocation", "FIRST_ROW")
+            if location not in ("FIRST_ROW", "GIVEN"):
+                self.schema(
+                    "Value should be one of the following: [FIRST_ROW, GIVEN]",
+                    f"{where}/CSVHeaderLocation",
+                )
+            headers = config.get("CSVHeaders")
+            if location == "GIVEN" and headers is None:
+                self.schema("These fields are required: [CSVHeaders]", where)
+            if headers is not None and (
+                not isinstance(headers, list)
+                or not headers
+                or not all(isinstance(h, str) for h in headers)
+            ):
+                self.schema("Expected a non-empty array of strings", f"{where}/CSVHeaders")
+            if "CSVDelimiter" in config and config["CSVDelimiter"] not in CSV_DELIMITERS:
+                self.schema(
+                    f"Value should be one of the following: [{', '.join(CSV_DELIMITERS)}]",
+                    f"{where}/CSVDelimiter",
+                )
+        self.number_or_path(
+            config, "MaxItems", 0, dist.MAX_ITEMS_PER_BATCH_LIMIT, where, integer=True
+        )
+
+    def writer_config(self, config: Any, loc: str) -> None:
+        if not isinstance(config, dict):
+            self.schema("Expected value of type [OBJECT]", loc)
+            return
+        self.unknown_fields(config, ("Transformation", "OutputType"), loc)
+        if config.get("Transformation", "NONE") not in ("NONE", "COMPACT", "FLATTEN"):
+            self.schema(
+                "Value should be one of the following: [NONE, COMPACT, FLATTEN]",
+                f"{loc}/Transformation",
+            )
+        if config.get("OutputType", "JSON") not in ("JSON", "JSONL"):
+            self.schema("Value should be one of the following: [JSON, JSONL]", f"{loc}/OutputType")
 
     def sub_workflow(self, d: Any, loc: str, allowed: frozenset[str]) -> None:
         if not isinstance(d, dict):

@@ -9,13 +9,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from app.workflows.asl import CompiledMachine, Diagnostic
+from app.workflows.asl import distributed as dist
+from app.workflows.asl.interpreter import is_activity
 from app.workflows.resources import aws_sdk
 from app.workflows.resources.aws_sdk import AwsSdkResource
 from app.workflows.resources.base import TOKEN_SUFFIX, Resource, TaskCall, require_json
 from app.workflows.resources.events import EventsResource
 from app.workflows.resources.handler import HandlerResource
 from app.workflows.resources.http import HttpResource
+from app.workflows.resources.item_reader import ItemReaderResource
 from app.workflows.resources.lambda_invoke import LambdaResource
+from app.workflows.resources.map_run_child import MapRunChildResource
+from app.workflows.resources.result_writer import ResultWriterResource
+from app.workflows.resources.start_execution import StartExecutionResource, Submitted, wait_of
 
 RESOURCES: list[Resource] = [
     HandlerResource(),
@@ -23,12 +29,17 @@ RESOURCES: list[Resource] = [
     AwsSdkResource(),
     EventsResource(),
     HttpResource(),
+    StartExecutionResource(),
+    # a distributed Map's own tasks (never a Task state's Resource: see _distributed_maps)
+    ItemReaderResource(),
+    MapRunChildResource(),
+    ResultWriterResource(),
 ]
 SUPPORTED = (
     "arn:aws:states:::smokehouse:task:<handler>, arn:smokehouse:handler:<handler>, "
     "arn:aws:states:::lambda:invoke, arn:aws:lambda:<region>:<account>:function:<handler>, "
     "arn:aws:states:::aws-sdk:<service>:<action>, arn:aws:states:::events:putEvents, "
-    "arn:aws:states:::http:invoke"
+    "arn:aws:states:::http:invoke, arn:aws:states:::states:startExecution[.sync|.sync:2]"
 )
 
 
@@ -53,6 +64,51 @@ def _task_states(machine: CompiledMachine) -> Iterator[tuple[str, str]]:
                 yield f"{key}/States/{name}/Resource", state.resource
 
 
+def _distributed_maps(machine: CompiledMachine) -> Iterator[tuple[str, str | None, str | None]]:
+    """``(location, ItemReader resource, ResultWriter resource)`` of each distributed Map."""
+    for key, workflow in machine.workflows.items():
+        for name, state in workflow.states.items():
+            if state.dist is not None:
+                spec = state.dist
+                yield f"{key}/States/{name}", spec.reader_resource, spec.writer_resource
+
+
+def _distributed_problems(
+    machine: CompiledMachine, machine_type: str, aws_sdk_allow: str | None
+) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    for location, reader, writer in _distributed_maps(machine):
+        if machine_type == "EXPRESS":
+            found.append(
+                Diagnostic(
+                    "ERROR",
+                    "SCHEMA_VALIDATION_FAILED",
+                    "Express state machine does not support a Map state in DISTRIBUTED mode",
+                    location,
+                )
+            )
+            continue
+        if aws_sdk_allow is None:
+            continue
+        for field, resource in (("ItemReader", reader), ("ResultWriter", writer)):
+            if resource is None:
+                continue
+            action = resource.rsplit(":", 1)[-1]
+            refused = aws_sdk.refusal(f"{aws_sdk.PREFIX}s3:{action}", aws_sdk_allow)
+            if refused is not None:
+                found.append(
+                    Diagnostic(
+                        "ERROR",
+                        "SCHEMA_VALIDATION_FAILED",
+                        f"The {field} calls the AWS action s3:{action}, which smokehouse does "
+                        f"not allow (it is denied by default); allow it with "
+                        f"{aws_sdk.ALLOW_SETTING}=s3:{action}",
+                        f"{location}/{field}/Resource",
+                    )
+                )
+    return found
+
+
 def check_definition(
     machine: CompiledMachine, machine_type: str, aws_sdk_allow: str | None = ""
 ) -> list[Diagnostic]:
@@ -60,14 +116,34 @@ def check_definition(
     and for aws-sdk actions the policy refuses (the defaults plus ``aws_sdk_allow``,
     ``SMOKEHOUSE_EGRESS_AWS_SDK_ALLOW``; None skips that check, for a caller that checks again
     with the settings)."""
-    found: list[Diagnostic] = []
+    found = _distributed_problems(machine, machine_type, aws_sdk_allow)
     for location, resource in _task_states(machine):
-        if resource.endswith(".sync") or ".sync:" in resource:
+        if resource.removesuffix(TOKEN_SUFFIX) in dist.INTERNAL_RESOURCES:
             found.append(
                 Diagnostic(
                     "ERROR",
                     "SCHEMA_VALIDATION_FAILED",
-                    "The '.sync' service integration pattern is not supported by smokehouse",
+                    f"The resource '{resource}' is not supported; use one of: {SUPPORTED}",
+                    location,
+                )
+            )
+            continue
+        sync = ".sync" in resource.removesuffix(TOKEN_SUFFIX)
+        if sync and (wait_of(resource) is None or machine_type == "EXPRESS"):
+            message = (
+                "Express state machine does not support '.sync' service integration"
+                if wait_of(resource) is not None
+                else "The '.sync' service integration pattern is only supported by smokehouse "
+                "for arn:aws:states:::states:startExecution"
+            )
+            found.append(Diagnostic("ERROR", "SCHEMA_VALIDATION_FAILED", message, location))
+            continue
+        if machine_type == "EXPRESS" and is_activity(resource):
+            found.append(
+                Diagnostic(
+                    "ERROR",
+                    "SCHEMA_VALIDATION_FAILED",
+                    "Express state machine does not support activities",
                     location,
                 )
             )
@@ -100,6 +176,7 @@ __all__ = [
     "RESOURCES",
     "TOKEN_SUFFIX",
     "Resource",
+    "Submitted",
     "TaskCall",
     "check_definition",
     "register_resource",

@@ -4,6 +4,7 @@ standard ``AWS_ENDPOINT_URL``."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 
@@ -38,6 +39,11 @@ def wf(
 
 @pytest.fixture
 def unique(request: pytest.FixtureRequest) -> str:
-    """A state machine name unique to this test and mode."""
-    name: str = request.node.name.replace("[", "-").replace("]", "")
-    return name.replace("test_", "")[:70]
+    """A state machine (or activity) name unique to this test and mode across modules: the
+    stack is shared, and two modules may well both have a ``test_heartbeat_timeout``."""
+    module = request.node.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    name: str = request.node.name.replace("[", "-").replace("]", "").replace("test_", "")
+    full = f"{module}-{name}"
+    if len(full) <= 64:  # a rule may be named after it too (EventBridge: at most 64)
+        return full
+    return f"{full[:55]}-{hashlib.sha256(full.encode()).hexdigest()[:8]}"

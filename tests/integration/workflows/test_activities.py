@@ -315,7 +315,7 @@ def test_stop_after_the_poll_times_the_task_out(wf: Stack, unique: str) -> None:
 
 
 @pytest.mark.slow
-def test_heartbeat_timeout(wf: Stack, unique: str) -> None:
+def test_activity_heartbeat_timeout(wf: Stack, unique: str) -> None:
     sfn = wf.client()
     activity = sfn.create_activity(name=unique)["activityArn"]
     execution = wf.start(wf.create(unique, task_on(activity, HeartbeatSeconds=2)), {"n": 6})
@@ -370,11 +370,6 @@ def test_activity_after_a_worker_task(wf: Stack, unique: str) -> None:
     assert poll(wf, activity) == {}
 
 
-@pytest.mark.xfail(
-    reason="the engine runs a step's first new task inline and records its TaskStarted at once; "
-    "store.first_new_task must skip activity tasks (requested in the activities report)",
-    strict=False,
-)
 def test_activity_after_a_worker_task_records_the_worker(wf: Stack, unique: str) -> None:
     sfn = wf.client()
     activity = sfn.create_activity(name=unique)["activityArn"]

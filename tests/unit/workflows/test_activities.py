@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.aws.errors import AwsError
+from app.common import long_poll
 from app.workflows.activities import api as activities_api
 from app.workflows.activities import wake
 from app.workflows.activities.arns import activity_arn, activity_name, is_activity
@@ -97,7 +98,7 @@ def test_wait_returns_on_a_wake_up_and_drains_the_rest() -> None:
         loop.call_later(0.05, queue.put_nowait, {})
         loop.call_later(0.05, queue.put_nowait, {})
         began = loop.time()
-        await activities_api._wait(queue, 5.0)
+        await long_poll.wait(queue, 5.0)
         assert queue.empty()
         return loop.time() - began
 
@@ -108,7 +109,7 @@ def test_wait_without_a_transport_sleeps_the_recheck_interval() -> None:
     async def scenario() -> float:
         loop = asyncio.get_running_loop()
         began = loop.time()
-        await activities_api._wait(None, 0.1)
+        await long_poll.wait(None, 0.1)
         return loop.time() - began
 
     assert 0.09 <= asyncio.run(scenario()) < 1.0

@@ -396,9 +396,10 @@ def test_map_rules() -> None:
             "ItemProcessor": {**proc, "ProcessorConfig": {"Mode": "DISTRIBUTED"}},
         }
     )
+    # distributed Map (see test_distributed_map.py): ExecutionType and the reader's fields
     assert [loc for *_, loc in errors_of(distributed)] == [
+        "/States/M/ItemProcessor/ProcessorConfig",
         "/States/M/ItemReader",
-        "/States/M/ItemProcessor/ProcessorConfig/Mode",
     ]
     assert (
         errors_of(

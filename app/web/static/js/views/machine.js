@@ -13,7 +13,7 @@ const MACHINE = `query($name: String!) {
   executions(stateMachine: $name, limit: 20) { arn name stateMachine status startDate stopDate }
 }`;
 const EXECUTION = `query($arn: String!) { execution(arn: $arn) {
-  arn name stateMachine status input output error cause startDate stopDate
+  arn name stateMachine status input output error cause startDate stopDate parentExecutionArn
   history(limit: 1000) { id type timestamp details } } }`;
 const UPDATES = `subscription($arn: String) { executionUpdates(arn: $arn) {
   execution { arn name stateMachine status output error cause startDate stopDate }
@@ -115,6 +115,7 @@ function follow(arn, detail, nodes) {
       h("dl", { class: "facts" },
         h("dt", {}, "Started"), h("dd", {}, time(e.startDate)),
         h("dt", {}, "Stopped"), h("dd", {}, time(e.stopDate)),
+        e.parentExecutionArn ? [h("dt", {}, "Started by"), h("dd", {}, parentLink(e.parentExecutionArn))] : null,
         e.error ? [h("dt", {}, "Error"), h("dd", {}, `${e.error}: ${e.cause || ""}`)] : null),
       e.output ? h("details", {}, h("summary", {}, "Output"), json(e.output)) : null,
       variablesTable(events),
@@ -149,6 +150,13 @@ function follow(arn, detail, nodes) {
   begin(); // subscribe first, then read: nothing falls between the two (ids are deduped)
   load().catch((err) => replace(detail, errorBox(err)));
   return () => stop();
+}
+
+/** A link to the execution whose startExecution task started this one (its ARN names its
+ * machine: arn:aws:states:<region>:<account>:execution:<machine>:<name>). */
+function parentLink(arn) {
+  const [, , , , , , stateMachine, name] = arn.split(":");
+  return h("a", { href: execLink({ arn, stateMachine }) }, `${stateMachine} / ${name}`);
 }
 
 function variablesTable(events) {
