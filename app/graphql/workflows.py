@@ -35,6 +35,8 @@ from app.workflows import callbacks, errors, service
 from app.workflows import graph as workflow_graph
 from app.workflows import models as m
 from app.workflows.asl.model import TERMINAL_STATUSES
+from app.workflows.map_runs import service as map_runs
+from app.workflows.map_runs.models import MapRun as MapRunRow
 
 MAX_LIMIT = 1000
 #: An execution id committed this long after a larger one is still reported (see
@@ -128,6 +130,20 @@ class HistoryEvent:
 
 
 @strawberry.type
+class MapRun:
+    """A distributed Map's run: its items run as executions of ``stateMachine`` (the Map's
+    ItemProcessor, named ``<machine>/<label>`` as on AWS)."""
+
+    arn: str
+    state_machine: str
+    status: str
+    start_date: datetime
+    stop_date: datetime | None
+    item_counts: JSON = strawberry.field(description="As DescribeMapRun's itemCounts.")
+    execution_counts: JSON = strawberry.field(description="As DescribeMapRun's executionCounts.")
+
+
+@strawberry.type
 class Execution:
     execution_id: strawberry.Private[int]
     parent_id: strawberry.Private[int | None]
@@ -149,6 +165,10 @@ class Execution:
     ) -> list[HistoryEvent]:
         key = (self.execution_id, _limit(limit), reverse)
         return await info.context.loaders(WorkflowLoaders).history.load(key)
+
+    @strawberry.field  # its distributed Maps' runs, oldest first
+    async def map_runs(self, info: Info[Context, Any]) -> list[MapRun]:
+        return await info.context.loaders(WorkflowLoaders).map_runs.load(self.execution_id)
 
     # The execution whose states:startExecution task started this one, if any (AWS's API has
     # no such field; its console links the two the same way).
@@ -218,6 +238,8 @@ def _machines(session: Session, name: str | None = None) -> list[StateMachine]:
     )
     if name is not None:
         statement = statement.where(or_(m.StateMachine.name == name, m.StateMachine.arn == name))
+    else:  # a "<machine>/<label>" machine is a Map Run's: reached from its execution's run
+        statement = statement.where(~m.StateMachine.name.contains("/"))
     return [
         StateMachine(
             name=row.name,
@@ -247,6 +269,32 @@ class WorkflowLoaders:
             load_fn=self._history, cache=False
         )
         self.arns = DataLoader[int, str | None](load_fn=self._arns, cache=False)
+        self.map_runs = DataLoader[int, list[MapRun]](load_fn=self._map_runs, cache=False)
+
+    async def _map_runs(self, keys: list[int]) -> list[list[MapRun]]:
+        def work(session: Session) -> list[list[MapRun]]:
+            found: dict[int, list[MapRun]] = {}
+            rows = session.scalars(
+                select(MapRunRow)
+                .where(MapRunRow.execution_id.in_(keys))
+                .order_by(MapRunRow.start_date, MapRunRow.arn)
+            )
+            for run in rows:
+                items, executions = map_runs.counts(session, run)
+                found.setdefault(run.execution_id, []).append(
+                    MapRun(
+                        arn=run.arn,
+                        state_machine=run.state_machine_arn.split(":", 6)[6],
+                        status=run.status,
+                        start_date=run.start_date,
+                        stop_date=run.stop_date,
+                        item_counts=JSON(items),
+                        execution_counts=JSON(executions),
+                    )
+                )
+            return [found.get(key, []) for key in keys]
+
+        return await in_session(self.settings, work)
 
     async def _arns(self, keys: list[int]) -> list[str | None]:
         def work(session: Session) -> list[str | None]:

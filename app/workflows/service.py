@@ -197,21 +197,26 @@ def list_machines(session: Session, limit: Any, token: Any) -> Page:
 
 def delete_machine(session: Session, arn: Any) -> None:
     """DeleteStateMachine: gone at once when idle, else ``DELETING`` until its executions end
-    (the sweeper removes it then). Deleting what does not exist is not an error, as on AWS."""
+    (the sweeper removes it then). Its Map Runs' machines (``<name>/<label>``) go with it.
+    Deleting what does not exist is not an error, as on AWS."""
     arns.state_machine_name(arn)
     machine = session.scalar(select(StateMachine).where(StateMachine.arn == arn))
     if machine is None:
         return
-    running = session.scalar(
-        select(func.count())
-        .select_from(Execution)
-        .where(Execution.state_machine_id == machine.id, Execution.status == "RUNNING")
+    runs = select(StateMachine).where(
+        StateMachine.name.startswith(f"{machine.name}/", autoescape=True)
     )
-    if running:
-        machine.status = "DELETING"
-    else:
-        session.execute(delete(Execution).where(Execution.state_machine_id == machine.id))
-        session.delete(machine)
+    for doomed in [machine, *session.scalars(runs)]:
+        running = session.scalar(
+            select(func.count())
+            .select_from(Execution)
+            .where(Execution.state_machine_id == doomed.id, Execution.status == "RUNNING")
+        )
+        if running:
+            doomed.status = "DELETING"
+        else:
+            session.execute(delete(Execution).where(Execution.state_machine_id == doomed.id))
+            session.delete(doomed)
     session.flush()
 
 

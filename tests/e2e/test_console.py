@@ -61,6 +61,25 @@ PRICED = {
 }
 
 
+#: A distributed Map over inline items: each item is an execution of the Map Run.
+FANNED = {
+    "StartAt": "Each",
+    "States": {
+        "Each": {
+            "Type": "Map",
+            "ItemsPath": "$.cuts",
+            "Label": "Cuts",
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "Trim",
+                "States": {"Trim": {"Type": "Pass", "End": True}},
+            },
+            "End": True,
+        }
+    },
+}
+
+
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("e2e-console")
@@ -415,6 +434,30 @@ def test_a_jsonata_machine_is_drawn_as_jsonata_and_shows_its_variables(
     expect(variables.locator('tr[data-variable="cut"]')).to_contain_text("Fetch")
     assert unlabelled_controls(page) == []
     screenshot(page, "variables")
+
+
+def test_a_distributed_map_shows_its_run_and_the_runs_executions(
+    console: Stack, page: Any, screenshot: Callable[[Any, str], Path]
+) -> None:
+    console.create("e2e-fanned", FANNED)
+    log_in(page, console.url, ADMIN)
+    page.goto(console.url + "/#/machines/e2e-fanned")
+    page.get_by_label("Input (JSON)").fill('{"cuts": ["brisket", "ribs", "wings"]}')
+    page.get_by_role("button", name="Start execution").click()
+    page.locator('[data-testid="execution-status"]', has_text="SUCCEEDED").wait_for()
+    runs = page.get_by_role("table", name="Map Runs")
+    expect(runs.locator("tbody tr")).to_have_count(1)
+    run = runs.locator("tbody tr").first
+    expect(run.locator("td").nth(2)).to_have_text("3")  # items succeeded
+    expect(run.locator("td").nth(4)).to_have_text("3")  # of 3
+    screenshot(page, "map-run")
+    run.get_by_role("link", name="e2e-fanned/Cuts").click()
+    executions = page.get_by_role("table", name="Executions")
+    expect(executions.locator("tbody tr")).to_have_count(3)
+    expect(executions).not_to_contain_text("RUNNING")
+    assert page.get_by_role("button", name="Start execution").count() == 0  # the run's own
+    page.get_by_role("link", name="e2e-fanned / ").first.wait_for()  # each names its parent
+    assert unlabelled_controls(page) == []
 
 
 @pytest.mark.expected_console(r"ERR_INTERNET_DISCONNECTED|Failed to load resource")  # offline

@@ -73,6 +73,16 @@ def _distributed_maps(machine: CompiledMachine) -> Iterator[tuple[str, str | Non
                 yield f"{key}/States/{name}", spec.reader_resource, spec.writer_resource
 
 
+def _express_processors(machine: CompiledMachine) -> list[str]:
+    """The workflow keys of the ItemProcessors whose Map Run children are Express executions."""
+    return [
+        f"{key}/States/{name}/ItemProcessor"
+        for key, workflow in machine.workflows.items()
+        for name, state in workflow.states.items()
+        if state.dist is not None and state.dist.execution_type == "EXPRESS"
+    ]
+
+
 def _distributed_problems(
     machine: CompiledMachine, machine_type: str, aws_sdk_allow: str | None
 ) -> list[Diagnostic]:
@@ -117,7 +127,12 @@ def check_definition(
     ``SMOKEHOUSE_EGRESS_AWS_SDK_ALLOW``; None skips that check, for a caller that checks again
     with the settings)."""
     found = _distributed_problems(machine, machine_type, aws_sdk_allow)
+    express_processors = _express_processors(machine)
+    top_type = machine_type
     for location, resource in _task_states(machine):
+        # a Task inside an EXPRESS distributed Map's ItemProcessor runs in an Express child
+        inside = any(location.startswith(f"{key}/") for key in express_processors)
+        machine_type = "EXPRESS" if inside else top_type
         if resource.removesuffix(TOKEN_SUFFIX) in dist.INTERNAL_RESOURCES:
             found.append(
                 Diagnostic(

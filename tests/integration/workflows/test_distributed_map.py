@@ -13,7 +13,10 @@ from typing import Any
 
 import boto3
 import pytest
+from sqlalchemy import select
 
+from app.db import get_database
+from app.workflows.models import StateMachine
 from tests.integration.workflows.stack import Stack
 from tests.services import wait_for
 
@@ -122,6 +125,16 @@ def test_children_are_executions_of_the_map_run(wf: Stack, unique: str) -> None:
     assert f"{unique}/Sums" not in names  # the Map Run's machine is not listed
     with pytest.raises(client.exceptions.StateMachineDoesNotExist):
         client.start_execution(stateMachineArn=f"{machine}/Sums", input="{}")
+
+    client.delete_state_machine(stateMachineArn=machine)  # its Map Run's machine goes too
+    assert machines_named(wf, f"{unique}/") == []
+
+
+def machines_named(wf: Stack, prefix: str) -> list[str]:
+    with get_database(wf.settings.sqlalchemy_url).session() as session:
+        return list(
+            session.scalars(select(StateMachine.name).where(StateMachine.name.startswith(prefix)))
+        )
 
 
 def test_exceeding_the_threshold_fails_the_map(wf: Stack, unique: str) -> None:

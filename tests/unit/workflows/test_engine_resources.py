@@ -285,3 +285,30 @@ def test_lambda_invocation_types() -> None:
     assert (event["StatusCode"], event["Payload"]) == (202, "")
     dry = resource.run(call("arn:aws:states:::lambda:invoke", {**base, "InvocationType": "DryRun"}))
     assert dry["StatusCode"] == 204
+
+
+def test_an_express_map_runs_tasks_under_express_rules() -> None:
+    """A distributed Map's EXPRESS children are Express executions: their Tasks may not wait
+    for a token, run a .sync child or name an activity, even in a Standard machine."""
+
+    def fan(execution_type: str, resource: str) -> list[str]:
+        processor = {
+            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": execution_type},
+            "StartAt": "T",
+            "States": {"T": {"Type": "Task", "Resource": resource, "End": True}},
+        }
+        definition = {
+            "StartAt": "F",
+            "States": {"F": {"Type": "Map", "ItemProcessor": processor, "End": True}},
+        }
+        return [d.message for d in check_definition(compile_machine(definition), "STANDARD")]
+
+    activity = "arn:aws:states:us-east-1:123456789012:activity:trim"
+    for resource in (
+        "arn:aws:states:::smokehouse:task:echo.waitForTaskToken",
+        "arn:aws:states:::states:startExecution.sync",
+        activity,
+    ):
+        assert fan("STANDARD", resource) == [], resource
+        [problem] = fan("EXPRESS", resource)
+        assert problem.startswith("Express state machine does not support"), problem

@@ -14,6 +14,7 @@ const MACHINE = `query($name: String!) {
 }`;
 const EXECUTION = `query($arn: String!) { execution(arn: $arn) {
   arn name stateMachine status input output error cause startDate stopDate parentExecutionArn
+  mapRuns { arn stateMachine status startDate stopDate itemCounts }
   history(limit: 1000) { id type timestamp details } } }`;
 const UPDATES = `subscription($arn: String) { executionUpdates(arn: $arn) {
   execution { arn name stateMachine status output error cause startDate stopDate }
@@ -30,7 +31,9 @@ export async function render(root, { name, execution }) {
   const arn = execution || data.executions[0]?.arn || null;
   const { svg, nodes } = drawGraph(machine.graph, `${machine.name} as a graph`);
   const detail = h("section", { class: "execution", "aria-live": "polite", "aria-labelledby": "exec-title" });
-  const startForm = machine.type === "STANDARD" && canWrite() ? startExecutionForm(machine) : null;
+  // A "<machine>/<label>" machine is a distributed Map's: only its Map Run starts executions.
+  const mapRunMachine = machine.name.includes("/");
+  const startForm = machine.type === "STANDARD" && canWrite() && !mapRunMachine ? startExecutionForm(machine) : null;
 
   replace(
     root,
@@ -119,6 +122,7 @@ function follow(arn, detail, nodes) {
         e.error ? [h("dt", {}, "Error"), h("dd", {}, `${e.error}: ${e.cause || ""}`)] : null),
       e.output ? h("details", {}, h("summary", {}, "Output"), json(e.output)) : null,
       variablesTable(events),
+      mapRunsTable(e.mapRuns),
       table("History", ["#", "Type", "When", "State"],
         events.map((ev) => h("tr", {}, h("td", { class: "num" }, ev.id), h("td", {}, ev.type), h("td", {}, time(ev.timestamp)),
           h("td", {}, stateName(ev))))),
@@ -150,6 +154,18 @@ function follow(arn, detail, nodes) {
   begin(); // subscribe first, then read: nothing falls between the two (ids are deduped)
   load().catch((err) => replace(detail, errorBox(err)));
   return () => stop();
+}
+
+/** A distributed Map's runs: their items' progress, and a link to the run's executions. */
+function mapRunsTable(runs) {
+  if (!runs?.length) return null;
+  return table("Map Runs", ["Map Run", "Status", "Items succeeded", "Failed", "Total"],
+    runs.map((run) => h("tr", { "data-map-run": run.arn },
+      h("td", {}, h("a", { href: `#/machines/${encodeURIComponent(run.stateMachine)}` }, run.stateMachine)),
+      h("td", {}, h("span", { class: `status status-${run.status}` }, run.status)),
+      h("td", { class: "num" }, run.itemCounts.succeeded),
+      h("td", { class: "num" }, run.itemCounts.failed + run.itemCounts.timedOut + run.itemCounts.aborted),
+      h("td", { class: "num" }, run.itemCounts.total))));
 }
 
 /** A link to the execution whose startExecution task started this one (its ARN names its
