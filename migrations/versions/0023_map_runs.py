@@ -1,7 +1,7 @@
 """map runs: the Map Runs of distributed Map states and which execution runs which item
 
 ``map_runs`` is one row per Map Run (its parent execution, status, MaxConcurrency, failure
-thresholds and totals), kept in step with the parent's interpreter state by the parent's steps.
+thresholds and totals; an EXPRESS run's counts, whose children are not stored), kept in step with the parent's interpreter state by the parent's steps.
 ``map_run_children`` records the child execution of each item (or batch). A Map Run's children
 belong to a state machine named ``<machine>/<label>`` (as on AWS), so ``state_machines.name``
 grows to 128 characters.
@@ -41,7 +41,7 @@ def upgrade() -> None:
         sa.Column("tolerated_failure_count", sa.Integer(), nullable=False),
         sa.Column("item_total", sa.Integer(), nullable=False),
         sa.Column("execution_total", sa.Integer(), nullable=False),
-        sa.Column("results_written", sa.Integer(), nullable=False),
+        sa.Column("express_counts", sa.JSON(), nullable=True),
         sa.ForeignKeyConstraint(["execution_id"], ["executions.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("arn"),
     )

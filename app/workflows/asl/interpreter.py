@@ -84,6 +84,15 @@ from app.workflows.asl.validate import load_definition, validate_definition
 from app.workflows.asl.varpath import EMPTY, Context, parse_path
 
 EXECUTION_TIMEOUT_REF: Final = "$execution:timeout"
+#: An EXPRESS Map Run's counts in its record (``ExecutionState.map_runs[arn]["counts"]``).
+MAP_RUN_COUNTS: Final = (
+    "items_started",
+    "items_succeeded",
+    "items_failed",
+    "executions_started",
+    "executions_succeeded",
+    "executions_failed",
+)
 _RESULT_PATH_TYPES: Final = frozenset({"Pass", "Task", "Parallel", "Map"})
 
 
@@ -1328,6 +1337,7 @@ class _Run:
             self.commands.append(ScheduleTask(ref, sd.name, dist.ITERATION, params, None, None))
             run.running.append(ref)
             run.started += 1
+            self.count_child(run, "started", params["ItemCount"])
 
     def child_result(self, spec: DistSpec, answer: Any) -> Any:
         """A succeeded child's entry in the results: its output (COMPACT, FLATTEN) or its whole
@@ -1342,6 +1352,18 @@ class _Run:
                 return output
         return output
 
+    def count_child(self, run: ChildRun, outcome: str, items: int) -> None:
+        """A child started, succeeded or failed, in its Map Run's record: the counts of an
+        EXPRESS run, whose children the host does not store (a STANDARD run's come from its
+        children's own executions)."""
+        record = self.st.map_runs[run.map_run_arn or ""]
+        if record.get("execution_type") != "EXPRESS":
+            return
+        counts = dict(record.get("counts") or dict.fromkeys(MAP_RUN_COUNTS, 0))
+        counts[f"items_{outcome}"] += items
+        counts[f"executions_{outcome}"] += 1
+        record["counts"] = counts
+
     def on_iteration(
         self, frame: Frame, ref: str, answer: Any, error: str | None, cause: str | None
     ) -> None:
@@ -1355,6 +1377,7 @@ class _Run:
         run.done += 1
         index = int(ref[ref.rindex("[") + 1 : -1])
         weight = run.batch_sizes[index] if run.batch_sizes else 1
+        self.count_child(run, "succeeded" if error is None else "failed", weight)
         if error is None:
             run.succeeded += weight
             if run.keep_results:

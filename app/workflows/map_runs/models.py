@@ -2,7 +2,8 @@
 
 * ``map_runs`` — one row per Map Run, written in the step transaction that records its
   ``MapRunStarted`` and updated by the steps that change it (its items read, UpdateMapRun, its
-  end). ``item_total``/``execution_total`` are 0 until the items are known.
+  end). ``item_total``/``execution_total`` are 0 until the items are known. An EXPRESS run's
+  children are not stored, so its counts come from the parent's state (``express_counts``).
 * ``map_run_children`` — a row per child execution the run started (``index`` is the
   child's place in the run; ``item_count`` the items it got: 1, or its batch's size), written
   with the child in one transaction, so counts come from the children's own status.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UtcDateTime
@@ -37,7 +38,9 @@ class MapRun(Base):
     tolerated_failure_count: Mapped[int] = mapped_column(Integer, default=0)
     item_total: Mapped[int] = mapped_column(Integer, default=0)
     execution_total: Mapped[int] = mapped_column(Integer, default=0)
-    results_written: Mapped[int] = mapped_column(Integer, default=0)
+    #: EXPRESS runs only: {"items_succeeded", "items_failed", "executions_succeeded",
+    #: "executions_failed", "running"} as the parent's interpreter counted them.
+    express_counts: Mapped[dict[str, int] | None] = mapped_column(JSON)
 
 
 class MapRunChild(Base):

@@ -60,6 +60,8 @@ def sync(
         row.tolerated_failure_percentage = float(record.get("tolerated_percentage") or 0.0)
         row.item_total = int(record.get("items") or 0)
         row.execution_total = int(record.get("children") or 0)
+        if record.get("counts") is not None:
+            row.express_counts = dict(record["counts"])
         if record["status"] != row.status:
             row.status = record["status"]
             if row.status != "RUNNING":
@@ -123,6 +125,8 @@ def get(session: Session, arn: Any) -> MapRun:
 
 def counts(session: Session, run: MapRun) -> tuple[dict[str, int], dict[str, int]]:
     """``(itemCounts, executionCounts)``: started children by status; pending = not started."""
+    if run.execution_type == "EXPRESS":
+        return _express_counts(run)
     rows = session.execute(
         select(Execution.status, func.count(), func.coalesce(func.sum(MapRunChild.item_count), 0))
         .join(Execution, Execution.id == MapRunChild.execution_id)
@@ -163,6 +167,34 @@ def counts(session: Session, run: MapRun) -> tuple[dict[str, int], dict[str, int
         shape(items, run.item_total, started_items),
         shape(executions, run.execution_total, started),
     )
+
+
+def _express_counts(run: MapRun) -> tuple[dict[str, int], dict[str, int]]:
+    """An EXPRESS run's counts, as its parent counted them (its children are not stored: an
+    Express execution ends in the worker that ran it, succeeded or failed)."""
+    counted = run.express_counts or {}
+
+    def shape(kind: str, total: int) -> dict[str, int]:
+        started = int(counted.get(f"{kind}_started", 0))
+        succeeded = int(counted.get(f"{kind}_succeeded", 0))
+        failed = int(counted.get(f"{kind}_failed", 0))
+        running = max(started - succeeded - failed, 0)
+        pending = max(total - started, 0)
+        aborted = 0
+        if run.status != "RUNNING":  # an ended run starts nothing more, nor waits for any
+            aborted, running, pending = running + pending, 0, 0
+        return {
+            "pending": pending,
+            "running": running,
+            "succeeded": succeeded,
+            "failed": failed,
+            "timedOut": 0,
+            "aborted": aborted,
+            "total": max(total, started),
+            "resultsWritten": succeeded + failed if run.status == "SUCCEEDED" else 0,
+        }
+
+    return shape("items", run.item_total), shape("executions", run.execution_total)
 
 
 def describe(session: Session, arn: Any) -> dict[str, Any]:

@@ -137,6 +137,26 @@ def machines_named(wf: Stack, prefix: str) -> list[str]:
         )
 
 
+def test_an_express_map_runs_children_are_counted(wf: Stack, unique: str) -> None:
+    """EXPRESS children run in the worker and are not stored (ListExecutions cannot list
+    Express executions, as on AWS), yet DescribeMapRun counts them."""
+    definition = dmap(ADDER, ItemsPath="$.pairs", Label="Quick")
+    definition["States"]["Fan"]["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] = "EXPRESS"
+    definition["States"]["Fan"]["ItemSelector"] = {
+        "a.$": "$$.Map.Item.Value[0]",
+        "b.$": "$$.Map.Item.Value[1]",
+    }
+    execution = wf.start(wf.create(unique, definition), {"pairs": [[1, 1], [2, 2], [3, 3]]})
+    described = wf.wait(execution)
+    assert described["status"] == "SUCCEEDED", described
+    assert json.loads(described["output"]) == [{"sum": 2}, {"sum": 4}, {"sum": 6}]
+    run = wf.client().describe_map_run(mapRunArn=map_run_arn(wf, execution))
+    assert run["status"] == "SUCCEEDED"
+    for counts in (run["itemCounts"], run["executionCounts"]):
+        assert (counts["succeeded"], counts["failed"], counts["total"]) == (3, 0, 3)
+        assert (counts["pending"], counts["running"], counts["resultsWritten"]) == (0, 0, 3)
+
+
 def test_exceeding_the_threshold_fails_the_map(wf: Stack, unique: str) -> None:
     items = [
         {"a": 1, "b": 1, "bad": False},

@@ -424,6 +424,42 @@ def test_the_state_keeps_each_map_runs_record() -> None:
     assert step.output == [1, 2]
 
 
+def test_an_express_runs_record_counts_its_children_as_they_start_and_end() -> None:
+    """An EXPRESS run's children are not stored by the host, so DescribeMapRun's counts come
+    from this record; a batch counts its items."""
+    definition = dmap(
+        execution_type="EXPRESS", MaxConcurrency=2, ItemBatcher={"MaxItemsPerBatch": 2}
+    )
+    machine = compile_machine(definition)
+    step = advance(machine, None, Start([1, 2, 3, 4, 5], state_machine_id=MACHINE), env())
+    [(arn, record)] = step.state.map_runs.items()
+    assert (record["items"], record["children"]) == (5, 3)
+    assert record["counts"] == {
+        "items_started": 4,
+        "items_succeeded": 0,
+        "items_failed": 0,
+        "executions_started": 2,
+        "executions_succeeded": 0,
+        "executions_failed": 0,
+    }
+    step = advance(machine, step.state, TaskSucceeded("M@1.0[0]", {"Output": "[]"}), env())
+    described = json.dumps({"Status": "FAILED", "Error": "Boom"})
+    failed = TaskFailed("M@1.0[1]", "States.TaskFailed", described)
+    step = advance(machine, step.state, failed, env())
+    assert step.state.status == "FAILED"  # no threshold: one failure fails the run
+    assert step.state.map_runs[arn]["counts"] == {
+        "items_started": 5,
+        "items_succeeded": 2,
+        "items_failed": 2,
+        "executions_started": 3,
+        "executions_succeeded": 1,
+        "executions_failed": 1,
+    }
+    standard = compile_machine(dmap(MaxConcurrency=1))
+    step = advance(standard, None, Start([1], state_machine_id=MACHINE), env())
+    assert "counts" not in next(iter(step.state.map_runs.values()))  # its executions count
+
+
 def test_host_refuses_what_it_cannot_run() -> None:
     from app.workflows.resources import check_definition
 
