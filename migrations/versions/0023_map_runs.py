@@ -1,7 +1,8 @@
 """map runs: the Map Runs of distributed Map states and which execution runs which item
 
 ``map_runs`` is one row per Map Run (its parent execution, status, MaxConcurrency, failure
-thresholds and totals; an EXPRESS run's counts, whose children are not stored), kept in step with the parent's interpreter state by the parent's steps.
+thresholds and totals; an EXPRESS run's counts, whose children are not stored), kept in step
+with the parent's interpreter state by the parent's steps.
 ``map_run_children`` records the child execution of each item (or batch). A Map Run's children
 belong to a state machine named ``<machine>/<label>`` (as on AWS), so ``state_machines.name``
 grows to 128 characters.
