@@ -32,9 +32,7 @@ from app.workflows.resources.base import TaskCall
 from app.workflows.resources.start_execution import (
     StartExecutionResource,
     Submitted,
-    described,
-    ended,
-    started_answer,
+    run_express_to_end,
 )
 
 if TYPE_CHECKING:
@@ -160,22 +158,4 @@ class MapRunChildResource:
                 text,
             )
             machine_arn = machine.arn
-        answer = started_answer(call, start.execution_id, utcnow())
-        result = express.run(call.settings, compiled, start)
-        output = None
-        if result.status == "SUCCEEDED":
-            output = json.dumps(result.output, separators=(",", ":"), ensure_ascii=False)
-        view = described(
-            arn=start.execution_id,
-            machine_arn=machine_arn,
-            name=start.execution_name,
-            status=result.status,
-            start=result.start_date,
-            stop=result.stop_date,
-            input_json=text,
-            output=output,
-            error=result.error,
-            cause=result.cause,
-            wait="sync",
-        )
-        return ended(answer, view)
+        return run_express_to_end(call, compiled, start, machine_arn, text, "sync")
