@@ -452,7 +452,8 @@ def _error_details(error: str | None, cause: str | None) -> dict[str, Any]:
     return out
 
 
-def _positive_int(value: Any) -> int | None:
+def _whole_number(value: Any) -> int | None:
+    """``value`` as an int when it is a whole JSON number (``3`` or ``3.0``), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if isinstance(value, float) and not value.is_integer():
@@ -782,11 +783,7 @@ class _Run:
             frame.effective = frame.input
             bindings = self.bindings(ctx, frame.input)
             if "Seconds" in sd.exprs:
-                node = sd.exprs["Seconds"]
-                value = self.q(node, bindings)
-                seconds_value = _positive_int(value)
-                if seconds_value is None or seconds_value < 0:
-                    raise query.unexpected_type(node, "integer", value, compact(value))
+                seconds_value = self.q_int(sd.exprs["Seconds"], bindings, minimum=0)
                 fire_at = self.env.now + timedelta(seconds=seconds_value)
             else:
                 node = sd.exprs["Timestamp"]
@@ -802,7 +799,7 @@ class _Run:
         if sd.seconds is not None or sd.seconds_path is not None:
             seconds: Any = sd.seconds
             if sd.seconds_path is not None:
-                seconds = _positive_int(paths.read_path(sd.seconds_path, effective, ctx))
+                seconds = _whole_number(paths.read_path(sd.seconds_path, effective, ctx))
                 if seconds is None or seconds < 0:
                     raise errors.runtime_error(
                         f"Invalid path '{sd.seconds_path.text}': The SecondsPath parameter does "
@@ -937,13 +934,17 @@ class _Run:
 
     def jsonata_seconds(self, sd: StateDef, key: str, bindings: dict[str, Any]) -> int | None:
         node = sd.exprs.get(key)
-        if node is None:
-            return None
+        return None if node is None else self.q_int(node, bindings, minimum=1)
+
+    def q_int(self, node: QNode, bindings: dict[str, Any], minimum: int) -> int:
+        """A JSONata field that must give a whole number of at least ``minimum`` (Wait
+        ``Seconds``, Task ``TimeoutSeconds``, Map ``MaxConcurrency``), else
+        ``States.QueryEvaluationError``."""
         value = self.q(node, bindings)
-        seconds = _positive_int(value)
-        if seconds is None or seconds <= 0:
+        number = _whole_number(value)
+        if number is None or number < minimum:
             raise query.unexpected_type(node, "integer", value, compact(value))
-        return seconds
+        return number
 
     @staticmethod
     def seconds_field(
@@ -951,7 +952,7 @@ class _Run:
     ) -> int | None:
         if path is None:
             return literal
-        value = _positive_int(paths.read_path(path, data, ctx))
+        value = _whole_number(paths.read_path(path, data, ctx))
         if value is None or value <= 0:
             raise errors.runtime_error(
                 f"Invalid path '{path.text}': The path does not reference a positive integer value."
@@ -989,12 +990,7 @@ class _Run:
             )
         limit = 0
         if "MaxConcurrency" in sd.exprs:
-            limit_node = sd.exprs["MaxConcurrency"]
-            value = self.q(limit_node, bindings)
-            limit_value = _positive_int(value)
-            if limit_value is None or limit_value < 0:
-                raise query.unexpected_type(limit_node, "integer", value, compact(value))
-            limit = limit_value
+            limit = self.q_int(sd.exprs["MaxConcurrency"], bindings, minimum=0)
         if sd.item_selector_q is not None:
             selector = sd.item_selector_q
             items = [
@@ -1022,7 +1018,7 @@ class _Run:
             )
         limit = sd.max_concurrency
         if sd.max_concurrency_path is not None:
-            value = _positive_int(paths.read_path(sd.max_concurrency_path, effective, ctx))
+            value = _whole_number(paths.read_path(sd.max_concurrency_path, effective, ctx))
             if value is None or value < 0:
                 raise errors.runtime_error(
                     f"Invalid path '{sd.max_concurrency_path.text}': The MaxConcurrencyPath "
@@ -1093,7 +1089,7 @@ class _Run:
         if node is not None:
             assert bindings is not None
             result = self.q(node, bindings)
-            number = _positive_int(result) if integer else result
+            number = _whole_number(result) if integer else result
             if (
                 number is None
                 or isinstance(number, bool)
@@ -1106,7 +1102,7 @@ class _Run:
             return number
         if path is not None:
             result = paths.read_path(path, data, ctx)
-            number = _positive_int(result) if integer else result
+            number = _whole_number(result) if integer else result
             if (
                 number is None
                 or isinstance(number, bool)
