@@ -34,10 +34,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import String, any_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.bus.arns import Scope
@@ -46,7 +47,16 @@ from app.bus.outbox import BATCH_SIZE, deliver_after_commit, enqueue_deliveries
 from app.bus.targets import DeliveryContext, TargetFailure, adapter_for
 from app.bus.transform import render_input
 from app.config import Settings
-from app.db import get_database, utcnow
+from app.db import (
+    UtcDateTime,
+    among,
+    get_database,
+    insert_rows,
+    recordset_insert,
+    rows_json,
+    table_of,
+    utcnow,
+)
 
 log = logging.getLogger("smokehouse.bus")
 
@@ -128,113 +138,160 @@ class Attempt:
     failure: TargetFailure | None = None
 
 
-def _claim(settings: Settings, delivery_ids: Sequence[str], now: datetime) -> list[Claimed]:
-    """Claim every listed delivery that is due and unclaimed, in one ``UPDATE … RETURNING``.
+_RETURNED = (
+    Delivery.id,
+    Delivery.attempts,
+    Delivery.event_id,
+    Delivery.target_arn,
+    Delivery.target_spec,
+    Delivery.bus_name,
+    Delivery.rule_name,
+    Delivery.created_at,
+)
 
-    On PostgreSQL the rows another worker holds locked at this moment are skipped, not waited
-    for (``SKIP LOCKED``: that worker is claiming them), and a batch that is not full takes
-    other due deliveries to the same targets with it, up to ``BATCH_SIZE``: under a backlog,
-    batches grow from the ten of one PutEvents to fifty, and the messages that carried those
-    deliveries find them taken and cost one empty claim."""
+
+def _claim(settings: Settings, delivery_ids: Sequence[str], now: datetime) -> list[Claimed]:
+    """Claim every listed delivery that is due and unclaimed, in one ``UPDATE … RETURNING``,
+    and read their events.
+
+    On PostgreSQL it is one statement in one round trip (:func:`_postgres_claim`): the rows
+    another worker holds locked at this moment are skipped, not waited for (``SKIP LOCKED``:
+    that worker is claiming them), and a batch that is not full takes other due deliveries to
+    the same targets with it, up to ``BATCH_SIZE``. Under a backlog, batches grow from the ten
+    of one PutEvents to fifty, and the messages that carried those deliveries find them taken
+    and cost one empty claim."""
     database = get_database(settings.sqlalchemy_url)
-    claim = {
-        "claimed_until": now + timedelta(seconds=settings.bus_claim_seconds),
-        "attempts": Delivery.attempts + 1,
+    params = {
+        "ids": list(delivery_ids),
+        "now": now,
+        "soon": now + timedelta(seconds=1),
+        "until": now + timedelta(seconds=settings.bus_claim_seconds),
     }
-    returned = (
-        Delivery.id,
-        Delivery.attempts,
-        Delivery.event_id,
-        Delivery.target_arn,
-        Delivery.target_spec,
-        Delivery.bus_name,
-        Delivery.rule_name,
-        Delivery.created_at,
-    )
-    free = or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now)
-    with database.session() as session:
-        postgresql = session.get_bind().dialect.name == "postgresql"
-        if postgresql:
-            # Found by primary key, whatever the statistics say: a queue table's statistics lag
-            # behind a backlog, and a plan that looked for due rows first (the due index, "3
-            # rows") read every pending row to find these fifty, 20 ms a claim with a few
-            # thousand queued. ``status || ''`` and ``coalesce`` keep the due index out of the
-            # plan; rows that are not due are filtered out before they are locked.
-            locked = (
-                select(Delivery.id)
-                .where(
-                    Delivery.id.in_(delivery_ids),
-                    Delivery.status.concat("") == "pending",
-                    func.coalesce(Delivery.next_attempt_at, now) <= now + timedelta(seconds=1),
-                    free,
+    rows: list[Sequence[Any]]
+    if database.engine.dialect.name == "postgresql":
+        with database.autocommit() as connection:
+            rows = list(connection.execute(_postgres_claim(), params))
+    else:
+        with database.session() as session:
+            claimed = list(session.execute(_sqlite_claim(), params))
+            events = {
+                e.id: e
+                for e in session.execute(
+                    select(Event.id, Event.envelope, Event.received_at).where(
+                        Event.id.in_({row.event_id for row in claimed})
+                    )
                 )
-                .with_for_update(skip_locked=True)
-                .cte("locked")
-            )
-            due = Delivery.id == locked.c.id
-        else:
-            due = and_(
-                Delivery.id.in_(delivery_ids),
-                Delivery.status == "pending",
-                Delivery.next_attempt_at <= now + timedelta(seconds=1),
-                free,
-            )
-        rows = list(
-            session.execute(
-                update(Delivery)
-                .where(due)
-                .values(**claim)
-                .returning(*returned)
-                .execution_options(synchronize_session=False)
-            )
-        )
-        if postgresql and rows and len(rows) < BATCH_SIZE:
-            same_targets = (
-                select(Delivery.id)
-                .where(
-                    Delivery.status == "pending",
-                    Delivery.next_attempt_at <= now,
-                    Delivery.target_arn.in_({row.target_arn for row in rows}),
-                    free,
-                )
-                .order_by(Delivery.next_attempt_at)
-                .limit(BATCH_SIZE - len(rows))
-                .with_for_update(skip_locked=True)
-            )
-            rows += session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(same_targets.scalar_subquery()))
-                .values(**claim)
-                .returning(*returned)
-                .execution_options(synchronize_session=False)
-            )
-        if not rows:
-            return []
-        events = {
-            e.id: e
-            for e in session.execute(
-                select(Event.id, Event.envelope, Event.received_at).where(
-                    Event.id.in_({row.event_id for row in rows})
-                )
-            )
-        }
+            }
+        rows = [
+            (*row, events[row.event_id].envelope, events[row.event_id].received_at)
+            for row in claimed
+        ]
     scope = Scope(settings.region, settings.account_id)
     order = {delivery_id: n for n, delivery_id in enumerate(delivery_ids)}
     return sorted(
         (
             Claimed(
-                row.id,
-                row.attempts,
-                dict(events[row.event_id].envelope),
-                dict(row.target_spec),
-                scope.rule_arn(row.bus_name, row.rule_name),
-                row.rule_name,
-                row.created_at,
-                events[row.event_id].received_at,
+                delivery_id,
+                attempts,
+                dict(envelope),
+                dict(spec),
+                scope.rule_arn(bus_name, rule_name),
+                rule_name,
+                created_at,
+                received_at,
             )
-            for row in rows
+            for (
+                delivery_id,
+                attempts,
+                _event_id,
+                _target_arn,
+                spec,
+                bus_name,
+                rule_name,
+                created_at,
+                envelope,
+                received_at,
+            ) in rows
         ),
         key=lambda c: order.get(c.delivery_id, len(order)),
+    )
+
+
+def _claim_values() -> dict[str, Any]:
+    return {
+        "claimed_until": bindparam("until", type_=UtcDateTime()),
+        "attempts": Delivery.attempts + 1,
+    }
+
+
+def _free() -> Any:
+    now = bindparam("now", type_=UtcDateTime())
+    return or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now)
+
+
+@cache
+def _postgres_claim() -> Any:
+    """The claim as one statement: lock the listed deliveries that are due and free (skipping
+    rows another worker has locked), lock up to ``BATCH_SIZE`` in all with other due deliveries
+    to the same targets, claim them all, and return them with their events.
+
+    The listed rows are found by primary key, whatever the statistics say: a queue table's
+    statistics lag behind a backlog, and a plan that looked for due rows first (the due index,
+    "3 rows") read every pending row to find these fifty, 20 ms a claim with a few thousand
+    queued. ``status || ''`` and ``coalesce`` keep the due index out of that part of the plan."""
+    now = bindparam("now", type_=UtcDateTime())
+    listed = (
+        select(Delivery.id, Delivery.target_arn)
+        .where(
+            Delivery.id == any_(bindparam("ids", type_=postgresql.ARRAY(String))),
+            Delivery.status.concat("") == "pending",
+            func.coalesce(Delivery.next_attempt_at, now) <= bindparam("soon", type_=UtcDateTime()),
+            _free(),
+        )
+        .with_for_update(skip_locked=True)
+        .cte("listed")
+    )
+    room = func.greatest(BATCH_SIZE - select(func.count()).select_from(listed).scalar_subquery(), 0)
+    same_targets = (
+        select(Delivery.id)
+        .where(
+            Delivery.status == "pending",
+            Delivery.next_attempt_at <= now,
+            Delivery.target_arn.in_(select(listed.c.target_arn)),
+            Delivery.id.not_in(select(listed.c.id)),
+            _free(),
+        )
+        .order_by(Delivery.next_attempt_at)
+        .limit(room)
+        .with_for_update(skip_locked=True)
+        .cte("same_targets")
+    )
+    claimed = (
+        update(Delivery)
+        .where(Delivery.id.in_(select(listed.c.id).union_all(select(same_targets.c.id))))
+        .values(**_claim_values())
+        .returning(*_RETURNED)
+        .cte("claimed")
+    )
+    return select(claimed, Event.envelope, Event.received_at).join(
+        Event, Event.id == claimed.c.event_id
+    )
+
+
+@cache
+def _sqlite_claim() -> Any:
+    """SQLite has one writer at a time: the conditional UPDATE alone is the claim."""
+    return (
+        update(Delivery)
+        .where(
+            Delivery.id.in_(bindparam("ids", expanding=True)),
+            Delivery.status == "pending",
+            Delivery.next_attempt_at <= bindparam("soon", type_=UtcDateTime()),
+            _free(),
+        )
+        .values(**_claim_values())
+        .returning(*_RETURNED)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -412,55 +469,37 @@ def _to_dead_letter_queue(
 
 
 def _record(settings: Settings, attempts: Sequence[Attempt], rng: random.Random) -> dict[str, str]:
-    """Every attempt's outcome in one transaction: the successes in one UPDATE, every attempt
-    row in one multi-row INSERT; a retry or a dead letter (the exceptions) row by row."""
-    outcomes: dict[str, str] = {}
-    succeeded: list[str] = []
-    attempt_rows: list[dict[str, Any]] = []
+    """Every attempt's outcome at once: when all succeeded (the usual batch) on PostgreSQL, one
+    statement in one round trip; otherwise one transaction with the successes in one UPDATE,
+    every attempt row in one multi-row INSERT, and a retry or a dead letter row by row."""
+    database = get_database(settings.sqlalchemy_url)
     finished_at = max(a.finished or a.started for a in attempts)
-    with get_database(settings.sqlalchemy_url).session() as session:
-        for attempt in attempts:
-            claimed, failure = attempt.claimed, attempt.failure
-            finished = attempt.finished or attempt.started
-            error = None if failure is None else f"{failure.code}: {failure.message}"
-            if failure is None:
+    rows = [_attempt_row(attempt, "succeeded") for attempt in attempts]
+    succeeded = [a.claimed.delivery_id for a in attempts if a.failure is None]
+    if len(succeeded) == len(attempts) and database.engine.dialect.name == "postgresql":
+        with database.autocommit() as connection:
+            connection.execute(
+                _record_successes(),
+                {"ids": succeeded, "finished": finished_at, "rows": rows_json(rows)},
+            )
+        outcomes = dict.fromkeys(succeeded, "succeeded")
+    else:
+        outcomes = {}
+        with database.session() as session:
+            for n, attempt in enumerate(attempts):
                 outcome = "succeeded"
-                succeeded.append(claimed.delivery_id)
-            else:
-                verdict = judge_failure(
-                    failure,
-                    attempt=claimed.attempt,
-                    created_at=claimed.created_at,
-                    now=finished,
-                    policy=RetryPolicy.of(claimed.spec),
-                    rng=rng,
+                if attempt.failure is not None:
+                    outcome = _record_failure(session, settings, attempt, rng)
+                    rows[n] = _attempt_row(attempt, outcome)
+                outcomes[attempt.claimed.delivery_id] = outcome
+            if succeeded:
+                session.execute(
+                    update(Delivery)
+                    .where(among(session, Delivery.id, succeeded))
+                    .values(**_SUCCEEDED, completed_at=finished_at)
+                    .execution_options(synchronize_session=False)
                 )
-                outcome = _record_failure(session, settings, attempt, verdict, error)
-            outcomes[claimed.delivery_id] = outcome
-            attempt_rows.append(
-                {
-                    "delivery_id": claimed.delivery_id,
-                    "number": claimed.attempt,
-                    "started_at": attempt.started,
-                    "finished_at": finished,
-                    "outcome": outcome,
-                    "status_code": attempt.status_code,
-                    "error": error,
-                }
-            )
-        if succeeded:
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(succeeded))
-                .values(
-                    status="succeeded",
-                    completed_at=finished_at,
-                    last_error=None,
-                    claimed_until=None,
-                )
-                .execution_options(synchronize_session=False)
-            )
-        session.execute(insert(DeliveryAttempt), attempt_rows)
+            insert_rows(session, DeliveryAttempt, rows)
     log.info(
         "%d deliveries attempted: %d succeeded",
         len(attempts),
@@ -470,14 +509,56 @@ def _record(settings: Settings, attempts: Sequence[Attempt], rng: random.Random)
     return outcomes
 
 
+_SUCCEEDED = {"status": "succeeded", "last_error": None, "claimed_until": None}
+
+
+def _attempt_row(attempt: Attempt, outcome: str) -> dict[str, Any]:
+    failure = attempt.failure
+    return {
+        "delivery_id": attempt.claimed.delivery_id,
+        "number": attempt.claimed.attempt,
+        "started_at": attempt.started,
+        "finished_at": attempt.finished or attempt.started,
+        "outcome": outcome,
+        "status_code": attempt.status_code,
+        "error": None if failure is None else _error_text(failure),
+    }
+
+
+def _error_text(failure: TargetFailure) -> str:
+    return f"{failure.code}: {failure.message}"
+
+
+@cache
+def _record_successes() -> Any:
+    """Mark the batch's deliveries succeeded and insert its attempt rows, in one statement."""
+    done = (
+        update(Delivery)
+        .where(Delivery.id == any_(bindparam("ids", type_=postgresql.ARRAY(String))))
+        .values(**_SUCCEEDED, completed_at=bindparam("finished", type_=UtcDateTime()))
+        .cte("succeeded")
+    )
+    keys = ("delivery_id", "number", "started_at", "finished_at", "outcome", "status_code", "error")
+    return recordset_insert(table_of(DeliveryAttempt), keys).add_cte(done)
+
+
 def _record_failure(
-    session: Session, settings: Settings, attempt: Attempt, verdict: Verdict, error: str | None
+    session: Session, settings: Settings, attempt: Attempt, rng: random.Random
 ) -> str:
     """A failed attempt: a retry (by countdown when it is soon, else by the sweeper) or, when
     the policy says so, a dead letter (and the target's DeadLetterConfig queue)."""
     claimed, failure = attempt.claimed, attempt.failure
     assert failure is not None
     finished = attempt.finished or attempt.started
+    error = _error_text(failure)
+    verdict = judge_failure(
+        failure,
+        attempt=claimed.attempt,
+        created_at=claimed.created_at,
+        now=finished,
+        policy=RetryPolicy.of(claimed.spec),
+        rng=rng,
+    )
     delivery_id = claimed.delivery_id
     if verdict.retry_at is not None:
         long_wait = verdict.retry_at - finished > timedelta(seconds=COUNTDOWN_LIMIT_SECONDS)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.bus.arns import Scope, bus_name_from
@@ -29,7 +29,7 @@ from app.bus.models import Archive, ArchivedEvent, Delivery, Event, EventBus, Ru
 from app.bus.outbox import deliver_after_commit
 from app.bus.patterns import Pattern, RuleMatcher, matches, parse_pattern
 from app.config import Settings
-from app.db import utcnow
+from app.db import insert_rows, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,13 +261,9 @@ def store(session: Session, routed: Sequence[Routed]) -> None:
     statement (or ORM object) per row."""
     if not routed:
         return
-    session.execute(insert(Event), [r.event for r in routed])
-    archived = [row for r in routed for row in r.archived]
-    if archived:
-        session.execute(insert(ArchivedEvent), archived)
-    deliveries = [row for r in routed for row in r.deliveries]
-    if deliveries:
-        session.execute(insert(Delivery), deliveries)
+    insert_rows(session, Event, [r.event for r in routed])
+    insert_rows(session, ArchivedEvent, [row for r in routed for row in r.archived])
+    insert_rows(session, Delivery, [row for r in routed for row in r.deliveries])
 
 
 def plan(

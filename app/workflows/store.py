@@ -25,7 +25,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, or_, select, text
 from sqlalchemy.orm import Session
 
-from app.db import dialect_insert
+from app.db import dialect_insert, insert_rows
 from app.secrets.redact import redact, redact_json
 from app.workflows.asl import (
     Advance,
@@ -345,10 +345,8 @@ def _plan(
 
 def _write_plan(session: Session, execution_id: int, plan: _Plan, now: datetime) -> None:
     connection = session.connection()
-    if plan.history:
-        connection.execute(EVENTS.insert(), plan.history)
-    if plan.tasks:
-        connection.execute(TASKS.insert(), plan.tasks)
+    insert_rows(connection, EVENTS, plan.history)
+    insert_rows(connection, TASKS, plan.tasks)
     if plan.cancel:
         connection.execute(
             _CANCEL, {"p_id": execution_id, "p_refs": plan.cancel, "p_finished": now}

@@ -146,7 +146,7 @@ def test_a_message_from_before_batches_still_delivers(
 
 def test_a_claim_under_a_backlog_reads_its_own_rows_by_primary_key(settings: Settings) -> None:
     """A consumer catching up after an outage: thousands pending, statistics from when the
-    table was empty. The claim must find its fifty by primary key, not by walking the due index
+    table was empty. The claim must find its fifty by their ids, not by walking the due index
     over every pending row (20 ms a claim at 7,000 queued; it was the plan PostgreSQL chose)."""
     if not settings.sqlalchemy_url.startswith("postgresql"):
         pytest.skip("the plan is PostgreSQL's (SQLite claims by the ids it is given)")
@@ -157,7 +157,7 @@ def test_a_claim_under_a_backlog_reads_its_own_rows_by_primary_key(settings: Set
     plans: list[str] = []
 
     def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "UPDATE deliveries SET attempts" in statement and not plans:
+        if "UPDATE deliveries SET" in statement and not plans:
             cursor.execute("EXPLAIN " + statement, parameters)
             plans.append("\n".join(row[0] for row in cursor.fetchall()))
 
@@ -167,5 +167,8 @@ def test_a_claim_under_a_backlog_reads_its_own_rows_by_primary_key(settings: Set
     finally:
         event.remove(database.engine, "before_cursor_execute", explain)
     assert set(outcomes) == set(ids[700:750])
-    assert "ix_deliveries_due" not in plans[0], plans[0]
+    # The claim is one statement; its first part finds the listed rows (the part that takes
+    # other due deliveries to the same targets walks the due index, as it should).
+    listed = plans[0].split("CTE listed")[1].split("CTE same_targets")[0]
+    assert "ix_deliveries_due" not in listed, plans[0]
     assert "pk_deliveries" in plans[0], plans[0]
