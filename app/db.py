@@ -113,24 +113,51 @@ def dialect_insert(bind: Session | Connection) -> Any:
 def insert_rows(
     bind: Session | Connection, table: Table | type[Base], rows: Sequence[dict[str, Any]]
 ) -> None:
-    """Insert ``rows`` (all with the same keys) into ``table`` (or a model's) in one statement
-    whose text does not depend on how many there are.
+    """Insert ``rows`` (all with the same keys) into ``table`` (or a model's): see
+    :func:`insert_together`."""
+    insert_together(bind, [(table, rows)])
 
-    On PostgreSQL the rows go as one JSON parameter that the server turns back into rows
-    (``json_populate_recordset``): one ``json.dumps`` in C on this side, one short statement that
-    the driver converts once and the server prepares once for every batch size. A multi-row
-    ``VALUES`` has a placeholder per value -- past psycopg's cache limits (50 parameters, 4 KB)
-    it was parsed by a regular expression at every call, 0.8 ms for ten deliveries -- and a new
-    statement text per row count. Elsewhere, a plain executemany. Values are what the columns'
-    types take on both backends: str, int, None, dicts and lists for JSON, aware datetimes."""
-    if not rows:
+
+def insert_together(
+    bind: Session | Connection,
+    tables: Sequence[tuple[Table | type[Base], Sequence[dict[str, Any]]]],
+) -> None:
+    """Insert each table's rows (all of one table with the same keys), in one statement whose
+    text does not depend on how many rows there are.
+
+    On PostgreSQL each table's rows go as one JSON parameter that the server turns back into
+    rows (``json_populate_recordset``), and every table but the last is a data-modifying CTE of
+    the last one's INSERT: one round trip for an event and its deliveries (foreign keys are
+    checked at the end of the statement, when all rows exist). One ``json.dumps`` in C on this
+    side, one short statement that the driver converts once and the server prepares once. A
+    multi-row ``VALUES`` has a placeholder per value -- past psycopg's cache limits (50
+    parameters, 4 KB) it was parsed by a regular expression at every call, 0.8 ms for ten
+    deliveries -- and a new statement text per row count. Elsewhere, an executemany per table,
+    in order. Values are what the columns' types take on both backends: str, int, None, dicts
+    and lists for JSON, aware datetimes; a column left out gets its default, on PostgreSQL
+    evaluated once for the statement (``utcnow``: one time for all rows)."""
+    given = [(table_of(table), rows) for table, rows in tables if rows]
+    if not given:
         return
-    table = table_of(table)
     engine = bind.get_bind() if isinstance(bind, Session) else bind
     if engine.dialect.name != "postgresql":
-        bind.execute(insert(table), list(rows))
+        for table, rows in given:
+            bind.execute(insert(table), list(rows))
         return
-    bind.execute(recordset_insert(table, tuple(rows[0])), {"rows": rows_json(rows)})
+    shape = tuple((table, tuple(rows[0])) for table, rows in given)
+    params = {f"rows_{n}": rows_json(rows) for n, (_table, rows) in enumerate(given)}
+    bind.execute(_together(shape), params)
+
+
+@cache
+def _together(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Insert:
+    *first, (table, keys) = shape
+    statement = recordset_insert(table, keys, f"rows_{len(first)}")
+    for n, (other, other_keys) in enumerate(first):
+        statement = statement.add_cte(
+            recordset_insert(other, other_keys, f"rows_{n}").cte(f"insert_{n}")
+        )
+    return statement
 
 
 def table_of(model: Table | type[Base]) -> Table:
@@ -154,15 +181,14 @@ def _iso_utc(value: object) -> str:
 
 
 @cache
-def recordset_insert(table: Table, keys: tuple[str, ...]) -> Insert:
+def recordset_insert(table: Table, keys: tuple[str, ...], param: str = "rows") -> Insert:
     """``INSERT INTO table (keys) SELECT keys FROM json_populate_recordset(…, :rows)`` on
     PostgreSQL: the rows arrive as one JSON array (:func:`rows_json`); a statement may add a
     data-modifying CTE to it (``add_cte``) to do more in the same round trip."""
+    row_type = literal_column(f'NULL::"{table.name}"')  # our table names need no escaping
     records = func.json_populate_recordset(
-        literal_column(
-            f'NULL::"{table.name}"'
-        ),  # the table's row type (our names need no escaping)
-        cast(bindparam("rows", type_=Text()), postgresql.JSON),
+        row_type,
+        cast(bindparam(param, type_=Text()), postgresql.JSON),
     ).table_valued(*keys, name="records")
     return insert(table).from_select(list(keys), select(*(records.c[key] for key in keys)))
 

@@ -17,9 +17,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.bus.arns import Scope, bus_name_from
@@ -29,7 +29,7 @@ from app.bus.models import Archive, ArchivedEvent, Delivery, Event, EventBus, Ru
 from app.bus.outbox import deliver_after_commit
 from app.bus.patterns import Pattern, RuleMatcher, matches, parse_pattern
 from app.config import Settings
-from app.db import insert_rows, utcnow
+from app.db import insert_together, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,36 @@ _cache: dict[tuple[str, str], CompiledBus] = {}
 _cache_lock = threading.Lock()
 
 
-def compiled_bus(session: Session, bus: EventBus) -> CompiledBus:
+class BusRef(Protocol):
+    """What routing needs of a bus: an ``EventBus`` row or a :class:`BusHead`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def revision(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+class BusHead(NamedTuple):
+    name: str
+    revision: int
+    created_at: datetime
+
+
+_BUS_HEAD = select(EventBus.name, EventBus.revision, EventBus.created_at).where(
+    EventBus.name == bindparam("name")
+)
+
+
+def bus_head(session: Session, name: str) -> BusHead | None:
+    """A bus's name, revision and creation time, without loading the ORM row (PutEvents reads
+    it on every call)."""
+    row = session.execute(_BUS_HEAD, {"name": name}).first()
+    return None if row is None else BusHead(*row)
+
+
+def compiled_bus(session: Session, bus: BusRef) -> CompiledBus:
     """The bus's compiled rules, rebuilt only when its revision changed."""
     key = (str(session.get_bind().engine.url), bus.name)
     cached = _cache.get(key)
@@ -147,11 +176,11 @@ def put_events(
     now = now or utcnow()
     result = PutResult()
     routed: list[Routed] = []
-    buses: dict[str, EventBus | None] = {}
+    buses: dict[str, BusHead | None] = {}
     for entry in entries:
         bus_name = bus_name_from(entry.get("EventBusName"))
         if bus_name not in buses:
-            buses[bus_name] = session.get(EventBus, bus_name)
+            buses[bus_name] = bus_head(session, bus_name)
         bus = buses[bus_name]
         if bus is None:
             result.entries.append(
@@ -181,7 +210,7 @@ def put_events(
 
 def route(
     session: Session,
-    bus: EventBus,
+    bus: BusRef,
     envelope: dict[str, Any],
     *,
     now: datetime,
@@ -257,18 +286,23 @@ def delivery_row(
 
 
 def store(session: Session, routed: Sequence[Routed]) -> None:
-    """Insert the events, then what references them: one multi-row INSERT per table, not one
-    statement (or ORM object) per row."""
+    """Insert the events and what references them, in one statement on PostgreSQL (one
+    multi-row INSERT per table elsewhere), never a statement (or ORM object) per row."""
     if not routed:
         return
-    insert_rows(session, Event, [r.event for r in routed])
-    insert_rows(session, ArchivedEvent, [row for r in routed for row in r.archived])
-    insert_rows(session, Delivery, [row for r in routed for row in r.deliveries])
+    insert_together(
+        session,
+        [
+            (Event, [r.event for r in routed]),
+            (ArchivedEvent, [row for r in routed for row in r.archived]),
+            (Delivery, [row for r in routed for row in r.deliveries]),
+        ],
+    )
 
 
 def plan(
     session: Session,
-    bus: EventBus,
+    bus: BusRef,
     envelope: dict[str, Any],
     *,
     now: datetime,
@@ -282,7 +316,7 @@ def plan(
         matched = [rule for rule in matched if rule.name in only_rules]
     event_time = datetime.fromisoformat(envelope["time"].replace("Z", "+00:00"))
     routed = Routed(event_row(bus.name, envelope, event_time, now, len(matched)), [])
-    if "replay-name" not in envelope:  # replays are never archived again
+    if compiled.archives and "replay-name" not in envelope:  # replays are never archived again
         size = len(json.dumps(envelope))
         routed.archived = [
             {"archive_name": a.name, "event_id": envelope["id"], "time": event_time, "size": size}
