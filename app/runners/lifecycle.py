@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from app.db import dialect_insert
 from app.runners.models import LIVE_RUNNER_STATES, Runner, RunnerJob, RunnerJobEvent
 from app.runners.profiles import ContainerProfile, Ec2Profile, Profiles
 from app.runners.transitions import JobFacts, is_terminal, next_status, runner_name
@@ -53,35 +53,71 @@ RECOVERED_MARK = "smokehouse_recovered"
 
 
 def _adopt_recovered(
-    session: Session, gitlab: str, facts: JobFacts, *, recovered: bool
+    gitlab: str, candidates: list[RunnerJob], *, recovered: bool
 ) -> RunnerJob | None:
     """The job reconcile recovered (from GitLab's API, under its best guess of the instance's
     name) that this hook, from instance ``gitlab``, is about: same job id, same project, made
-    up by recovery. It takes the hook's instance name, so the late hook meets that job and its
-    one runner instead of making a second job row (a second runner). The hook's
-    ``X-Gitlab-Instance`` is authoritative; the API's URL was only a guess.
+    up by recovery (``candidates``: those rows, locked). It takes the hook's instance name, so
+    the late hook meets that job and its one runner instead of making a second job row (a
+    second runner). The hook's ``X-Gitlab-Instance`` is authoritative; the API's URL was only a
+    guess.
 
     The other way round (``recovered``: this is recovery's made-up hook, e.g. its task
     redelivered after the real hook renamed the row), the job already recorded for that job
     id and project under another name is the one: recovery never adds a second row."""
-    candidates = session.scalars(
-        select(RunnerJob)
-        .where(
-            RunnerJob.job_id == facts.job_id,
-            RunnerJob.project_id == facts.project_id,
-            RunnerJob.gitlab != gitlab,
-        )
-        .with_for_update()
-    ).all()
     for job in candidates:
         if recovered:
             return job
         if isinstance(job.payload, dict) and job.payload.get(RECOVERED_MARK) is True:
             log.info("job %s: recovered under %s, its hook says %s", job.job_id, job.gitlab, gitlab)
             job.gitlab = gitlab
-            session.flush()
             return job
     return None
+
+
+def _find_job(
+    session: Session, gitlab: str, facts: JobFacts
+) -> tuple[RunnerJob | None, list[RunnerJob]]:
+    """The job's row, and the rows of the same job and project under other instance names
+    (recovery's), all locked, in one query by job id."""
+    rows = session.scalars(
+        select(RunnerJob)
+        .where(
+            RunnerJob.job_id == facts.job_id,
+            or_(RunnerJob.gitlab == gitlab, RunnerJob.project_id == facts.project_id),
+        )
+        .order_by(RunnerJob.id)
+        .with_for_update()
+    ).all()
+    mine = next((job for job in rows if job.gitlab == gitlab), None)
+    return mine, [job for job in rows if job.gitlab != gitlab]
+
+
+def _insert_job(session: Session, gitlab: str, facts: JobFacts, now: datetime) -> RunnerJob | None:
+    """Insert the job's row, or nothing if a concurrent event for the same job inserted it
+    first (``ON CONFLICT DO NOTHING`` waits for that one to commit): one statement, no
+    savepoint."""
+    statement = (
+        dialect_insert(session)(RunnerJob)
+        .values(
+            gitlab=gitlab,
+            job_id=facts.job_id,
+            project_id=facts.project_id,
+            project_name=facts.project_path,
+            pipeline_id=facts.pipeline_id,
+            job_name=facts.job_name,
+            stage=facts.stage,
+            ref=facts.ref,
+            status=facts.status,
+            phase="received",
+            start_attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["gitlab", "job_id"])
+        .returning(RunnerJob)
+    )
+    return session.scalars(statement).first()
 
 
 def record(
@@ -97,33 +133,15 @@ def record(
 
     The status only moves forward (:func:`next_status`); a late ``pending`` after ``success``
     changes nothing but the timeline."""
-    job = lock_job(session, gitlab, facts.job_id)
+    job, others = _find_job(session, gitlab, facts)
     if job is None:
         recovered = isinstance(payload, dict) and payload.get(RECOVERED_MARK) is True
-        job = _adopt_recovered(session, gitlab, facts, recovered=recovered)
+        job = _adopt_recovered(gitlab, others, recovered=recovered)
     created = False  # inserted here: no timeline mark can exist yet, nothing to look up
     if job is None:
-        try:
-            with session.begin_nested():
-                job = RunnerJob(
-                    gitlab=gitlab,
-                    job_id=facts.job_id,
-                    project_id=facts.project_id,
-                    project_name=facts.project_path,
-                    pipeline_id=facts.pipeline_id,
-                    job_name=facts.job_name,
-                    stage=facts.stage,
-                    ref=facts.ref,
-                    status=facts.status,
-                    phase="received",
-                    start_attempts=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-                session.add(job)
-                session.flush()
-            created = True
-        except IntegrityError:  # a concurrent event for the same job inserted it first
+        job = _insert_job(session, gitlab, facts, now)
+        created = job is not None
+        if job is None:  # a concurrent event for the same job inserted it first
             job = lock_job(session, gitlab, facts.job_id)
             assert job is not None
     job.status = next_status(job.status, facts.status)

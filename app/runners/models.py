@@ -65,6 +65,7 @@ class RunnerJob(Base):
     __table_args__ = (
         UniqueConstraint("gitlab", "job_id"),
         Index("ix_runner_jobs_phase_profile", "phase", "profile"),
+        Index("ix_runner_jobs_job_id", "job_id"),  # recovery's rows of a job (lifecycle.record)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
