@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     DateTime,
     Engine,
@@ -185,7 +186,7 @@ def recordset_insert(table: Table, keys: tuple[str, ...], param: str = "rows") -
     """``INSERT INTO table (keys) SELECT keys FROM json_populate_recordset(…, :rows)`` on
     PostgreSQL: the rows arrive as one JSON array (:func:`rows_json`); a statement may add a
     data-modifying CTE to it (``add_cte``) to do more in the same round trip."""
-    row_type = literal_column(f'NULL::"{table.name}"')  # our table names need no escaping
+    row_type: ColumnElement[Any] = literal_column(f'NULL::"{table.name}"')  # names: no escaping
     records = func.json_populate_recordset(
         row_type,
         cast(bindparam(param, type_=Text()), postgresql.JSON),
