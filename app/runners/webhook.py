@@ -34,7 +34,7 @@ from app.bus.envelope import MAX_REQUEST_BYTES, entry_size
 from app.bus.events import put_events
 from app.config import Settings
 from app.config.runners import TokenScope, WebhookGrant
-from app.db import AfterCommit, detach_after_commit, get_database, utcnow
+from app.db import AfterCommit, among, detach_after_commit, get_database, insert_rows, utcnow
 from app.runners.models import WebhookReceipt
 
 SOURCE = "gitlab"
@@ -237,7 +237,9 @@ def _store(settings: Settings, items: Sequence[Prepared]) -> tuple[list[Outcome]
     with get_database(settings.sqlalchemy_url).session() as session:
         keys = {key for item in items for key in (*item.keys, *item.also)}
         seen = set(
-            session.scalars(select(WebhookReceipt.key).where(WebhookReceipt.key.in_(keys)))
+            session.scalars(
+                select(WebhookReceipt.key).where(among(session, WebhookReceipt.key, keys))
+            )
             if keys
             else ()
         )
@@ -252,6 +254,7 @@ def _store(settings: Settings, items: Sequence[Prepared]) -> tuple[list[Outcome]
             seen.update(item.also)
             fresh.append(index)
         now = utcnow()
+        receipts: list[dict[str, Any]] = []
         for start in range(0, len(fresh), PUT_CHUNK):
             chunk = fresh[start : start + PUT_CHUNK]
             entries = [items[i].entry for i in chunk]
@@ -261,11 +264,11 @@ def _store(settings: Settings, items: Sequence[Prepared]) -> tuple[list[Outcome]
                     outcomes[index] = WebhookRejected(400, str(answer.get("ErrorMessage")))
                     continue
                 outcomes[index] = Accepted(str(answer["EventId"]), False)
-                for key in recording[index]:
-                    session.add(
-                        WebhookReceipt(key=key, event_id=answer["EventId"], received_at=now)
-                    )
-        session.flush()
+                receipts += (
+                    {"key": key, "event_id": answer["EventId"], "received_at": now}
+                    for key in recording[index]
+                )
+        insert_rows(session, WebhookReceipt, receipts)
         later = detach_after_commit(session)  # the caller runs it once this block committed
     return [o if o is not None else Accepted(None, True) for o in outcomes], later
 
