@@ -105,10 +105,14 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, sa_exc.DisconnectionError | ConnectionError | TimeoutError)
 
 
+def is_postgresql(bind: Session | Connection) -> bool:
+    engine = bind.get_bind() if isinstance(bind, Session) else bind
+    return engine.dialect.name == "postgresql"
+
+
 def dialect_insert(bind: Session | Connection) -> Any:
     """The dialect's ``insert`` (PostgreSQL or SQLite), which has ``on_conflict_do_nothing``."""
-    engine = bind.get_bind() if isinstance(bind, Session) else bind
-    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    return postgresql.insert if is_postgresql(bind) else sqlite.insert
 
 
 def insert_rows(
@@ -140,8 +144,7 @@ def insert_together(
     given = [(table_of(table), rows) for table, rows in tables if rows]
     if not given:
         return
-    engine = bind.get_bind() if isinstance(bind, Session) else bind
-    if engine.dialect.name != "postgresql":
+    if not is_postgresql(bind):
         for table, rows in given:
             bind.execute(insert(table), list(rows))
         return
@@ -199,8 +202,7 @@ def among(bind: Session | Connection, column: Any, values: Iterable[Any]) -> Any
     text is the same for any number of values, so the driver and server keep it converted and
     prepared (an expanded ``IN`` has a placeholder per value and a text per count)."""
     values = list(values)
-    engine = bind.get_bind() if isinstance(bind, Session) else bind
-    if engine.dialect.name != "postgresql":
+    if not is_postgresql(bind):
         return column.in_(values)
     return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
 
@@ -259,10 +261,10 @@ def make_engine(url: str) -> Engine:
         connect_args={"connect_timeout": 5},
     )
     ping_when_idle(engine)
-    # A many-row INSERT goes as one multi-row statement (compiled once, cached) instead of
-    # one pipelined statement per row: PutEvents' events and deliveries, workflow history
-    # (interleaved runs: PostgreSQL CPU per put event 0.34-0.36 -> 0.28-0.31 ms, Standard
-    # workflows 1,007-1,074 -> 1,129-1,232 transitions/s; bench/RESULTS.md).
+    # An executemany that does not go through insert_rows (SQS messages, an ORM flush of many
+    # new objects) goes as one multi-row statement instead of one pipelined statement per row
+    # (interleaved runs when PutEvents still used it: PostgreSQL CPU per put event 0.34-0.36
+    # -> 0.28-0.31 ms; bench/RESULTS.md).
     engine.dialect.use_insertmanyvalues_wo_returning = True
     return engine
 

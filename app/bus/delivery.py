@@ -235,10 +235,12 @@ def _postgres_claim() -> Any:
     rows another worker has locked), lock up to ``BATCH_SIZE`` in all with other due deliveries
     to the same targets, claim them all, and return them with their events.
 
-    The listed rows are found by primary key, whatever the statistics say: a queue table's
+    The listed rows are found by their ids, never through the due index: a queue table's
     statistics lag behind a backlog, and a plan that looked for due rows first (the due index,
     "3 rows") read every pending row to find these fifty, 20 ms a claim with a few thousand
-    queued. ``status || ''`` and ``coalesce`` keep the due index out of that part of the plan."""
+    queued. ``status || ''`` and ``coalesce`` keep the due index out of that part of the plan
+    (with statistics of an empty table PostgreSQL may scan the table instead of the primary key:
+    a cheap read, not the due-index walk)."""
     now = bindparam("now", type_=UtcDateTime())
     listed = (
         select(Delivery.id, Delivery.target_arn)
@@ -474,24 +476,23 @@ def _record(settings: Settings, attempts: Sequence[Attempt], rng: random.Random)
     every attempt row in one multi-row INSERT, and a retry or a dead letter row by row."""
     database = get_database(settings.sqlalchemy_url)
     finished_at = max(a.finished or a.started for a in attempts)
-    rows = [_attempt_row(attempt, "succeeded") for attempt in attempts]
     succeeded = [a.claimed.delivery_id for a in attempts if a.failure is None]
     if len(succeeded) == len(attempts) and database.engine.dialect.name == "postgresql":
+        rows = [_attempt_row(attempt, "succeeded") for attempt in attempts]
         with database.autocommit() as connection:
             connection.execute(
-                _record_successes(),
+                _record_successes(tuple(rows[0])),
                 {"ids": succeeded, "finished": finished_at, "rows": rows_json(rows)},
             )
         outcomes = dict.fromkeys(succeeded, "succeeded")
     else:
-        outcomes = {}
         with database.session() as session:
-            for n, attempt in enumerate(attempts):
-                outcome = "succeeded"
-                if attempt.failure is not None:
-                    outcome = _record_failure(session, settings, attempt, rng)
-                    rows[n] = _attempt_row(attempt, outcome)
-                outcomes[attempt.claimed.delivery_id] = outcome
+            outcomes = {
+                a.claimed.delivery_id: "succeeded"
+                if a.failure is None
+                else _record_failure(session, settings, a, rng)
+                for a in attempts
+            }
             if succeeded:
                 session.execute(
                     update(Delivery)
@@ -499,7 +500,11 @@ def _record(settings: Settings, attempts: Sequence[Attempt], rng: random.Random)
                     .values(**_SUCCEEDED, completed_at=finished_at)
                     .execution_options(synchronize_session=False)
                 )
-            insert_rows(session, DeliveryAttempt, rows)
+            insert_rows(
+                session,
+                DeliveryAttempt,
+                [_attempt_row(a, outcomes[a.claimed.delivery_id]) for a in attempts],
+            )
     log.info(
         "%d deliveries attempted: %d succeeded",
         len(attempts),
@@ -530,15 +535,15 @@ def _error_text(failure: TargetFailure) -> str:
 
 
 @cache
-def _record_successes() -> Any:
-    """Mark the batch's deliveries succeeded and insert its attempt rows, in one statement."""
+def _record_successes(keys: tuple[str, ...]) -> Any:
+    """Mark the batch's deliveries succeeded and insert its attempt rows (``keys``: their
+    columns), in one statement."""
     done = (
         update(Delivery)
         .where(Delivery.id == any_(bindparam("ids", type_=postgresql.ARRAY(String))))
         .values(**_SUCCEEDED, completed_at=bindparam("finished", type_=UtcDateTime()))
         .cte("succeeded")
     )
-    keys = ("delivery_id", "number", "started_at", "finished_at", "outcome", "status_code", "error")
     return recordset_insert(table_of(DeliveryAttempt), keys).add_cte(done)
 
 

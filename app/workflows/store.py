@@ -25,7 +25,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, or_, select, text
 from sqlalchemy.orm import Session
 
-from app.db import dialect_insert, insert_rows
+from app.db import dialect_insert, insert_together
 from app.secrets.redact import redact, redact_json
 from app.workflows.asl import (
     Advance,
@@ -345,8 +345,7 @@ def _plan(
 
 def _write_plan(session: Session, execution_id: int, plan: _Plan, now: datetime) -> None:
     connection = session.connection()
-    insert_rows(connection, EVENTS, plan.history)
-    insert_rows(connection, TASKS, plan.tasks)
+    insert_together(connection, [(EVENTS, plan.history), (TASKS, plan.tasks)])
     if plan.cancel:
         connection.execute(
             _CANCEL, {"p_id": execution_id, "p_refs": plan.cancel, "p_finished": now}
