@@ -5,6 +5,7 @@ can change nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
@@ -327,9 +328,12 @@ def test_a_dead_letter_is_redriven_from_the_console(
         aws_access_key_id=KEY_ID,
         aws_secret_access_key=KEY_SECRET,
     )
-    events.put_rule(Name="e2e-rejects", EventPattern='{"source": ["e2e.orders"]}')
+    # Names of this attempt's own: a rerun must not find the first attempt's dead letters.
+    suffix = uuid.uuid4().hex[:8]
+    rule, source = f"e2e-rejects-{suffix}", f"e2e.orders.{suffix}"
+    events.put_rule(Name=rule, EventPattern=json.dumps({"source": [source]}))
     events.put_targets(
-        Rule="e2e-rejects",
+        Rule=rule,
         Targets=[
             {
                 "Id": "reject",
@@ -338,17 +342,17 @@ def test_a_dead_letter_is_redriven_from_the_console(
             }
         ],
     )
-    events.put_events(Entries=[{"Source": "e2e.orders", "DetailType": "Order", "Detail": "{}"}])
+    events.put_events(Entries=[{"Source": source, "DetailType": "Order", "Detail": "{}"}])
 
     log_in(page, console.url, ADMIN)
     page.goto(console.url + "/#/dead-letters")
     table = page.get_by_role("table", name="Dead-lettered deliveries")
     for _ in range(100):  # the worker dead-letters it after its one attempt
-        if table.get_by_text("e2e-rejects").count():
+        if table.get_by_text(rule).count():
             break
         page.wait_for_timeout(200)
         page.reload()
-    row = table.get_by_role("row").filter(has_text="e2e-rejects")
+    row = table.get_by_role("row").filter(has_text=rule)
     assert "rejected" in row.inner_text()
     screenshot(page, "dead")
     row.get_by_role("button", name="Redrive").click()
@@ -356,7 +360,7 @@ def test_a_dead_letter_is_redriven_from_the_console(
     page.get_by_label("Show redriven ones too").check()
 
     rows = page.get_by_role("table", name="Dead-lettered deliveries").get_by_role("row")
-    rejected = rows.filter(has_text="e2e-rejects")
+    rejected = rows.filter(has_text=rule)
     for _ in range(30):  # the worker ran it again, and it died again: a second dead letter
         try:
             expect(rejected).to_have_count(2, timeout=1000)  # waits for the re-render
